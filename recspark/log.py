@@ -1,0 +1,41 @@
+"""Logging set-up and the progress-line timer used around every stage."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Iterator
+
+from pyspark.sql import SparkSession
+
+_logger = logging.getLogger("recspark")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Progress lines on stderr: time, level, logger, message."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # py4j logs every gateway call at INFO; keep it quiet.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def stage(name: str, spark: SparkSession | None = None) -> Iterator[None]:
+    """Log the start and wall time of a stage; name its Spark jobs in the UI."""
+    if spark is not None:
+        spark.sparkContext.setJobDescription(name)
+    _logger.info("%s ...", name)
+    start = time.perf_counter()
+    try:
+        yield
+    except BaseException:
+        _logger.error("%s failed after %.1f s", name, time.perf_counter() - start)
+        raise
+    finally:
+        if spark is not None:
+            spark.sparkContext.setJobDescription(None)
+    _logger.info("%s done in %.1f s", name, time.perf_counter() - start)

@@ -1,0 +1,40 @@
+"""Build the SparkSession from :class:`~recspark.config.SparkConfig`."""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark import SparkConf
+from pyspark.sql import SparkSession
+
+from recspark.config import SparkConfig, expand
+
+_logger = logging.getLogger(__name__)
+
+
+def build_session(cfg: SparkConfig) -> SparkSession:
+    """Create (or reuse) the SparkSession.
+
+    ``cfg.master`` is used only when nothing set ``spark.master`` already, so the same job
+    runs in local mode by default and on a cluster unchanged under ``spark-submit --master``.
+    The checkpoint directory is set here because iterative algorithms need it.
+    """
+    builder = SparkSession.builder.appName(cfg.app_name)
+    if not SparkConf().contains("spark.master"):
+        builder = builder.master(cfg.master)
+    settings = {
+        "spark.driver.memory": cfg.driver_memory,
+        "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        # Arrow moves batches between the JVM and the vectorised Python stages.
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        **dict(cfg.extra),
+    }
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(cfg.log_level)
+    if cfg.checkpoint_dir:
+        spark.sparkContext.setCheckpointDir(expand(cfg.checkpoint_dir))
+    _logger.info("Spark %s, master %s", spark.version, spark.sparkContext.master)
+    return spark
