@@ -1,0 +1,1 @@
+"""End-to-end pipelines (extract, transform, load), one module per job."""
