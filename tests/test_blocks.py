@@ -1,0 +1,34 @@
+import numpy as np
+import scipy.sparse as sp
+
+from recspark.blocks import build_blocks
+from recspark.schema import MOVIE_IDX, RATING, USER_IDX
+
+
+def test_blocks_hold_every_rating_in_csr_form(spark):
+    rows = [(0, 2, 4.0), (0, 0, 3.0), (1, 1, 5.0), (2, 0, 1.0), (2, 2, 2.5), (4, 1, 3.5)]
+    df = spark.createDataFrame(rows, [USER_IDX, MOVIE_IDX, RATING])
+    blocks = dict(build_blocks(df, row_col=USER_IDX, col_col=MOVIE_IDX, n_blocks=2).collect())
+
+    assert sorted(blocks) == [0, 1]
+    even = blocks[0]  # users 0, 2, 4
+    np.testing.assert_array_equal(even.ids, [0, 2, 4])
+    np.testing.assert_array_equal(even.indptr, [0, 2, 4, 5])
+    np.testing.assert_array_equal(even.cols, [0, 2, 0, 2, 1])
+    np.testing.assert_array_equal(even.vals, [3.0, 4.0, 1.0, 2.5, 3.5])
+    np.testing.assert_array_equal(blocks[1].ids, [1])
+
+    dense = np.zeros((5, 3))
+    for b in blocks.values():
+        dense[b.ids] = b.csr(3).toarray()
+    expected = sp.coo_matrix(
+        ([r[2] for r in rows], ([r[0] for r in rows], [r[1] for r in rows])), shape=(5, 3)
+    ).toarray()
+    np.testing.assert_array_equal(dense, expected)
+
+
+def test_block_rdd_is_partitioned_by_block_id(spark):
+    df = spark.createDataFrame([(u, u % 3, 1.0) for u in range(12)], [USER_IDX, MOVIE_IDX, RATING])
+    rdd = build_blocks(df, row_col=USER_IDX, col_col=MOVIE_IDX, n_blocks=3)
+    per_partition = rdd.glom().map(lambda kvs: [k for k, _ in kvs]).collect()
+    assert per_partition == [[0], [1], [2]]
