@@ -8,6 +8,7 @@ never silently falls back to a default.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import os
 import tomllib
@@ -140,7 +141,7 @@ class TrainConfig:
     models: tuple[str, ...] = ("bias", "mllib_als")
     output_dir: str = "out/runs"
     run_id: str = ""
-    write_predictions: bool = True
+    validation_fraction: float = 0.0
     rating_min: float = 0.5
     rating_max: float = 5.0
 
@@ -201,7 +202,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be a list, got {value!r}")
         (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
         return tuple(_coerce(v, item, where) for v in value)
-    if origin in (Mapping, dict) or hint is Mapping:
+    if origin in (collections.abc.Mapping, dict):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a table, got {value!r}")
         return types.MappingProxyType({str(k): str(v) for k, v in value.items()})
@@ -289,6 +290,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc}") from exc
 
 
+def config_from_dict(raw: Mapping[str, Any]) -> Config:
+    """Build a :class:`Config` from a parsed TOML document (e.g. a saved ``config.toml``)."""
+    return _build(Config, raw, "")
+
+
 def load_config(
     files: Sequence[str | Path] = (), overrides: Sequence[str] = (), *, base: bool = True
 ) -> Config:
@@ -298,7 +304,7 @@ def load_config(
         raw = _merge(raw, read_toml(path))
     for text in overrides:
         raw = _merge(raw, parse_override(text))
-    return _build(Config, raw, "")
+    return config_from_dict(raw)
 
 
 def to_toml(cfg: Any) -> str:

@@ -1,0 +1,46 @@
+import pytest
+from chispa import assert_approx_df_equality
+
+from recspark.config import BiasConfig
+from recspark.models.bias import fit_bias
+from recspark.schema import BIAS, MOVIE_ID, PERSONALISED, PREDICTION, RATING, USER_ID
+
+MU = 11 / 3
+
+
+@pytest.fixture(scope="module")
+def ratings(spark):
+    return spark.createDataFrame(
+        [(1, 1, 4.0), (1, 2, 2.0), (2, 1, 5.0)], [USER_ID, MOVIE_ID, RATING]
+    )
+
+
+def test_one_round_of_damped_biases_by_hand(spark, ratings):
+    model = fit_bias(ratings, cfg=BiasConfig(rounds=1, user_reg=1.0, item_reg=1.0))
+    assert model.global_mean == pytest.approx(MU)
+    # b_i = Σ(r − μ) / (n_i + 1): movie 1 → (4 + 5 − 2μ)/3, movie 2 → (2 − μ)/2
+    expected_items = spark.createDataFrame([(1, 5 / 9), (2, -5 / 6)], [MOVIE_ID, BIAS])
+    # b_u = Σ(r − μ − b_i) / (n_u + 1): user 1 → −19/54, user 2 → 7/18
+    expected_users = spark.createDataFrame([(1, -19 / 54), (2, 7 / 18)], [USER_ID, BIAS])
+    assert_approx_df_equality(model.item_bias, expected_items, 1e-9, ignore_row_order=True)
+    assert_approx_df_equality(model.user_bias, expected_users, 1e-9, ignore_row_order=True)
+
+
+def test_unregularised_biases_fit_an_additive_matrix_exactly(spark):
+    # r = 3 + a_u + c_i on a full 3 x 3 grid: alternating updates converge to a perfect fit.
+    a, c = {1: -1.0, 2: 0.0, 3: 1.0}, {1: 0.5, 2: 0.0, 3: -0.5}
+    rows = [(u, i, 3 + a[u] + c[i]) for u in a for i in c]
+    df = spark.createDataFrame(rows, [USER_ID, MOVIE_ID, RATING])
+    model = fit_bias(df, cfg=BiasConfig(rounds=5, user_reg=0.0, item_reg=0.0))
+    errors = [r[RATING] - r[PREDICTION] for r in model.predict(df).collect()]
+    assert max(abs(e) for e in errors) < 1e-9
+
+
+def test_prediction_falls_back_and_clips(spark, ratings):
+    model = fit_bias(ratings, cfg=BiasConfig(rounds=1, user_reg=1.0, item_reg=1.0), lo=0.5, hi=3.8)
+    pairs = spark.createDataFrame([(1, 2), (9, 2), (9, 9), (2, 1)], [USER_ID, MOVIE_ID])
+    got = {(r[USER_ID], r[MOVIE_ID]): (r[PREDICTION], r[PERSONALISED]) for r in model.predict(pairs).collect()}
+    assert got[(1, 2)] == (pytest.approx(MU - 19 / 54 - 5 / 6), True)
+    assert got[(9, 2)] == (pytest.approx(MU - 5 / 6), False)  # unseen user: μ + b_i
+    assert got[(9, 9)] == (pytest.approx(MU), False)  # nothing known: μ
+    assert got[(2, 1)] == (pytest.approx(3.8), True)  # μ + 7/18 + 5/9 = 4.61 clipped to 3.8

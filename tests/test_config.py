@@ -1,0 +1,60 @@
+import tomllib
+
+import pytest
+
+from recspark.config import config_from_dict, load_config, parse_override, to_toml
+from recspark.errors import ConfigError
+
+
+def test_defaults_come_from_base_toml():
+    cfg = load_config()
+    assert cfg.seed == 42
+    assert cfg.data.dataset == "ml-latest-small"
+    assert cfg.train.models == ("bias", "mllib_als")
+
+
+def test_overrides_are_typed():
+    cfg = load_config(
+        overrides=["mllib_als.rank=20", "bias.user_reg=2", "train.models=bias,als", "spark.master=local[1]"]
+    )
+    assert cfg.mllib_als.rank == 20 and isinstance(cfg.mllib_als.rank, int)
+    assert cfg.bias.user_reg == 2.0 and isinstance(cfg.bias.user_reg, float)
+    assert cfg.train.models == ("bias", "als")
+    assert cfg.spark.master == "local[1]"
+
+
+def test_overlay_file_applies_in_order(tmp_path):
+    overlay = tmp_path / "x.toml"
+    overlay.write_text("seed = 7\n[bias]\nrounds = 9\n")
+    cfg = load_config([overlay], ["bias.rounds=4"])
+    assert (cfg.seed, cfg.bias.rounds, cfg.bias.user_reg) == (7, 4, 5.0)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("bias.rnds=3", "unknown key(s) rnds; valid keys: item_reg, rounds, user_reg"),
+        ("nosuch.key=1", "unknown key(s) nosuch"),
+        ("bias.rounds=three", "bias.rounds must be an integer"),
+        ("data.download=maybe", "data.download must be true or false"),
+        ("noequals", "expected section.key=value"),
+    ],
+)
+def test_bad_config_names_the_problem(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(overrides=[override])
+
+
+def test_missing_config_file_is_a_config_error():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(["no-such-file.toml"])
+
+
+def test_resolved_config_round_trips_through_toml():
+    cfg = load_config(overrides=["spark.extra={'spark.executor.cores' = '2'}", "train.models=bias"])
+    assert config_from_dict(tomllib.loads(to_toml(cfg))) == cfg
+
+
+def test_override_values_are_read_as_toml_when_they_can_be():
+    assert parse_override("a.b.c=1") == {"a": {"b": {"c": 1}}}
+    assert parse_override("a.b=hello world") == {"a": {"b": "hello world"}}
