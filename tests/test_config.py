@@ -58,3 +58,10 @@ def test_resolved_config_round_trips_through_toml():
 def test_override_values_are_read_as_toml_when_they_can_be():
     assert parse_override("a.b.c=1") == {"a": {"b": {"c": 1}}}
     assert parse_override("a.b=hello world") == {"a": {"b": "hello world"}}
+
+
+def test_base_toml_documents_exactly_the_defaults():
+    # the library shipped as a zip has no conf/ folder and relies on the dataclass defaults
+    from recspark.config import Config
+
+    assert load_config() == Config()
