@@ -54,6 +54,7 @@ class DataConfig:
     download: bool = True
     base_url: str = "https://files.grouplens.org/datasets/movielens"
     layout: str = "auto"
+    download_timeout: float = 60.0  # seconds without progress before a download fails
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class IngestConfig:
     output_dir: str = "out/ingest/{dataset}"
     user_blocks: int = 8
     max_quarantine_share: float = 0.01
+    curve_points_per_decade: int = 20  # rank-frequency curves keep ~this many ranks per decade
 
 
 @dataclass(frozen=True)
@@ -107,11 +109,23 @@ class AlsConfig:
     mode: str = "auto"
     broadcast_max_mb: float = 256.0
     checkpoint_every: int = 5
+    init_std: float = 0.1  # standard deviation of the seeded initial factors
 
 
 @dataclass(frozen=True)
 class SvdConfig:
-    """Truncated and iterative SVD on residuals (see :mod:`recspark.models.svd`)."""
+    """Truncated and iterative SVD on residuals (see :mod:`recspark.models.svd`).
+
+    ``fill``: ``baseline`` (μ + b_u + b_i of the bias model) or ``user_mean``. ``sweep``:
+    extra ranks the truncated SVD is also evaluated at (it computes max(rank, sweep)
+    components once). Iterative SVD: at most ``max_rounds`` rounds, stopping when the
+    relative change of the low-rank estimate falls below ``tol`` or when the validation
+    RMSE has not improved for ``patience`` rounds; singular values are soft-thresholded by
+    ``shrinkage`` (absolute, in rating units: re-tune it when the data size changes);
+    randomised SVD with ``oversample`` extra columns and ``power_iters`` power iterations;
+    ratings held in ``blocks`` user blocks. ``rcond``: computeSVD's reciprocal condition
+    number (smaller singular values are dropped).
+    """
 
     rank: int = 15
     fill: str = "baseline"
@@ -121,17 +135,31 @@ class SvdConfig:
     shrinkage: float = 0.0
     oversample: int = 10
     power_iters: int = 2
+    blocks: int = 4
+    patience: int = 2
+    rcond: float = 1e-9
 
 
 @dataclass(frozen=True)
 class NmfConfig:
-    """Non-negative matrix factorisation (see :mod:`recspark.models.nmf`)."""
+    """Non-negative matrix factorisation (see :mod:`recspark.models.nmf`).
+
+    ``solver`` picks the fitter of the ``nmf`` model: ``multiplicative`` (Lee–Seung
+    updates on observed entries, ``max_iter`` iterations, L2 weight ``reg``) or ``als``
+    (MLlib non-negative ALS, ``als_max_iter`` iterations, ``als_reg``); the ``nmf_als``
+    model always uses ``als``. ``scale01`` fits (r − rating_min)/(rating_max − rating_min).
+    ``patience``: evaluations without validation improvement before stopping early.
+    """
 
     rank: int = 15
     max_iter: int = 50
     reg: float = 0.05
     scale01: bool = False
     solver: str = "multiplicative"
+    blocks: int = 4
+    patience: int = 3
+    als_max_iter: int = 15
+    als_reg: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -148,19 +176,115 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    """Synthetic MovieLens generator; defaults are the ml-32m shape."""
+    """Synthetic MovieLens generator; defaults are the ml-32m shape.
+
+    The model behind each field is in :mod:`recspark.synthetic`. ``tags`` is approximate
+    (duplicate tag applications are dropped); ``ratings`` is exact.
+    """
 
     output_dir: str = "out/synthetic/ml-32m-synthetic"
     users: int = 200_948
     movies: int = 87_585
     ratings: int = 32_000_204
+    tags: int = 2_000_072
     rank: int = 10
     min_user_ratings: int = 20
+    max_user_share: float = 0.38  # ml-32m's top user rated ~33k of 87.6k movies
     user_activity_exponent: float = 1.2
-    movie_popularity_exponent: float = 1.0
+    # Zipf–Mandelbrot popularity w_r ∝ (r + offset·movies)^-exponent, calibrated on ml-32m:
+    # top movie ~100k ratings, median movie a handful, a few percent of movies unrated.
+    movie_popularity_exponent: float = 2.0
+    movie_popularity_offset: float = 0.0035
+    movie_id_span: float = 3.34  # largest movie id / number of movies (ml-32m: 292757 / 87585)
+    # Rating model, calibrated so the marginal is near ml-32m's (mean ~3.55, sd ~1.0,
+    # 4.0 then 3.0 most common, ~25% half stars).
+    global_mean: float = 3.55
+    user_bias_sd: float = 0.5
+    movie_bias_sd: float = 0.55
+    interaction_sd: float = 0.6  # standard deviation of p_u·q_i
     noise: float = 0.5
+    half_star_share: float = 0.8  # mean share of a user's post-2003 ratings on the half-star grid
     segments: int = 0
+    segment_noise: float = 0.15  # user spread around its segment centre, relative to centre scale
+    tagging_users: float = 0.08  # share of users who tag
     partitions: int = 16
+    chunk_ratings: int = 250_000
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """User segments, segment profiles, similar movies and latent-space plots
+    (see :mod:`recspark.models.cluster`, :mod:`recspark.similar`, :mod:`recspark.pipeline.segment`).
+
+    ``model`` names the factor model (als, svd, nmf, mllib_als); ``source`` is ``run``
+    (load ``models/<model>/`` from train run ``run_id``, empty = latest), ``fit`` (fit on the
+    fly) or ``auto`` (load when the run folder has the model, else fit). ``k`` > 0 fixes the
+    number of segments; ``k = 0`` picks it in ``k_min..k_max`` by silhouette.
+    """
+
+    model: str = "als"
+    source: str = "auto"
+    run_id: str = ""
+    output_dir: str = "out/segments"
+    k: int = 0
+    k_min: int = 2
+    k_max: int = 8
+    max_iter: int = 30
+    min_support: int = 20
+    top_genres: int = 5
+    top_movies: int = 10
+    max_size_ratio: float = 10.0  # warn when largest / smallest segment exceeds this
+    validation_fraction: float = 0.1
+    residual_shrinkage: float = 10.0  # n / (n + λ) damping of a segment's per-movie residual
+    blend_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+    similar_k: int = 10
+    similar_block: int = 2048  # query movies per Spark task in the similar-movies search
+    plot_points: int = 20000
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    """Top-N lists and ranking metrics (see :mod:`recspark.recommend`, :mod:`recspark.ranking`).
+
+    ``enabled``: the train run writes ``recommendations/`` and ranking metrics for every factor
+    model and the popularity baseline. ``n``: list length written; ``k``: cut-off of the
+    ranking metrics (k <= n). A test rating is relevant when >= ``relevance_threshold``
+    (random split; on leave-last-out the held-out item is always relevant). ``block_users``:
+    users scored per Spark task; ``max_chunk_cells``: (users x movies) scores held at once.
+    """
+
+    enabled: bool = True
+    n: int = 10
+    k: int = 10
+    relevance_threshold: float = 4.0
+    popularity: bool = True
+    block_users: int = 2048
+    max_chunk_cells: int = 4_000_000
+
+
+@dataclass(frozen=True)
+class RescoreConfig:
+    """The scheduled batch re-scoring job (see :mod:`recspark.pipeline.rescore`).
+
+    ``run_id``: the train run whose ``models/<model>/`` is loaded (empty = the latest published
+    run under ``train.output_dir`` that holds it). ``mode``: ``pairs`` (score the
+    (user_id, movie_id) pairs in ``input``, Parquet folder or CSV by ``input_format``),
+    ``all`` (top-``n`` for every user) or ``incremental`` (top-``n`` for users with ratings
+    newer than the previous scoring run's watermark). ``ratings``: current ratings Parquet
+    (empty = the ingested ratings of ``data.dataset``). ``score_date``: YYYY-MM-DD (empty =
+    today, UTC). ``foldin``: users new since training get factors by one ALS half-step.
+    """
+
+    run_id: str = ""
+    model: str = "als"
+    mode: str = "all"
+    input: str = ""
+    input_format: str = "auto"
+    ratings: str = ""
+    output_dir: str = "out/rescore"
+    score_date: str = ""
+    n: int = 10
+    foldin: bool = True
 
 
 @dataclass(frozen=True)
@@ -179,6 +303,9 @@ class Config:
     nmf: NmfConfig = field(default_factory=NmfConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
+    rescore: RescoreConfig = field(default_factory=RescoreConfig)
 
     def ingest_dir(self) -> str:
         """The ingest output folder of the configured data set."""
@@ -299,7 +426,10 @@ def load_config(
     files: Sequence[str | Path] = (), overrides: Sequence[str] = (), *, base: bool = True
 ) -> Config:
     """Build a :class:`Config` from ``conf/base.toml`` (if ``base``), ``files`` and ``overrides``."""
-    raw: dict[str, Any] = read_toml(CONF_DIR / "base.toml") if base else {}
+    # base.toml documents the defaults and equals them (a test checks); when the library
+    # runs from a zip shipped with --py-files it is absent and the defaults stand in.
+    base_file = CONF_DIR / "base.toml"
+    raw: dict[str, Any] = read_toml(base_file) if base and base_file.is_file() else {}
     for path in files:
         raw = _merge(raw, read_toml(path))
     for text in overrides:
