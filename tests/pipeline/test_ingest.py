@@ -1,0 +1,209 @@
+"""The ingest pipeline end to end: outputs, report, atomic replacement, quarantine threshold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import SparkSession
+
+from recspark.config import Config, load_config
+from recspark.errors import DataQualityError
+from recspark.io.movielens import (
+    read_links,
+    read_movie_index,
+    read_movies,
+    read_quarantine,
+    read_ratings,
+    read_report,
+    read_tags,
+    read_user_index,
+)
+from recspark.pipeline.ingest import failed_dir, run_ingest
+from recspark.schema import (
+    INGESTED_RATINGS_SCHEMA,
+    LINE_NUMBER,
+    MOVIE_ID,
+    MOVIE_IDX,
+    RATING,
+    REASON,
+    USER_BLOCK,
+    USER_ID,
+    USER_IDX,
+)
+
+NOW = 1_700_000_000
+HEADER = "userId,movieId,rating,timestamp"
+
+
+def _dataset(folder: Path, ratings: list[str], *, links: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ratings.csv").write_text("\n".join([HEADER, *ratings]) + "\n")
+    (folder / "movies.csv").write_text(
+        "movieId,title,genres\n"
+        '10,"Movie, The (1999)",Drama\n20,Other (2001),Comedy\n30,Third,Drama\n'
+    )
+    (folder / "tags.csv").write_text("userId,movieId,tag,timestamp\n1,10,good,1000\n")
+    if links:
+        (folder / "links.csv").write_text("movieId,imdbId,tmdbId\n10,0114709,862\n20,0113497,\n")
+    return folder
+
+
+def _table(target: str, sub: str) -> list[dict]:
+    return pq.read_table(Path(target, sub)).to_pylist()
+
+
+def _config(data_dir: Path, out: Path, *extra: str) -> Config:
+    return load_config(
+        overrides=[
+            "data.dataset=tiny",
+            f"data.dir={data_dir}",
+            f"ingest.output_dir={out}/{{dataset}}",
+            "ingest.user_blocks=2",
+            *extra,
+        ]
+    )
+
+
+def test_ingest_tiny_end_to_end(spark: SparkSession, tmp_path: Path) -> None:
+    data = _dataset(
+        tmp_path / "raw",
+        [
+            "1,10,4.0,1000",
+            "1,20,3.0,1001",
+            "2,10,5.0,1002",
+            "2,10,2.0,1003",  # duplicate of the previous pair, later: kept
+            "7,30,4.5,1004",
+            "3,10,9.0,1005",  # outside the scale: quarantined (line 7)
+        ],
+        links=False,  # a missing side file gives an empty table
+    )
+    cfg = _config(data, tmp_path / "out", "ingest.max_quarantine_share=0.5")
+    report = run_ingest(spark, cfg, now=NOW)
+    target = cfg.ingest_dir()
+
+    entry = report["files"]["ratings.csv"]
+    assert (entry["rows_read"], entry["accepted"], entry["quarantined"], entry["duplicates"]) == (
+        6,
+        4,
+        1,
+        1,
+    )
+    assert entry["reasons"] == {"rating outside the scale": 1}
+    assert read_report(spark, target) == report
+    assert report["index"] == {"users": 3, "movies": 3, "user_blocks": 2}
+
+    ratings = read_ratings(spark, target)
+    assert ratings.schema.fieldNames() == INGESTED_RATINGS_SCHEMA.fieldNames()
+    got = {
+        (r[USER_ID], r[MOVIE_ID]): (r[RATING], r[USER_IDX], r[MOVIE_IDX], r[USER_BLOCK])
+        for r in ratings.collect()
+    }
+    assert got == {
+        (1, 10): (4.0, 0, 0, 0),
+        (1, 20): (3.0, 0, 1, 0),
+        (2, 10): (2.0, 1, 0, 1),
+        (7, 30): (4.5, 2, 2, 0),
+    }
+    assert sorted(p.name for p in Path(target, "ratings").glob("user_block=*")) == [
+        "user_block=0",
+        "user_block=1",
+    ]
+    assert [(r[LINE_NUMBER], r[REASON]) for r in read_quarantine(spark, target).collect()] == [
+        (7, "rating outside the scale")
+    ]
+    # Side tables and statistics, read with pyarrow (no Spark job needed for these checks).
+    assert sorted((u["user_id"], u["user_idx"]) for u in _table(target, "user_index")) == [
+        (1, 0),
+        (2, 1),
+        (7, 2),
+    ]
+    assert sorted(m["title"] for m in _table(target, "movies")) == [
+        "Movie, The (1999)",
+        "Other (2001)",
+        "Third",
+    ]
+    assert [t["tag"] for t in _table(target, "tags")] == ["good"]
+    summary = {r["metric"]: r["value"] for r in _table(target, "stats/summary")}
+    assert (summary["ratings"], summary["users"], summary["movies"]) == (4, 3, 3)
+    for name in ("plots/rating_histogram.png", "plots/rank_frequency.png", "config.toml"):
+        assert Path(target, name).is_file()
+
+    assert set(report["files"]) == {"ratings.csv", "movies.csv", "tags.csv"}
+    assert _table(target, "links") == []
+    assert sorted(p.name for p in Path(target).parent.iterdir()) == ["tiny"]  # no staging left
+
+
+def test_quarantine_threshold_fails_and_keeps_quarantine(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    data = _dataset(
+        tmp_path / "raw", ["1,10,4.0,1000", "1,20,x,1001", "2,10,7,1002", "3,10,4.0,1003"]
+    )
+    cfg = _config(data, tmp_path / "out", "ingest.max_quarantine_share=0.25")
+    target = Path(cfg.ingest_dir())
+    target.mkdir(parents=True)
+    (target / "previous-output").write_text("an earlier, complete ingest")
+
+    with pytest.raises(DataQualityError) as err:
+        run_ingest(spark, cfg, now=NOW)
+    message = str(err.value)
+    assert "2 of 4 ratings rows" in message and "50.00%" in message
+    assert "ingest.max_quarantine_share = 0.25" in message
+    assert failed_dir(str(target)) in message and "--set ingest.max_quarantine_share=" in message
+
+    # The previous output is untouched; the quarantine is kept for inspection.
+    assert sorted(p.name for p in target.iterdir()) == ["previous-output"]
+    quarantine = spark.read.parquet(f"{failed_dir(str(target))}/quarantine")
+    assert sorted((r[LINE_NUMBER], r[REASON]) for r in quarantine.collect()) == [
+        (3, "non-numeric rating"),
+        (4, "rating outside the scale"),
+    ]
+    rejected = json.loads(Path(failed_dir(str(target)), "report.json").read_text())
+    assert rejected["status"] == "rejected"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["tiny", "tiny.failed"]
+
+
+@pytest.mark.slow
+def test_ingest_ml_latest_small_replaces_previous_output(
+    spark: SparkSession, sample_dir: Path, tmp_path: Path
+) -> None:
+    cfg = load_config(
+        overrides=[f"data.dir={sample_dir}", f"ingest.output_dir={tmp_path}/{{dataset}}"]
+    )
+    target = Path(cfg.ingest_dir())
+    (target / "ratings").mkdir(parents=True)  # an earlier output: replaced as a whole
+    (target / "ratings" / "stale.parquet").write_text("from an earlier run")
+    (target / "stale-report.json").write_text("{}")
+
+    report = run_ingest(spark, cfg)
+    files = report["files"]
+    assert files["ratings.csv"]["accepted"] == 100_836
+    assert sum(f["quarantined"] for f in files.values()) == 0
+    assert files["ratings.csv"]["duplicates"] == 0
+    assert report["index"]["users"] == 610 and report["index"]["movies"] == 9_724
+    assert files["movies.csv"]["accepted"] == 9_742
+    assert files["tags.csv"]["accepted"] == 3_683
+    assert files["links.csv"]["accepted"] == 9_742
+    assert (report["stats"]["first_date"], report["stats"]["last_date"]) == (
+        "1996-03-29",
+        "2018-09-24",
+    )
+
+    assert not (target / "stale-report.json").exists()
+    assert not (target / "ratings" / "stale.parquet").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ml-latest-small"
+    ]  # no staging or old copy
+    ratings = read_ratings(spark, str(target))
+    assert ratings.count() == 100_836
+    assert ratings.select(USER_IDX).distinct().count() == 610
+    assert ratings.agg({MOVIE_IDX: "max"}).first()[0] == 9_723
+    assert read_user_index(spark, str(target)).count() == 610
+    assert read_movie_index(spark, str(target)).count() == 9_724
+    assert read_movies(spark, str(target)).count() == 9_742
+    assert read_tags(spark, str(target)).count() == 3_683
+    assert read_links(spark, str(target)).count() == 9_742
+    assert read_quarantine(spark, str(target)).count() == 0
