@@ -13,13 +13,15 @@ The same structure with the roles swapped gives the movie blocks.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import scipy.sparse as sp
 from pyspark import RDD, StorageLevel
+from pyspark.rdd import Partitioner
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -27,7 +29,16 @@ from recspark.schema import RATING, require_columns
 
 R = TypeVar("R")
 
-_BLOCK_SCHEMA = "block int, ids binary, indptr binary, cols binary, vals binary"
+
+
+def block_key(block: int) -> int:
+    """The partition function of every block RDD: block ``b`` lives in partition ``b``.
+
+    One module-level function (not a fresh lambda per call) so that block RDDs built
+    separately share one partitioner; :func:`zip_blocks` relies on that to combine them
+    partition by partition without a shuffle.
+    """
+    return block
 
 
 @dataclass(frozen=True)
@@ -62,30 +73,53 @@ class Block:
         return Block(self.block, self.ids, self.indptr, self.cols, vals)
 
 
-def _pack(block: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> dict:
+def _csr_block(block: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> Block:
+    """A :class:`Block` from (row, col, value) triples in any order (sorted here)."""
     order = np.lexsort((cols, rows))
     rows, cols, vals = rows[order], cols[order], vals[order]
     ids, counts = np.unique(rows, return_counts=True)
     indptr = np.zeros(ids.shape[0] + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    return {
-        "block": block,
-        "ids": ids.astype(np.int32).tobytes(),
-        "indptr": indptr.tobytes(),
-        "cols": cols.astype(np.int32).tobytes(),
-        "vals": vals.astype(np.float64).tobytes(),
-    }
-
-
-def _unpack(row) -> tuple[int, Block]:
-    block = Block(
-        int(row["block"]),
-        np.frombuffer(row["ids"], dtype=np.int32),
-        np.frombuffer(row["indptr"], dtype=np.int64),
-        np.frombuffer(row["cols"], dtype=np.int32),
-        np.frombuffer(row["vals"], dtype=np.float64),
+    return Block(
+        block,
+        ids.astype(np.int32),
+        indptr,
+        cols.astype(np.int32),
+        vals.astype(np.float64),
     )
-    return block.block, block
+
+
+_PIECE_SCHEMA = "block int, rows binary, cols binary, vals binary"
+#: Ratings a task gathers before splitting them into per-block pieces (bounds its memory).
+_PIECE_ROWS = 1 << 20
+
+
+def _split_by_block(
+    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_blocks: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(block, rows, cols, vals) pieces of the triples, one per destination ``rows % n``."""
+    dest = rows % n_blocks
+    order = np.argsort(dest, kind="stable")
+    bounds = np.searchsorted(dest[order], np.arange(n_blocks + 1))
+    for d in range(n_blocks):
+        sel = order[bounds[d] : bounds[d + 1]]
+        if sel.size:
+            yield d, rows[sel], cols[sel], vals[sel]
+
+
+def _unpack_piece(row) -> tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    return int(row[0]), (
+        np.frombuffer(row[1], dtype=np.int32),
+        np.frombuffer(row[2], dtype=np.int32),
+        np.frombuffer(row[3], dtype=np.float64),
+    )
+
+
+def _assemble(
+    block: int, pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+) -> Iterator[tuple[int, Block]]:
+    rows, cols, vals = (np.concatenate(parts) for parts in zip(*pieces))
+    yield block, _csr_block(block, rows, cols, vals)
 
 
 def build_blocks(
@@ -102,33 +136,62 @@ def build_blocks(
     Input columns: ``row_col``, ``col_col`` (dense 0-based integer indices) and
     ``value_col``. Returns a persisted pair RDD ``(block id, Block)`` with one block per
     partition (partition i holds block i); blocks with no rows are absent. The one shuffle
-    of the ratings happens here; the grouping is vectorised per block (one pandas frame
-    per block, no Python loop per rating).
+    of the ratings happens here, vectorised end to end: each task reads its ratings as
+    Arrow batches (``mapInArrow``), splits them by destination block with NumPy, and the
+    per-block pieces (a few large byte strings, not one record per rating) are shuffled
+    and concatenated into CSR form. Raises (in the task) if an input column has nulls.
     """
     require_columns(ratings, [row_col, col_col, value_col], stage="build_blocks")
 
-    def pack(pdf: pd.DataFrame) -> pd.DataFrame:
-        packed = _pack(
-            int(pdf["_block"].iloc[0]),
-            pdf[row_col].to_numpy(np.int64),
-            pdf[col_col].to_numpy(np.int64),
-            pdf[value_col].to_numpy(np.float64),
-        )
-        return pd.DataFrame([packed])
+    def split(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        buffered: list[pa.RecordBatch] = []
+        size = 0
 
-    packed = (
-        ratings.select(
-            F.pmod(F.col(row_col), F.lit(n_blocks)).cast("int").alias("_block"),
-            F.col(row_col),
-            F.col(col_col),
-            F.col(value_col).cast("double").alias(value_col),
-        )
-        .groupBy("_block")
-        .applyInPandas(pack, _BLOCK_SCHEMA)
-    )
+        def flush() -> pa.RecordBatch:
+            table = pa.Table.from_batches(buffered)
+            arrays = []
+            for name in (row_col, col_col, value_col):
+                column = table.column(name)
+                if column.null_count:
+                    raise ValueError(
+                        f"build_blocks: column {name} has {column.null_count} null values; "
+                        "drop or fix those ratings first"
+                    )
+                arrays.append(column.to_numpy())
+            out: dict[str, list] = {"block": [], "rows": [], "cols": [], "vals": []}
+            for d, r, c, v in _split_by_block(
+                arrays[0].astype(np.int64), arrays[1], arrays[2].astype(np.float64), n_blocks
+            ):
+                out["block"].append(d)
+                out["rows"].append(r.astype(np.int32).tobytes())
+                out["cols"].append(c.astype(np.int32).tobytes())
+                out["vals"].append(v.tobytes())
+            return pa.RecordBatch.from_arrays(
+                [
+                    pa.array(out["block"], pa.int32()),
+                    pa.array(out["rows"], pa.binary()),
+                    pa.array(out["cols"], pa.binary()),
+                    pa.array(out["vals"], pa.binary()),
+                ],
+                names=["block", "rows", "cols", "vals"],
+            )
+
+        for batch in batches:
+            buffered.append(batch)
+            size += batch.num_rows
+            if size >= _PIECE_ROWS:
+                yield flush()
+                buffered, size = [], 0
+        if size:
+            yield flush()
+
+    pieces = ratings.select(
+        F.col(row_col).cast("long").alias(row_col),
+        F.col(col_col).cast("long").alias(col_col),
+        F.col(value_col).cast("double").alias(value_col),
+    ).mapInArrow(split, _PIECE_SCHEMA)
     return (
-        packed.rdd.map(_unpack)
-        .partitionBy(n_blocks, lambda b: b)
+        zip_blocks([pieces.rdd.map(_unpack_piece)], _assemble, n_blocks=n_blocks)
         .persist(storage)
         .setName(f"blocks[{row_col}]")
     )
@@ -146,4 +209,223 @@ def assemble_rows(parts: Iterable[tuple[np.ndarray, np.ndarray]], out: np.ndarra
     """
     for ids, rows in parts:
         out[ids] = rows
+    return out
+
+
+# --------------------------------------------------------------------------- block-wise joins
+#
+# The helpers below let block algorithms combine RDDs that are all keyed by block id and
+# partitioned by :func:`block_key` *without a shuffle*: Spark unions RDDs that share a
+# partitioner partition by partition (``PartitionerAwareUnionRDD``), so partition ``b`` of
+# the union holds block ``b`` of every input. Only :func:`route_rows` shuffles, and what it
+# moves is factor rows, never ratings.
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _aligned(rdd: RDD, n_blocks: int, *, for_union: bool = True) -> RDD:
+    """``rdd`` partitioned by :func:`block_key` (and, ``for_union``, in the context's
+    default serializer)."""
+    if rdd.partitioner != Partitioner(n_blocks, block_key):
+        rdd = rdd.partitionBy(n_blocks, block_key)
+    if for_union and rdd._jrdd_deserializer != rdd.ctx.serializer:
+        # Spark refuses to union differently serialized RDDs without re-serializing both;
+        # one cheap identity pass here keeps the union partition-aware.
+        rdd = rdd.mapPartitions(_identity, preservesPartitioning=True)
+    return rdd
+
+
+def zip_blocks(
+    rdds: Sequence[RDD],
+    fn: Callable[[int, list[Any]], Iterable[tuple[int, R]]],
+    *,
+    n_blocks: int,
+    preserves_keys: bool = True,
+) -> RDD:
+    """Combine block-keyed RDDs block by block: ``fn(block, values)`` per block id.
+
+    Every input is a pair RDD ``(block id, value)``. ``values`` lists the values of all
+    inputs for that block, inputs in the order given (``fn`` tells them apart by type).
+    ``fn`` returns ``(key, value)`` pairs; with ``preserves_keys`` (the default) every key
+    must be the block id it was called with, and the result stays partitioned by
+    :func:`block_key`, ready for another :func:`zip_blocks` without a shuffle. Inputs
+    already partitioned by :func:`block_key` (e.g. from :func:`build_blocks`) are not
+    moved; others are partitioned first.
+    """
+    aligned = [_aligned(rdd, n_blocks, for_union=len(rdds) > 1) for rdd in rdds]
+    union = functools.reduce(lambda a, b: a.union(b), aligned)
+    if union.getNumPartitions() != n_blocks:  # pragma: no cover - Spark invariant
+        raise RuntimeError("zip_blocks: the inputs did not union partition by partition")
+
+    def run(index: int, items: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, R]]:
+        values = []
+        for key, value in items:
+            if key != index:
+                raise ValueError(f"zip_blocks: key {key} found in partition {index}")
+            values.append(value)
+        if values:
+            yield from fn(index, values)
+
+    return union.mapPartitionsWithIndex(run, preservesPartitioning=preserves_keys)
+
+
+def transpose_blocks(
+    blocks: RDD, *, n_blocks: int, storage: StorageLevel = StorageLevel.MEMORY_AND_DISK
+) -> RDD:
+    """The same ratings as ``blocks`` with rows and columns swapped, keyed by ``col % n_blocks``.
+
+    Equivalent to :func:`build_blocks` with ``row_col`` and ``col_col`` exchanged, but built
+    from the in-blocks: each block splits its values by destination block (vectorised), and
+    one shuffle of NumPy arrays regroups them. Cheaper than a second pass over the source
+    DataFrame. Returns a persisted ``(block id, Block)`` RDD partitioned by :func:`block_key`.
+    """
+
+    def split(item: tuple[int, Block]) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
+        _, b = item
+        for d, r, c, v in _split_by_block(b.cols, np.repeat(b.ids, b.counts()), b.vals, n_blocks):
+            yield d, (r, c, v)
+
+    return (
+        zip_blocks([blocks.flatMap(split)], _assemble, n_blocks=n_blocks)
+        .persist(storage)
+        .setName("blocks[transposed]")
+    )
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    """For one source block: the rows each destination block needs from it.
+
+    ``positions[j]`` indexes the source block's own row order (its ``ids``) and lists,
+    in increasing id order, the rows destination ``dests[j]`` needs. Built once by
+    :func:`plan_routes` (MLlib's OutBlock); used every pass by :func:`route_rows`.
+    """
+
+    block: int
+    dests: tuple[int, ...]
+    positions: tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
+class RoutedRows:
+    """Rows sent from source block ``source`` to one destination, in increasing id order."""
+
+    source: int
+    rows: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Need:
+    dest: int
+    ids: np.ndarray
+
+
+def plan_routes(
+    needs: RDD,
+    sources: RDD,
+    *,
+    n_blocks: int,
+    storage: StorageLevel = StorageLevel.MEMORY_AND_DISK,
+) -> RDD:
+    """Which source rows every destination block needs, per (source, destination) pair.
+
+    ``needs``: ``(destination block, sorted unique ids it needs)``; ``sources``:
+    ``(source block, sorted ids of the rows it holds)``, where id ``e`` is held by block
+    ``e % n_blocks``. Returns a persisted ``(source block, RouteTable)`` RDD partitioned
+    by :func:`block_key`. Raises ``ValueError`` if a needed id is held by no block.
+    One shuffle of id arrays, done once.
+    """
+
+    def split(item: tuple[int, np.ndarray]) -> Iterator[tuple[int, _Need]]:
+        dest, ids = item
+        owner = ids % n_blocks
+        for s in range(n_blocks):
+            sel = ids[owner == s]
+            if sel.size:
+                yield s, _Need(dest, sel)
+
+    def locate(src: int, values: list[Any]) -> Iterator[tuple[int, RouteTable]]:
+        held = [v for v in values if isinstance(v, np.ndarray)]
+        wanted = sorted((v for v in values if isinstance(v, _Need)), key=lambda n: n.dest)
+        if not wanted:
+            return
+        ids = held[0] if held else np.empty(0, dtype=np.int64)
+        positions = []
+        for need in wanted:
+            pos = np.searchsorted(ids, need.ids)
+            ok = pos < ids.shape[0]
+            ok[ok] = ids[pos[ok]] == need.ids[ok]
+            if not ok.all():
+                missing = need.ids[~ok][:5].tolist()
+                raise ValueError(
+                    f"plan_routes: block {need.dest} needs ids {missing} that source block "
+                    f"{src} does not hold"
+                )
+            positions.append(pos.astype(np.int64))
+        yield src, RouteTable(src, tuple(n.dest for n in wanted), tuple(positions))
+
+    return (
+        zip_blocks([sources, needs.flatMap(split)], locate, n_blocks=n_blocks)
+        .persist(storage)
+        .setName("routes")
+    )
+
+
+def route_rows(
+    values: RDD,
+    routes: RDD,
+    *,
+    n_blocks: int,
+    rows_of: Callable[[Any], np.ndarray] = _identity,
+) -> RDD:
+    """Send every destination block the source rows it needs (one shuffle of rows only).
+
+    ``values``: ``(source block, V)`` partitioned by :func:`block_key`, where
+    ``rows_of(V)`` is an array whose row ``j`` belongs to the source's ``ids[j]`` (the ids
+    ``routes`` was planned on). Returns ``(destination block, RoutedRows)`` pairs
+    partitioned by :func:`block_key`; :func:`gather_rows` assembles them.
+    """
+
+    def emit(src: int, vals: list[Any]) -> Iterator[tuple[int, RoutedRows]]:
+        tables = [v for v in vals if isinstance(v, RouteTable)]
+        payload = [v for v in vals if not isinstance(v, RouteTable)]
+        if not tables or not payload:
+            return
+        rows = rows_of(payload[0])
+        for dest, pos in zip(tables[0].dests, tables[0].positions):
+            yield dest, RoutedRows(src, np.take(rows, pos, axis=0))
+
+    return zip_blocks(
+        [values, routes], emit, n_blocks=n_blocks, preserves_keys=False
+    ).partitionBy(n_blocks, block_key)
+
+
+def gather_rows(
+    needed: np.ndarray, pieces: Iterable[RoutedRows], *, n_blocks: int, width: int = 0
+) -> np.ndarray:
+    """Assemble routed rows into one array aligned with ``needed`` (sorted unique ids).
+
+    ``width`` is the row width returned when ``needed`` is empty. Raises ``ValueError`` if
+    the pieces do not cover ``needed`` exactly.
+    """
+    if needed.shape[0] == 0:
+        return np.empty((0, width))
+    owner = needed % n_blocks
+    out: np.ndarray | None = None
+    filled = 0
+    for piece in pieces:
+        mask = owner == piece.source
+        if int(mask.sum()) != piece.rows.shape[0]:
+            raise ValueError(
+                f"gather_rows: block {piece.source} sent {piece.rows.shape[0]} rows for "
+                f"{int(mask.sum())} needed ids"
+            )
+        if out is None:
+            out = np.empty((needed.shape[0],) + piece.rows.shape[1:], dtype=piece.rows.dtype)
+        out[mask] = piece.rows
+        filled += piece.rows.shape[0]
+    if filled != needed.shape[0] or out is None:
+        raise ValueError(f"gather_rows: received {filled} rows for {needed.shape[0]} needed ids")
     return out

@@ -1,0 +1,428 @@
+#!/usr/bin/env python
+"""Benchmark recspark's block ALS against MLlib ALS: same data, split, rank, iterations, λ.
+
+    python scripts/bench_als.py --ratings /work/shared/data/ml-latest-small
+    python scripts/bench_als.py --ratings /work/shared/data/ml-latest-small --replicate 20
+    python scripts/bench_als.py --synthetic 2000000          # ml-32m shape, scaled down
+    python scripts/bench_als.py --ratings out/ingest/ml-32m  # an ingested Parquet folder
+
+``--ratings`` is a MovieLens folder with ``ratings.csv`` in the ml-latest layout
+(``userId,movieId,rating,timestamp``, read with an explicit schema and indexed with
+:mod:`recspark.index`), or an ingest output folder (already indexed). ``--replicate K``
+stacks K copies of the ratings with disjoint user ids (K times the users and ratings, same
+movies). ``--synthetic N`` generates N ratings with :mod:`recspark.synthetic`, users and
+movies scaled from the ml-32m shape by N / 32M.
+
+Every step runs in its own process with a fresh JVM and identical Spark settings
+(``--master``, ``--driver-memory``): first one that prepares the data and writes the
+train/test split as Parquet under ``--work``, then one per model. In a model's process the
+train set is read and cached (and counted) *before* the clock starts, then the clock covers
+``fit`` plus materialising the factor tables: for recspark that includes partitioning the
+ratings into blocks and the id-keyed ``user_factors``/``item_factors``; MLlib's ``fit``
+likewise builds its blocks and materialises its factors (its factor tables are counted
+too). Test RMSE (untimed) is over the test pairs whose user and movie are in training
+(MLlib's ``coldStartStrategy="drop"``), predictions clipped to [0.5, 5] for both.
+
+Peak memory is the peak of Σ RSS (and Σ PSS, which does not double-count pages shared
+between the forked Python workers) over the whole process tree of the model's process
+(driver JVM, PySpark daemon and workers), polled from /proc every 0.2 s by a thread in this
+parent process. ``getrusage(RUSAGE_CHILDREN)`` is printed for reference but it reports the
+largest *single* process, not the tree's sum.
+
+Results are printed as a table and written to ``<work>/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+MODELS = ("recspark", "mllib")
+
+
+# --------------------------------------------------------------------------- process tree memory
+
+
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        kids.setdefault(ppid, []).append(int(name))
+    return kids
+
+
+def _tree(root: int) -> list[int]:
+    kids = _children_map()
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(kids.get(pid, []))
+    return out
+
+
+def _field_kb(path: str, key: str) -> int:
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class TreeMemory(threading.Thread):
+    """Polls Σ RSS and Σ PSS of a process tree; keeps the peaks (in kB)."""
+
+    def __init__(self, root: int, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.root, self.interval = root, interval
+        self.peak_rss = self.peak_pss = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            pids = _tree(self.root)
+            rss = sum(_field_kb(f"/proc/{p}/status", "VmRSS:") for p in pids)
+            pss = sum(_field_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_pss = max(self.peak_pss, pss)
+            self.stop.wait(self.interval)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of ``root`` and its live descendants, including their
+    reaped children (a PySpark daemon's finished workers). Less sensitive than wall time
+    to other load on the machine."""
+    kids, ticks = {}, {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        kids.setdefault(int(fields[1]), []).append(int(name))
+        ticks[int(name)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo.extend(kids.get(pid, []))
+    return total / _TICK
+
+
+def run_child(args: list[str], env: dict[str, str]) -> tuple[int, float, TreeMemory]:
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, *args], env=env)
+    mem = TreeMemory(proc.pid)
+    mem.start()
+    code = proc.wait()
+    mem.stop.set()
+    mem.join()
+    return code, time.perf_counter() - start, mem
+
+
+# --------------------------------------------------------------------------- child processes
+
+
+def _session(a: argparse.Namespace, name: str):
+    from pyspark.sql import SparkSession
+
+    from recspark.log import setup_logging
+
+    setup_logging("INFO")
+    spark = (
+        SparkSession.builder.master(a.master)
+        .appName(f"bench-als-{name}")
+        .config("spark.driver.memory", a.driver_memory)
+        .config("spark.sql.shuffle.partitions", str(a.shuffle_partitions))
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.local.dir", str(Path(a.work) / "spark-local"))
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    spark.sparkContext.setCheckpointDir(str(Path(a.work) / "checkpoints" / name))
+    return spark
+
+
+def prepare(a: argparse.Namespace) -> None:
+    """Read / generate the ratings, index them, split them, write train and test Parquet."""
+    import dataclasses
+
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from recspark.config import Config, GenerateConfig
+    from recspark.index import add_indices, movie_index, user_index
+    from recspark.schema import MOVIE_ID, MOVIE_IDX, RATING, USER_ID, USER_IDX
+    from recspark.seeds import derive_seed
+    from recspark.split import random_split
+
+    spark = _session(a, "prepare")
+    work = Path(a.work)
+    source = a.ratings
+    if a.synthetic:
+        from recspark.synthetic import generate_movielens
+
+        f = a.synthetic / 32_000_204
+        gen = dataclasses.replace(
+            GenerateConfig(),
+            users=max(100, round(200_948 * f)),
+            movies=max(50, round(87_585 * f)),
+            ratings=a.synthetic,
+            tags=1000,
+            partitions=8,
+        )
+        source = str(work / "synthetic")
+        generate_movielens(spark, cfg=Config(seed=a.seed, generate=gen), output=source)
+    src = Path(source)
+    if (src / "ratings.csv").is_file():
+        schema = T.StructType(
+            [
+                T.StructField("userId", T.LongType(), False),
+                T.StructField("movieId", T.LongType(), False),
+                T.StructField("rating", T.DoubleType(), False),
+                T.StructField("timestamp", T.LongType(), False),
+            ]
+        )
+        raw = spark.read.csv(str(src / "ratings.csv"), header=True, schema=schema)
+        ratings = raw.select(
+            F.col("userId").alias(USER_ID), F.col("movieId").alias(MOVIE_ID), F.col("rating").alias(RATING)
+        )
+        if a.replicate > 1:
+            top = ratings.agg(F.max(USER_ID)).first()[0] + 1
+            ratings = ratings.crossJoin(spark.range(a.replicate).withColumnRenamed("id", "_copy")).select(
+                (F.col(USER_ID) + F.col("_copy") * F.lit(top)).alias(USER_ID), MOVIE_ID, RATING
+            )
+        ratings = add_indices(
+            ratings, users=user_index(ratings), movies=movie_index(ratings), user_blocks=1
+        )
+    else:
+        from recspark.io.movielens import read_ratings
+
+        ratings = read_ratings(spark, str(src))
+    ratings = ratings.select(USER_ID, MOVIE_ID, USER_IDX, MOVIE_IDX, RATING)
+    train, test = random_split(ratings, test_fraction=a.test_fraction, seed=derive_seed(a.seed, "split"))
+    train.write.mode("overwrite").parquet(str(work / "train"))
+    test.write.mode("overwrite").parquet(str(work / "test"))
+    t = spark.read.parquet(str(work / "train"))
+    info = t.agg(
+        F.count(F.lit(1)).alias("ratings"),
+        F.countDistinct(USER_IDX).alias("users"),
+        F.countDistinct(MOVIE_IDX).alias("movies"),
+    ).first().asDict()
+    info["test_ratings"] = spark.read.parquet(str(work / "test")).count()
+    (work / "data.json").write_text(json.dumps(info))
+    spark.stop()
+
+
+def fit(a: argparse.Namespace) -> None:
+    """Fit one model in this process and write its figures as JSON."""
+    from pyspark.sql import functions as F
+
+    from recspark.schema import MOVIE_IDX, PERSONALISED, PREDICTION, RATING, USER_IDX
+
+    spark = _session(a, a.model)
+    work = Path(a.work)
+    train = spark.read.parquet(str(work / "train")).cache()
+    test = spark.read.parquet(str(work / "test"))
+    train.count()  # the input is materialised before the clock starts, for both models
+    result: dict = {"model": a.model}
+    if a.model == "recspark":
+        import threadpoolctl
+
+        from recspark.config import AlsConfig
+        from recspark.models.als import fit_als
+
+        cfg = AlsConfig(
+            rank=a.rank,
+            max_iter=a.iters,
+            reg_factors=a.reg,
+            reg_bias=a.reg,
+            weighted_reg=True,
+            blocks=a.blocks,
+            mode=a.mode,
+        )
+        start, cpu = time.perf_counter(), tree_cpu_seconds(os.getpid())
+        model = fit_als(train, cfg=cfg, seed=a.seed)
+        model.user_factors.count()
+        model.item_factors.count()
+        result["fit_s"] = time.perf_counter() - start
+        result["fit_cpu_s"] = tree_cpu_seconds(os.getpid()) - cpu
+        result["iteration_s"] = float(model.history["seconds"].mean())
+        pred = model.predict(test).where(F.col(PERSONALISED))
+        blas = [
+            f"{i.get('internal_api')} {i.get('version')} ({Path(i.get('filepath', '')).name}, "
+            f"{i.get('num_threads')} thread)"
+            for i in threadpoolctl.threadpool_info()
+            if i.get("user_api") == "blas"
+        ]
+        result["blas"] = "numpy: " + "; ".join(blas)
+    else:
+        from pyspark.ml.recommendation import ALS
+
+        als = ALS(
+            rank=a.rank,
+            maxIter=a.iters,
+            regParam=a.reg,
+            numUserBlocks=a.mllib_blocks,
+            numItemBlocks=a.mllib_blocks,
+            checkpointInterval=10,
+            userCol=USER_IDX,
+            itemCol=MOVIE_IDX,
+            ratingCol=RATING,
+            coldStartStrategy="drop",
+            seed=a.seed,
+        )
+        start, cpu = time.perf_counter(), tree_cpu_seconds(os.getpid())
+        model = als.fit(train.select(USER_IDX, MOVIE_IDX, RATING))
+        model.userFactors.count()
+        model.itemFactors.count()
+        result["fit_s"] = time.perf_counter() - start
+        result["fit_cpu_s"] = tree_cpu_seconds(os.getpid()) - cpu
+        result["iteration_s"] = float("nan")
+        pred = model.transform(test).withColumn(
+            PREDICTION, F.least(F.greatest(F.col(PREDICTION), F.lit(0.5)), F.lit(5.0))
+        )
+        jvm = spark.sparkContext._jvm
+        result["blas"] = "JVM: BLAS {}, LAPACK {}".format(
+            jvm.dev.ludovic.netlib.blas.BLAS.getInstance().getClass().getName(),
+            jvm.dev.ludovic.netlib.lapack.LAPACK.getInstance().getClass().getName(),
+        )
+    err = F.col(RATING) - F.col(PREDICTION)
+    row = pred.agg(F.sqrt(F.avg(err * err)).alias("rmse"), F.count(F.lit(1)).alias("n")).first()
+    result["test_rmse"], result["test_rows"] = float(row["rmse"]), int(row["n"])
+    (work / f"result_{a.model}.json").write_text(json.dumps(result))
+    spark.stop()
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("step", nargs="?", default="all", choices=["all", "_prepare", "_fit"])
+    p.add_argument("--ratings", default=str(REPO.parent / "shared" / "data" / "ml-latest-small"))
+    p.add_argument("--replicate", type=int, default=1)
+    p.add_argument("--synthetic", type=int, default=0, help="generate this many ratings instead")
+    p.add_argument("--work", default="/tmp/bench_als")
+    p.add_argument("--reuse", action="store_true", help="reuse the prepared split in --work")
+    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--model", choices=MODELS)
+    p.add_argument("--rank", type=int, default=10)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--reg", type=float, default=0.1)
+    p.add_argument("--blocks", type=int, default=4, help="recspark als.blocks")
+    p.add_argument("--mode", default="auto", help="recspark als.mode")
+    p.add_argument("--mllib-blocks", type=int, default=10, help="MLlib numUser/ItemBlocks")
+    p.add_argument("--master", default="local[2]")
+    p.add_argument("--driver-memory", default="8g")
+    p.add_argument("--shuffle-partitions", type=int, default=8)
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=42)
+    a = p.parse_args(argv)
+    if a.step == "_prepare":
+        prepare(a)
+        return 0
+    if a.step == "_fit":
+        fit(a)
+        return 0
+
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    common = [
+        "--work", a.work, "--master", a.master, "--driver-memory", a.driver_memory,
+        "--shuffle-partitions", str(a.shuffle_partitions), "--seed", str(a.seed),
+    ]
+    if not (a.reuse and (work / "data.json").is_file()):
+        code, secs, _ = run_child(
+            ["_prepare", *common, "--ratings", a.ratings, "--replicate", str(a.replicate),
+             "--synthetic", str(a.synthetic), "--test-fraction", str(a.test_fraction)],
+            env,
+        )
+        if code:
+            print(f"data preparation failed (exit {code})", file=sys.stderr)
+            return code
+        print(f"prepared the data in {secs:.0f} s", file=sys.stderr)
+    data = json.loads((work / "data.json").read_text())
+    rows = []
+    for model in [m.strip() for m in a.models.split(",") if m.strip()]:
+        code, wall, mem = run_child(
+            ["_fit", *common, "--model", model, "--rank", str(a.rank), "--iters", str(a.iters),
+             "--reg", str(a.reg), "--blocks", str(a.blocks), "--mode", a.mode,
+             "--mllib-blocks", str(a.mllib_blocks)],
+            env,
+        )
+        if code:
+            print(f"{model} failed (exit {code})", file=sys.stderr)
+            return code
+        r = json.loads((work / f"result_{model}.json").read_text())
+        r.update(process_s=wall, peak_rss_gb=mem.peak_rss / 2**20, peak_pss_gb=mem.peak_pss / 2**20)
+        rows.append(r)
+    children_max = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+
+    print()
+    print(
+        f"data: {data['ratings']:,} train ratings ({data['users']:,} users, {data['movies']:,} "
+        f"movies), {data['test_ratings']:,} test; rank {a.rank}, {a.iters} iterations, "
+        f"λ {a.reg} (weighted), {a.master}, driver memory {a.driver_memory}"
+    )
+    head = f"{'model':<10} {'fit s':>8} {'fit CPU s':>10} {'s/iter':>8} {'iter s*':>8} {'peak RSS GB':>12} {'peak PSS GB':>12} {'test RMSE':>10} {'rows':>10}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(
+            f"{r['model']:<10} {r['fit_s']:>8.1f} {r['fit_cpu_s']:>10.1f} {r['fit_s'] / a.iters:>8.2f} {r['iteration_s']:>8.2f} "
+            f"{r['peak_rss_gb']:>12.2f} {r['peak_pss_gb']:>12.2f} {r['test_rmse']:>10.4f} {r['test_rows']:>10,}"
+        )
+    byname = {r["model"]: r for r in rows}
+    if set(byname) >= set(MODELS):
+        rs, ml = byname["recspark"], byname["mllib"]
+        print(
+            f"{'ratio':<10} {rs['fit_s'] / ml['fit_s']:>8.2f} {rs['fit_cpu_s'] / ml['fit_cpu_s']:>10.2f} {'':>8} {'':>8} "
+            f"{rs['peak_rss_gb'] / ml['peak_rss_gb']:>12.2f} {rs['peak_pss_gb'] / ml['peak_pss_gb']:>12.2f} "
+            f"{rs['test_rmse'] / ml['test_rmse']:>10.4f}"
+        )
+    print(
+        "fit CPU s = user+system CPU of the model's whole process tree during the fit; "
+        "s/iter = fit s / iterations (setup included); iter s* = recspark's mean iteration "
+        "time from its history"
+    )
+    for r in rows:
+        print(f"BLAS {r['model']}: {r['blas']}")
+    print(f"getrusage(RUSAGE_CHILDREN).ru_maxrss (largest single process): {children_max:.2f} GB")
+    (work / "results.json").write_text(json.dumps({"data": data, "args": vars(a), "results": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
