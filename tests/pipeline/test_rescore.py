@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from recspark.config import Config, RescoreConfig, TrainConfig
+from recspark.errors import ModelError
+from recspark.models.factor import ITEM_FACTORS_SCHEMA, USER_FACTORS_SCHEMA, FactorModel
+from recspark.pipeline.rescore import read_scores, run_rescore
+from recspark.schema import LINE_NUMBER, MOVIE_ID, PREDICTION, RANK, REASON, USER_ID
+
+MU = 3.5
+USERS = {1: (0.2, [1.0, 0.0]), 2: (-0.1, [0.0, 1.0])}  # user_id: (b_u, p_u)
+ITEMS = {10: (0.3, [1.0, 0.5]), 20: (0.0, [0.2, 1.0]), 30: (-0.2, [0.8, -0.4]), 40: (0.1, [-0.5, 0.3])}
+RATINGS = "user_id long, movie_id long, rating double, timestamp long"
+V1 = [(1, 10, 4.0, 100), (2, 20, 3.0, 100), (3, 10, 5.0, 150), (3, 30, 4.0, 150)]
+
+
+@pytest.fixture(scope="module")
+def runs(spark, tmp_path_factory):
+    """A saved model in one published run, beside an unfinished (staging) later run."""
+    root = tmp_path_factory.mktemp("rescore_runs")
+    model = FactorModel(
+        name="als",
+        global_mean=MU,
+        rank=2,
+        user_factors=spark.createDataFrame(
+            [(u, i, b, f) for i, (u, (b, f)) in enumerate(USERS.items())], USER_FACTORS_SCHEMA
+        ),
+        item_factors=spark.createDataFrame(
+            [(m, i, b, f) for i, (m, (b, f)) in enumerate(ITEMS.items())], ITEM_FACTORS_SCHEMA
+        ),
+        settings={"reg_factors": 0.1, "reg_bias": 0.1, "weighted_reg": True},
+    )
+    model.save(str(root / "20250101T000000Z" / "models" / "als"))
+    (root / "20250102T000000Z._staging-deadbeef" / "models").mkdir(parents=True)
+    return root
+
+
+def _cfg(runs, tmp_path, **rescore) -> Config:
+    base = {"output_dir": str(tmp_path / "scores"), "ratings": str(tmp_path / "ratings")}
+    return dataclasses.replace(
+        Config(),
+        train=TrainConfig(output_dir=str(runs)),
+        rescore=RescoreConfig(**{**base, **rescore}),
+    )
+
+
+def _write_ratings(spark, tmp_path, rows):
+    spark.createDataFrame(rows, RATINGS).write.mode("overwrite").parquet(str(tmp_path / "ratings"))
+
+
+def _lists(df):
+    out: dict[int, list[int]] = {}
+    for r in df.orderBy(USER_ID, RANK).collect():
+        out.setdefault(r[USER_ID], []).append(r[MOVIE_ID])
+    return out
+
+
+def _score(b_u, p_u, movie):
+    b_i, q_i = ITEMS[movie]
+    return MU + b_u + b_i + float(np.dot(p_u, q_i))
+
+
+def test_all_mode_ranks_unrated_movies_and_folds_in_new_users(spark, runs, tmp_path):
+    _write_ratings(spark, tmp_path, V1)
+    report = run_rescore(spark, _cfg(runs, tmp_path, mode="all", n=2, score_date="2025-02-01"))
+    assert report["model_path"].endswith("20250101T000000Z/models/als")  # staging run skipped
+    assert report["folded_in_users"] == 1 and report["watermark"] == 150
+    lists = _lists(read_scores(spark, str(tmp_path / "scores")))
+    for user, (b, p) in USERS.items():
+        rated = {m for u, m, _, _ in V1 if u == user}
+        ranked = sorted((m for m in ITEMS if m not in rated), key=lambda m: -_score(b, p, m))
+        assert lists[user] == ranked[:2]
+    assert set(lists) == {1, 2, 3}  # user 3 is new: folded in, then ranked
+    assert not {10, 30} & set(lists[3])
+
+
+def test_failed_run_leaves_published_output_then_next_run_replaces_it(spark, runs, tmp_path):
+    cfg = _cfg(runs, tmp_path, mode="all", n=3, score_date="2025-02-01")
+    out = str(tmp_path / "scores")
+    _write_ratings(spark, tmp_path, V1)
+    run_rescore(spark, cfg)
+    before = sorted(map(tuple, read_scores(spark, out).collect()))
+
+    _write_ratings(spark, tmp_path, V1 + [(1, 20, 1.0, 300)])  # changes user 1's list
+
+    def crash(staging):
+        raise RuntimeError("killed after writing part of the output")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        run_rescore(spark, cfg, hook=crash)
+    assert sorted(map(tuple, read_scores(spark, out).collect())) == before
+    assert sorted(map(tuple, spark.read.parquet(out).collect())) == before  # plain reader too
+
+    run_rescore(spark, cfg)
+    after = read_scores(spark, out)
+    assert 20 not in _lists(after)[1]
+    after_rows = sorted(map(tuple, after.collect()))
+    assert after_rows != before
+    report = json.loads((tmp_path / "scores" / "score_date=2025-02-01" / "_report.json").read_text())
+    assert report["watermark"] == 300
+    run_rescore(spark, cfg)  # re-running the same date gives the same rows
+    assert sorted(map(tuple, read_scores(spark, out).collect())) == after_rows
+
+
+def test_incremental_scores_only_users_with_new_ratings(spark, runs, tmp_path):
+    out = str(tmp_path / "scores")
+    _write_ratings(spark, tmp_path, V1)
+    run_rescore(spark, _cfg(runs, tmp_path, mode="all", score_date="2025-03-01"))
+    _write_ratings(spark, tmp_path, V1 + [(2, 30, 2.0, 200), (4, 20, 5.0, 210)])
+    cfg = _cfg(runs, tmp_path, mode="incremental", score_date="2025-03-02")
+    report = run_rescore(spark, cfg)
+    assert report["previous_watermark"] == 150 and report["watermark"] == 210
+    day2 = read_scores(spark, out).where("score_date = '2025-03-02'")
+    first = sorted(map(tuple, day2.drop("score_date").collect()))
+    assert {r[USER_ID] for r in day2.collect()} == {2, 4}  # 4 is new: folded in
+    assert 30 not in _lists(day2)[2]
+    run_rescore(spark, cfg)  # same date again: watermark still from 2025-03-01, same rows
+    again = read_scores(spark, out).where("score_date = '2025-03-02'").drop("score_date")
+    assert sorted(map(tuple, again.collect())) == first
+
+
+def test_pairs_mode_scores_counts_unknown_ids_and_quarantines_bad_lines(spark, runs, tmp_path):
+    _write_ratings(spark, tmp_path, V1)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("userId,movieId\n1,20\n99,20\nabc,10\n2,777\n5\n2,40\n")
+    cfg = _cfg(runs, tmp_path, mode="pairs", input=str(pairs), score_date="2025-04-01")
+    report = run_rescore(spark, cfg)
+    assert (report["rows"], report["quarantined"]) == (4, 2)
+    assert (report["unknown_user"], report["unknown_movie"], report["bias_fallback"]) == (1, 1, 2)
+    day = tmp_path / "scores" / "score_date=2025-04-01"
+    got = {(r[USER_ID], r[MOVIE_ID]): r[PREDICTION] for r in spark.read.parquet(str(day)).collect()}
+    assert got[(1, 20)] == pytest.approx(_score(*USERS[1], 20))
+    assert got[(2, 40)] == pytest.approx(_score(*USERS[2], 40))
+    assert got[(99, 20)] == pytest.approx(MU + ITEMS[20][0])  # own fallback: μ + b_i
+    bad = sorted((r[LINE_NUMBER], r[REASON]) for r in spark.read.parquet(str(day / "_quarantine")).collect())
+    assert bad == [(4, "non-numeric user id"), (6, "wrong field count")]
+
+
+def test_missing_model_is_a_model_error(spark, runs, tmp_path):
+    _write_ratings(spark, tmp_path, V1)
+    with pytest.raises(ModelError, match="no saved model"):
+        run_rescore(spark, _cfg(runs, tmp_path, run_id="20990101T000000Z"))
+    with pytest.raises(ModelError, match="no published train run"):
+        run_rescore(spark, _cfg(runs, tmp_path, model="svd"))

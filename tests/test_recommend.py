@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from chispa import assert_approx_df_equality
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from recspark.errors import ConfigError
+from recspark.recommend import recommend, top_n, with_titles
+from recspark.schema import BIAS, FACTORS, MODEL, MOVIE_ID, RANK, SCORE, TITLE, USER_ID
+
+
+def brute_top_n(scores: np.ndarray, rated: list[set[int]], n: int) -> list[list[tuple[int, float]]]:
+    """Full sort of every row by (−score, index), rated items dropped: the reference."""
+    out = []
+    for u, row in enumerate(scores):
+        cand = [(j, row[j]) for j in range(row.size) if j not in rated[u]]
+        cand.sort(key=lambda t: (-t[1], t[0]))
+        out.append(cand[:n])
+    return out
+
+
+def _csr(rated: list[set[int]]) -> tuple[np.ndarray, np.ndarray]:
+    indptr = np.cumsum([0] + [len(r) for r in rated])
+    cols = np.array([j for r in rated for j in sorted(r)], dtype=np.int64)
+    return indptr, cols
+
+
+@pytest.mark.parametrize("chunk_cells", [1, 37, 10_000])
+def test_top_n_kernel_matches_brute_force_with_ties_and_exclusions(chunk_cells):
+    rng = np.random.default_rng(3)
+    users, items, k, n = 23, 17, 3, 5
+    # integer factors and biases make many exact ties, so the tie rule is exercised
+    p = rng.integers(-2, 3, (users, k)).astype(float)
+    q = rng.integers(-2, 3, (items, k)).astype(float)
+    bu = rng.integers(-1, 2, users).astype(float)
+    bi = rng.integers(-1, 2, items).astype(float)
+    rated = [set(rng.choice(items, size=rng.integers(0, items + 1), replace=False).tolist())
+             for _ in range(users)]
+    rated[0] = set(range(items))  # rated everything: no row
+    rated[1] = set(range(items - 2))  # two left: a short list
+    indptr, cols = _csr(rated)
+    idx, score = top_n(p, bu, q, bi, rated_indptr=indptr, rated_cols=cols, n=n,
+                       global_mean=3.5, max_chunk_cells=chunk_cells)
+    expected = brute_top_n(3.5 + bu[:, None] + bi[None, :] + p @ q.T, rated, n)
+    for u in range(users):
+        got = [(int(j), float(s)) for j, s in zip(idx[u], score[u]) if np.isfinite(s)]
+        assert got == expected[u], u
+    assert not np.isfinite(score[0]).any() and np.isfinite(score[1]).sum() == 2
+
+
+def test_top_n_rank_zero_is_a_bias_ranking():
+    bi = np.array([1.0, 5.0, 5.0, 2.0])
+    idx, score = top_n(np.zeros((2, 0)), np.zeros(2), np.zeros((4, 0)), bi,
+                       rated_indptr=np.array([0, 1, 1]), rated_cols=np.array([1]), n=2)
+    assert idx.tolist() == [[2, 3], [1, 2]]
+    assert score.tolist() == [[5.0, 2.0], [5.0, 5.0]]
+
+
+def _tables(spark, rng, users, items, k, *, biased=True):
+    user_ids = rng.choice(np.arange(1, 10 * users), size=users, replace=False)
+    movie_ids = rng.choice(np.arange(1, 10 * items), size=items, replace=False)
+    p, q = rng.normal(size=(users, k)), rng.normal(size=(items, k))
+    bu, bi = rng.normal(size=users), rng.normal(size=items)
+    ut = [(int(i), float(b), f.tolist()) for i, b, f in zip(user_ids, bu, p)]
+    it = [(int(i), float(b), f.tolist()) for i, b, f in zip(movie_ids, bi, q)]
+    schema_u = f"{USER_ID} long, {BIAS} double, {FACTORS} array<double>"
+    schema_i = f"{MOVIE_ID} long, {BIAS} double, {FACTORS} array<double>"
+    udf, idf = spark.createDataFrame(ut, schema_u), spark.createDataFrame(it, schema_i)
+    if not biased:
+        udf, idf = udf.drop(BIAS), idf.drop(BIAS)
+        bu, bi = np.zeros(users), np.zeros(items)
+    return user_ids, movie_ids, p, q, bu, bi, udf, idf
+
+
+@pytest.mark.parametrize("biased", [True, False])
+def test_recommend_equals_numpy_brute_force(spark, biased):
+    rng = np.random.default_rng(11)
+    users, items, k, n, mu = 19, 13, 3, 4, 3.2
+    user_ids, movie_ids, p, q, bu, bi, udf, idf = _tables(spark, rng, users, items, k, biased=biased)
+    rated = [set(rng.choice(items, size=rng.integers(0, 8), replace=False).tolist())
+             for _ in range(users)]
+    pairs = [(int(user_ids[u]), int(movie_ids[j])) for u in range(users) for j in rated[u]]
+    pairs.append((int(user_ids[0]), 999_999))  # a rated movie unknown to the model: ignored
+    rated_df = spark.createDataFrame(pairs, f"{USER_ID} long, {MOVIE_ID} long")
+    mean = mu if biased else 0.0
+    got = recommend(udf, idf, rated_df, n=n, model="m", global_mean=mean,
+                    block_users=5, max_chunk_cells=20)
+    expected = brute_top_n(mean + bu[:, None] + bi[None, :] + p @ q.T, rated, n)
+    rows = [
+        (int(user_ids[u]), r + 1, int(movie_ids[j]), float(s), "m")
+        for u in range(users)
+        for r, (j, s) in enumerate(expected[u])
+    ]
+    expected_df = spark.createDataFrame(rows, got.schema)
+    # ids and ranks exactly; scores up to float rounding (the sum is formed in another order)
+    assert_approx_df_equality(got, expected_df, 1e-9, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_with_titles_and_bad_n(spark):
+    recs = spark.createDataFrame(
+        [(1, 1, 10, 4.0, "m"), (1, 2, 20, 3.0, "m")],
+        f"{USER_ID} long, {RANK} int, {MOVIE_ID} long, {SCORE} double, {MODEL} string",
+    )
+    movies = spark.createDataFrame([(10, "Heat (1995)", "Action")], "movie_id long, title string, genres string")
+    out = with_titles(recs, movies).orderBy(RANK).select(TITLE).collect()
+    assert [r[TITLE] for r in out] == ["Heat (1995)", None]
+    with pytest.raises(ConfigError, match="recommend.n"):
+        recommend(recs, recs, recs, n=0, model="m")
