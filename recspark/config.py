@@ -86,11 +86,15 @@ class BiasConfig:
 
 @dataclass(frozen=True)
 class MllibAlsConfig:
-    """MLlib ALS (explicit) baseline; defaults are MLlib's own."""
+    """MLlib ALS (explicit) baseline: MLlib's defaults except ``reg_param``.
+
+    reg_param was chosen on a validation split of ml-latest-small's training part
+    (validation RMSE: 0.1 → 0.886, 0.15 → 0.874, 0.2 → 0.882 at 10 iterations).
+    """
 
     rank: int = 10
     max_iter: int = 10
-    reg_param: float = 0.1
+    reg_param: float = 0.15
     nonnegative: bool = False
     num_blocks: int = 10
     checkpoint_interval: int = 10

@@ -26,6 +26,8 @@ def build_session(cfg: SparkConfig) -> SparkSession:
         "spark.driver.memory": cfg.driver_memory,
         "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
+        # progress bars garble the log lines the jobs print; the UI still shows stages.
+        "spark.ui.showConsoleProgress": "false",
         # Arrow moves batches between the JVM and the vectorised Python stages.
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         **dict(cfg.extra),
