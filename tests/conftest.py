@@ -44,3 +44,34 @@ def sample_dir() -> Path:
             f"ml-latest-small not found at {SAMPLE_DIR}; set RECSPARK_DATA to the folder holding it"
         )
     return SAMPLE_DIR
+
+
+class _Lent:
+    """The test session lent to a job; the job's ``spark.stop()`` leaves it running."""
+
+    def __init__(self, session: SparkSession) -> None:
+        self._session = session
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.fixture
+def run_job_script(spark, monkeypatch):
+    """Run ``jobs/<name>.py``'s ``main(argv)`` on the shared session; returns its exit code."""
+    import importlib.util
+
+    from recspark import cli
+
+    monkeypatch.setattr(cli, "build_session", lambda _cfg: _Lent(spark))
+
+    def run(name: str, argv: list[str]) -> int:
+        spec = importlib.util.spec_from_file_location(f"job_{name}", REPO / "jobs" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.main(argv)
+
+    return run

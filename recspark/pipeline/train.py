@@ -74,6 +74,7 @@ def new_run_id() -> str:
 
 def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> TrainResult:
     """Fit every model in ``cfg.train.models`` and write the run folder (see module doc)."""
+    fits = {name: fitter(name) for name in cfg.train.models}  # unknown names fail before any work
     run_id = cfg.train.run_id or new_run_id()
     run_dir = f"{expand(cfg.train.output_dir).rstrip('/')}/{run_id}"
     ratings = read_ratings(spark, expand(cfg.ingest_dir()))
@@ -96,7 +97,7 @@ def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> T
     fitted: dict[str, object] = {}  # for the top-N / ranking step after the loop
     with storage.staged(spark, run_dir) as staging:
         for name in cfg.train.models:
-            fit = fitter(name)
+            fit = fits[name]
             with stage(f"fit {name}", spark):
                 start = time.perf_counter()
                 model = fit(train, cfg=cfg, bias=bias, validation=validation)

@@ -1,0 +1,61 @@
+import logging
+import tomllib
+
+import pytest
+
+from recspark.config import config_from_dict
+from recspark.io import storage
+from recspark.schema import METRIC, MODEL, PERSONALISED, PREDICTION, RATING, SPLIT, VALUE
+
+
+@pytest.mark.slow
+def test_train_job_end_to_end_on_ml_latest_small(spark, sample_dir, tmp_path, run_job_script):
+    common = [
+        "--set", f"data.dir={sample_dir}",
+        "--set", f"ingest.output_dir={tmp_path}/ingest",
+        "--set", f"train.output_dir={tmp_path}/runs",
+    ]
+    assert run_job_script("ingest", common) == 0
+    assert run_job_script("train", common + ["--set", "train.run_id=e2e"]) == 0
+
+    run = f"{tmp_path}/runs/e2e"
+    metrics = spark.read.parquet(f"{run}/metrics").toPandas()
+
+    def value(model, split, metric):
+        hit = metrics[(metrics[MODEL] == model) & (metrics[SPLIT] == split) & (metrics[METRIC] == metric)]
+        assert len(hit) == 1, (model, split, metric)
+        return float(hit[VALUE].iloc[0])
+
+    # issue acceptance: random 80/20 split, seed 42
+    assert value("bias", "random/test", "rmse") <= 0.895
+    assert value("mllib_als", "random/test", "rmse") <= 0.885
+    assert value("mllib_als", "random/test", "rmse") < value("mllib_als", "random/train", "rmse") + 0.5
+
+    predictions = spark.read.parquet(f"{run}/predictions").toPandas()
+    test_rows = value("bias", "random/test", "rows")
+    assert 0.19 * 100_836 < test_rows < 0.21 * 100_836
+    for model in ("bias", "mllib_als"):
+        mine = predictions[predictions[MODEL] == model]
+        assert len(mine) == test_rows  # no test row dropped
+        assert mine[PREDICTION].between(0.5, 5.0).all()
+        rmse = ((mine[RATING] - mine[PREDICTION]) ** 2).mean() ** 0.5
+        assert rmse == pytest.approx(value(model, "random/test", "rmse"))
+        assert mine[PERSONALISED].mean() == pytest.approx(value(model, "random/test", "personalised_share"))
+    # unseen movies in test exist and fall back to the bias model
+    assert 0.9 < value("mllib_als", "random/test", "personalised_share") < 1.0
+
+    saved = config_from_dict(tomllib.loads(storage.read_text(spark, f"{run}/config.toml")))
+    assert saved.train.run_id == "e2e" and saved.seed == 42
+
+
+def test_unknown_model_name_is_a_clear_error(spark, tmp_path, run_job_script, caplog):
+    caplog.set_level(logging.ERROR)
+    code = run_job_script("train", ["--set", "train.models=bias,als2", "--set", f"ingest.output_dir={tmp_path}/none"])
+    assert code == 2
+    assert "unknown model 'als2'; choose from bias, mllib_als, als" in caplog.text
+
+
+def test_missing_ingest_output_says_to_run_ingest(spark, tmp_path, run_job_script, caplog):
+    caplog.set_level(logging.ERROR)
+    assert run_job_script("train", ["--set", f"ingest.output_dir={tmp_path}/none"]) == 2
+    assert "ingest" in caplog.text and str(tmp_path / "none") in caplog.text
