@@ -153,6 +153,26 @@ def _pair_products(y: np.ndarray, iu: np.ndarray, ju: np.ndarray) -> np.ndarray:
     return z
 
 
+try:  # y += A @ X in place (SciPy's own kernel behind csr_matrix @ dense)
+    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
+except ImportError:  # pragma: no cover - a SciPy without it: the public, allocating path
+    _csr_matvecs = None
+
+
+def _spmm_add(
+    indptr: np.ndarray, cols: np.ndarray, data: np.ndarray, x: np.ndarray, out: np.ndarray
+) -> None:
+    """out += A @ x for the CSR matrix A = (data, cols, indptr) with x.shape[0] columns.
+
+    Accumulates in place (no temporary of out's size per call). ``x`` and ``out`` are
+    C-contiguous float64, ``indptr``/``cols`` int32.
+    """
+    if _csr_matvecs is not None:
+        _csr_matvecs(out.shape[0], x.shape[0], x.shape[1], indptr, cols, data, x.ravel(), out.ravel())
+    else:
+        out += sp.csr_matrix((data, cols, indptr), shape=(out.shape[0], x.shape[0])) @ x
+
+
 def tile_width(rank: int) -> int:
     """Columns per tile for ``rank``: the tile's pair products fill about TILE_BYTES."""
     d = rank + 1
@@ -172,7 +192,7 @@ class ColumnTiles:
     starts: np.ndarray  # int64 [T + 1]
     indptr: np.ndarray  # int64 [T, m + 1]: absolute offsets into cols / vals
     cols: np.ndarray  # int32 [nnz], ordered by (tile, row, column)
-    vals: np.ndarray  # float64 [nnz]
+    vals: np.ndarray  # float32 when that is exact (star ratings), else float64 [nnz]
     counts: np.ndarray  # int64 [m]: values per row over all tiles
 
     @property
@@ -202,8 +222,15 @@ def tile_columns(
     tiles_indptr[:, :m] = flat[:-1].reshape(n_tiles, m)
     tiles_indptr[:, m] = flat[m :: m] if m else 0
     starts = np.minimum(np.arange(n_tiles + 1, dtype=np.int64) * width, n_cols)
+    vals = np.asarray(vals, dtype=np.float64)[order]
+    # Ratings on a star scale are exact in float32: half the bytes moved every pass.
+    narrow = vals.astype(np.float32)
     return ColumnTiles(
-        starts, tiles_indptr, cols[order].astype(np.int32), vals[order].astype(np.float64), counts
+        starts,
+        tiles_indptr,
+        cols[order].astype(np.int32),
+        narrow if np.array_equal(narrow, vals) else vals,
+        counts,
     )
 
 
@@ -255,6 +282,7 @@ def solve_rows(
     out = np.empty((tiles.n_rows, d))
     sse = 0.0
     reg = 0.0
+    ones = np.ones(int(np.diff(tiles.indptr[:, [0, -1]], axis=1).max(initial=0)))
     for r0, r1 in _row_chunks(tiles.counts, chunk_nnz, chunk_rows):
         gram = np.zeros((r1 - r0, iu.size))
         h = np.zeros((r1 - r0, d))
@@ -264,15 +292,12 @@ def solve_rows(
             if end == start:
                 continue
             c0, c1 = int(tiles.starts[t]), int(tiles.starts[t + 1])
-            c = tiles.cols[start:end] - c0
-            ip = tiles.indptr[t, r0 : r1 + 1] - start
-            yt = y[c0:c1]
-            target = tiles.vals[start:end] - offset[c0:c1][c]
-            shape = (r1 - r0, c1 - c0)
-            gram += sp.csr_matrix((np.ones(end - start), c, ip), shape=shape) @ _pair_products(
-                yt, iu, ju
-            )
-            h += sp.csr_matrix((target, c, ip), shape=shape) @ yt
+            c = (tiles.cols[start:end] - c0).astype(np.int32)
+            ip = (tiles.indptr[t, r0 : r1 + 1] - start).astype(np.int32)
+            yt = np.ascontiguousarray(y[c0:c1])
+            target = tiles.vals[start:end].astype(np.float64) - offset[c0:c1][c]
+            _spmm_add(ip, c, ones[: end - start], _pair_products(yt, iu, ju), gram)
+            _spmm_add(ip, c, target, yt, h)
             tt += float(target @ target)
         scale = tiles.counts[r0:r1].astype(np.float64) if weighted else np.ones(r1 - r0)
         lam_rows = np.multiply.outer(scale, lam)
@@ -492,7 +517,7 @@ def _summary(item: tuple[int, _Side]) -> tuple[int, int, float, int, int, bool]:
     return (
         int(s.ids.shape[0]),
         s.tiles.nnz,
-        float(s.tiles.vals.sum()),
+        float(s.tiles.vals.sum(dtype=np.float64)),
         int(s.ids.max()) if s.ids.size else -1,
         int(s.val_vals.shape[0]) if s.val_vals is not None else 0,
         bool(np.isfinite(s.tiles.vals).all()),

@@ -32,7 +32,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from recspark.errors import ModelError
-from recspark.models.als import solve_rows
+from recspark.models.als import solve_rows, tile_columns, tile_width
 from recspark.models.factor import USER_FACTORS_SCHEMA
 from recspark.schema import (
     BIAS,
@@ -54,7 +54,7 @@ _ARROW_SCHEMA = pa.schema(
         pa.field(USER_ID, pa.int64(), nullable=False),
         pa.field(USER_IDX, pa.int32(), nullable=False),
         pa.field(BIAS, pa.float64(), nullable=False),
-        pa.field(FACTORS, pa.list_(pa.field("element", pa.float64(), nullable=False)), nullable=False),
+        pa.field(FACTORS, pa.list_(pa.field("element", pa.float64())), nullable=False),
     ]
 )
 
@@ -104,10 +104,11 @@ def _solve_block(
     needed, cols = np.unique(pos, return_inverse=True)
     k = fixed.shape[1] - 1
     if ids.size:
+        tiles = tile_columns(
+            indptr, cols.astype(np.int32), vals, n_cols=needed.size, width=tile_width(k)
+        )
         x, _, _ = solve_rows(
-            indptr,
-            cols.astype(np.int64),
-            vals,
+            tiles,
             fixed[needed],
             global_mean=global_mean,
             reg_factors=reg_factors,
