@@ -92,17 +92,37 @@ def _csr_block(block: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray)
     )
 
 
-_PIECE_SCHEMA = "block int, rows binary, cols binary, vals binary"
+_PIECE_SCHEMA = "block int, rows binary, cols binary, vals binary, code string, scale double"
+_PIECE_ARROW = pa.schema(
+    [("block", pa.int32()), ("rows", pa.binary()), ("cols", pa.binary()), ("vals", pa.binary()),
+     ("code", pa.string()), ("scale", pa.float64())]
+)
+_PIECE_COLUMNS = _PIECE_ARROW.names
 #: Ratings a task gathers before splitting them into per-block pieces (bounds its memory).
 _PIECE_ROWS = 1 << 20
 
 
-def _split_by_block(
+def encode_values(vals: np.ndarray) -> tuple[np.ndarray, float]:
+    """The narrowest exact encoding of ``vals``: (codes, scale) with vals = codes · scale.
+
+    Half-star ratings become uint8 codes with scale 0.5 (1 byte per rating instead of
+    8); other values float32 when that is exact, else float64 (scale 1).
+    """
+    vals = np.asarray(vals, dtype=np.float64)
+    halves = vals * 2.0
+    if vals.size and np.all((halves >= 0) & (halves <= 255)) and np.array_equal(halves, np.round(halves)):
+        return halves.astype(np.uint8), 0.5
+    narrow = vals.astype(np.float32)
+    return (narrow if np.array_equal(narrow, vals) else vals), 1.0
+
+
+def split_by_block(
     rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_blocks: int
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """(block, rows, cols, vals) pieces of the triples, one per destination ``rows % n``."""
     dest = rows % n_blocks
-    order = np.argsort(dest, kind="stable")
+    # a narrow key makes NumPy's stable sort a radix sort
+    order = np.argsort(dest.astype(np.int16) if n_blocks < 2**15 else dest, kind="stable")
     bounds = np.searchsorted(dest[order], np.arange(n_blocks + 1))
     for d in range(n_blocks):
         sel = order[bounds[d] : bounds[d + 1]]
@@ -110,39 +130,42 @@ def _split_by_block(
             yield d, rows[sel], cols[sel], vals[sel]
 
 
-def _unpack_piece(row) -> tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+#: What is shuffled: (rows int32, cols int32, value codes, scale), see :func:`encode_values`.
+Piece = tuple[np.ndarray, np.ndarray, np.ndarray, float]
+
+
+def join_pieces(pieces: Sequence[Piece]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, float64 values) of all ``pieces``, concatenated."""
+    rows = np.concatenate([p[0] for p in pieces])
+    cols = np.concatenate([p[1] for p in pieces])
+    vals = np.concatenate([p[2].astype(np.float64) * p[3] for p in pieces])
+    return rows, cols, vals
+
+
+def _unpack_piece(row) -> tuple[int, Piece]:
     return int(row[0]), (
         np.frombuffer(row[1], dtype=np.int32),
         np.frombuffer(row[2], dtype=np.int32),
-        np.frombuffer(row[3], dtype=np.float64),
+        np.frombuffer(row[3], dtype=np.dtype(row[4])),
+        float(row[5]),
     )
 
 
-def _assemble(
-    block: int, pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
-) -> Iterator[tuple[int, Block]]:
-    rows, cols, vals = (np.concatenate(parts) for parts in zip(*pieces))
-    yield block, _csr_block(block, rows, cols, vals)
+def _assemble(block: int, pieces: list[Piece]) -> Iterator[tuple[int, Block]]:
+    yield block, _csr_block(block, *join_pieces(pieces))
 
 
-def build_blocks(
-    ratings: DataFrame,
-    *,
-    row_col: str,
-    col_col: str,
-    n_blocks: int,
-    value_col: str = RATING,
-    storage: StorageLevel = StorageLevel.MEMORY_AND_DISK,
+def block_pieces(
+    ratings: DataFrame, *, row_col: str, col_col: str, n_blocks: int, value_col: str = RATING
 ) -> RDD:
-    """Partition ``ratings`` into ``n_blocks`` CSR blocks keyed by ``row_col % n_blocks``.
+    """The ratings as ``(block, Piece)`` pairs, ``block = row % n_blocks``.
 
-    Input columns: ``row_col``, ``col_col`` (dense 0-based integer indices) and
-    ``value_col``. Returns a persisted pair RDD ``(block id, Block)`` with one block per
-    partition (partition i holds block i); blocks with no rows are absent. The one shuffle
-    of the ratings happens here, vectorised end to end: each task reads its ratings as
-    Arrow batches (``mapInArrow``), splits them by destination block with NumPy, and the
-    per-block pieces (a few large byte strings, not one record per rating) are shuffled
-    and concatenated into CSR form. Raises (in the task) if an input column has nulls.
+    Input columns: ``row_col``, ``col_col`` (dense 0-based integer indices below 2**31) and
+    ``value_col``. Each task reads its ratings as Arrow batches (``mapInArrow``) and splits
+    them by destination block with NumPy, so what is later shuffled is a few large arrays
+    per task (values in their narrowest exact encoding), not one record per rating. The
+    result is not yet partitioned by block: :func:`zip_blocks` does that (the one shuffle
+    of the ratings). Raises (in the task) if an input column has nulls.
     """
     require_columns(ratings, [row_col, col_col, value_col], stage="build_blocks")
 
@@ -161,23 +184,14 @@ def build_blocks(
                         "drop or fix those ratings first"
                     )
                 arrays.append(column.to_numpy())
-            out: dict[str, list] = {"block": [], "rows": [], "cols": [], "vals": []}
-            for d, r, c, v in _split_by_block(
-                arrays[0].astype(np.int64), arrays[1], arrays[2].astype(np.float64), n_blocks
-            ):
-                out["block"].append(d)
-                out["rows"].append(r.astype(np.int32).tobytes())
-                out["cols"].append(c.astype(np.int32).tobytes())
-                out["vals"].append(v.tobytes())
-            return pa.RecordBatch.from_arrays(
-                [
-                    pa.array(out["block"], pa.int32()),
-                    pa.array(out["rows"], pa.binary()),
-                    pa.array(out["cols"], pa.binary()),
-                    pa.array(out["vals"], pa.binary()),
-                ],
-                names=["block", "rows", "cols", "vals"],
-            )
+            codes, scale = encode_values(arrays[2])
+            out: dict[str, list] = {name: [] for name in _PIECE_COLUMNS}
+            for d, r, c, v in split_by_block(arrays[0], arrays[1], codes, n_blocks):
+                for name, value in zip(
+                    _PIECE_COLUMNS, (d, r.tobytes(), c.tobytes(), v.tobytes(), v.dtype.str, scale)
+                ):
+                    out[name].append(value)
+            return pa.RecordBatch.from_pydict(out, schema=_PIECE_ARROW)
 
         for batch in batches:
             buffered.append(batch)
@@ -188,13 +202,35 @@ def build_blocks(
         if size:
             yield flush()
 
+    # 32-bit indices: a third less to convert to Arrow than longs, the dominant read cost.
     pieces = ratings.select(
-        F.col(row_col).cast("long").alias(row_col),
-        F.col(col_col).cast("long").alias(col_col),
+        F.col(row_col).cast("int").alias(row_col),
+        F.col(col_col).cast("int").alias(col_col),
         F.col(value_col).cast("double").alias(value_col),
     ).mapInArrow(split, _PIECE_SCHEMA)
+    return pieces.rdd.map(_unpack_piece)
+
+
+def build_blocks(
+    ratings: DataFrame,
+    *,
+    row_col: str,
+    col_col: str,
+    n_blocks: int,
+    value_col: str = RATING,
+    storage: StorageLevel = StorageLevel.MEMORY_AND_DISK,
+) -> RDD:
+    """Partition ``ratings`` into ``n_blocks`` CSR blocks keyed by ``row_col % n_blocks``.
+
+    Returns a persisted pair RDD ``(block id, Block)`` with one block per partition
+    (partition i holds block i); blocks with no rows are absent. The one shuffle of the
+    ratings happens here (see :func:`block_pieces` for the input and its checks).
+    """
+    pieces = block_pieces(
+        ratings, row_col=row_col, col_col=col_col, n_blocks=n_blocks, value_col=value_col
+    )
     return (
-        zip_blocks([pieces.rdd.map(_unpack_piece)], _assemble, n_blocks=n_blocks)
+        zip_blocks([pieces], _assemble, n_blocks=n_blocks)
         .persist(storage)
         .setName(f"blocks[{row_col}]")
     )
@@ -272,29 +308,6 @@ def zip_blocks(
             yield from fn(index, values)
 
     return union.mapPartitionsWithIndex(run, preservesPartitioning=preserves_keys)
-
-
-def transpose_blocks(
-    blocks: RDD, *, n_blocks: int, storage: StorageLevel = StorageLevel.MEMORY_AND_DISK
-) -> RDD:
-    """The same ratings as ``blocks`` with rows and columns swapped, keyed by ``col % n_blocks``.
-
-    Equivalent to :func:`build_blocks` with ``row_col`` and ``col_col`` exchanged, but built
-    from the in-blocks: each block splits its values by destination block (vectorised), and
-    one shuffle of NumPy arrays regroups them. Cheaper than a second pass over the source
-    DataFrame. Returns a persisted ``(block id, Block)`` RDD partitioned by :func:`block_key`.
-    """
-
-    def split(item: tuple[int, Block]) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
-        _, b = item
-        for d, r, c, v in _split_by_block(b.cols, np.repeat(b.ids, b.counts()), b.vals, n_blocks):
-            yield d, (r, c, v)
-
-    return (
-        zip_blocks([blocks.flatMap(split)], _assemble, n_blocks=n_blocks)
-        .persist(storage)
-        .setName("blocks[transposed]")
-    )
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,10 @@ too). recspark's id-keyed ``user_factors``/``item_factors`` (a join with the tra
 ids, which MLlib has no equivalent of) are timed separately and printed below the table. Test RMSE (untimed) is over the test pairs whose user and movie are in training
 (MLlib's ``coldStartStrategy="drop"``), predictions clipped to [0.5, 5] for both.
 
-Peak memory is the peak of Σ RSS (and Σ PSS, which does not double-count pages shared
-between the forked Python workers) over the whole process tree of the model's process
-(driver JVM, PySpark daemon and workers), polled from /proc every 0.2 s by a thread in this
-parent process. ``getrusage(RUSAGE_CHILDREN)`` is printed for reference but it reports the
-largest *single* process, not the tree's sum.
+Peak memory is the peak of Σ RSS over the whole process tree of the model's process
+(driver JVM, PySpark daemon and workers), polled by :class:`memwatch.TreeMemory` from a
+thread in this parent process (an upper bound: pages shared by forked workers count once
+per process).
 
 Results are printed as a table and written to ``<work>/results.json``.
 """
@@ -37,103 +36,49 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
-import resource
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from memwatch import TreeMemory, tree_cpu_seconds  # noqa: E402
 
 MODELS = ("recspark", "mllib")
 
 
-# --------------------------------------------------------------------------- process tree memory
+class PhaseClock(logging.Handler):
+    """Wall and tree-CPU seconds of recspark's logged stages ("<name> ..." / "<name> done in").
 
+    Phases: ``blocks`` (partitioning the ratings), ``iterations`` (all of them) and
+    ``tables`` (the factor tables), so a slow fit at scale shows where the time went.
+    """
 
-def _children_map() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        kids.setdefault(ppid, []).append(int(name))
-    return kids
+    PHASES = {"als: partition ratings into blocks": "blocks", "als iteration": "iterations",
+              "als: factor tables": "tables"}
 
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.open: dict[str, tuple[float, float]] = {}
+        self.totals: dict[str, list[float]] = {}
 
-def _tree(root: int) -> list[int]:
-    kids = _children_map()
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(kids.get(pid, []))
-    return out
-
-
-def _field_kb(path: str, key: str) -> int:
-    try:
-        with open(path) as fh:
-            for line in fh:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-class TreeMemory(threading.Thread):
-    """Polls Σ RSS and Σ PSS of a process tree; keeps the peaks (in kB)."""
-
-    def __init__(self, root: int, interval: float = 0.2) -> None:
-        super().__init__(daemon=True)
-        self.root, self.interval = root, interval
-        self.peak_rss = self.peak_pss = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            pids = _tree(self.root)
-            rss = sum(_field_kb(f"/proc/{p}/status", "VmRSS:") for p in pids)
-            pss = sum(_field_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
-            self.peak_rss = max(self.peak_rss, rss)
-            self.peak_pss = max(self.peak_pss, pss)
-            self.stop.wait(self.interval)
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of ``root`` and its live descendants, including their
-    reaped children (a PySpark daemon's finished workers). Less sensitive than wall time
-    to other load on the machine."""
-    kids, ticks = {}, {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        kids.setdefault(int(fields[1]), []).append(int(name))
-        ticks[int(name)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += ticks.get(pid, 0)
-        todo.extend(kids.get(pid, []))
-    return total / _TICK
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        for prefix, phase in self.PHASES.items():
+            if not msg.startswith(prefix):
+                continue
+            now = (time.perf_counter(), tree_cpu_seconds(os.getpid()))
+            if msg.endswith(" ..."):
+                self.open[phase] = now
+            elif " done in " in msg and phase in self.open:
+                (w0, c0), total = self.open.pop(phase), self.totals.setdefault(phase, [0.0, 0.0])
+                total[0] += now[0] - w0
+                total[1] += now[1] - c0
 
 
 def run_child(args: list[str], env: dict[str, str]) -> tuple[int, float, TreeMemory]:
@@ -271,10 +216,13 @@ def fit(a: argparse.Namespace) -> None:
             blocks=a.blocks,
             mode=a.mode,
         )
+        clock = PhaseClock()
+        logging.getLogger("recspark").addHandler(clock)
         start, cpu = time.perf_counter(), tree_cpu_seconds(os.getpid())
         model = fit_als(train, cfg=cfg, seed=a.seed)  # returns with (idx, bias, factors) cached
         result["fit_s"] = time.perf_counter() - start
         result["fit_cpu_s"] = tree_cpu_seconds(os.getpid()) - cpu
+        result["phases"] = clock.totals
         # The id-keyed tables join (user_id, user_idx) of the training set: a scan of it.
         start = time.perf_counter()
         model.user_factors.count()
@@ -391,9 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{model} failed (exit {code})", file=sys.stderr)
             return code
         r = json.loads((work / f"result_{model}.json").read_text())
-        r.update(process_s=wall, peak_rss_gb=mem.peak_rss / 2**20, peak_pss_gb=mem.peak_pss / 2**20)
+        r.update(process_s=wall, peak_rss_gb=mem.peak_rss / 2**20)
         rows.append(r)
-    children_max = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
 
     print()
     print(
@@ -401,23 +348,28 @@ def main(argv: list[str] | None = None) -> int:
         f"movies), {data['test_ratings']:,} test; rank {a.rank}, {a.iters} iterations, "
         f"λ {a.reg} (weighted), {a.master}, driver memory {a.driver_memory}"
     )
-    head = f"{'model':<10} {'fit s':>8} {'fit CPU s':>10} {'s/iter':>8} {'iter s*':>8} {'peak RSS GB':>12} {'peak PSS GB':>12} {'test RMSE':>10} {'rows':>10}"
+    head = f"{'model':<10} {'fit s':>8} {'fit CPU s':>10} {'s/iter':>8} {'iter s*':>8} {'peak RSS GB':>12} {'test RMSE':>10} {'rows':>10}"
     print(head)
     print("-" * len(head))
     for r in rows:
         print(
             f"{r['model']:<10} {r['fit_s']:>8.1f} {r['fit_cpu_s']:>10.1f} {r['fit_s'] / a.iters:>8.2f} {r['iteration_s']:>8.2f} "
-            f"{r['peak_rss_gb']:>12.2f} {r['peak_pss_gb']:>12.2f} {r['test_rmse']:>10.4f} {r['test_rows']:>10,}"
+            f"{r['peak_rss_gb']:>12.2f} {r['test_rmse']:>10.4f} {r['test_rows']:>10,}"
         )
     byname = {r["model"]: r for r in rows}
     if set(byname) >= set(MODELS):
         rs, ml = byname["recspark"], byname["mllib"]
         print(
             f"{'ratio':<10} {rs['fit_s'] / ml['fit_s']:>8.2f} {rs['fit_cpu_s'] / ml['fit_cpu_s']:>10.2f} {'':>8} {'':>8} "
-            f"{rs['peak_rss_gb'] / ml['peak_rss_gb']:>12.2f} {rs['peak_pss_gb'] / ml['peak_pss_gb']:>12.2f} "
+            f"{rs['peak_rss_gb'] / ml['peak_rss_gb']:>12.2f} "
             f"{rs['test_rmse'] / ml['test_rmse']:>10.4f}"
         )
     if "recspark" in byname:
+        phases = byname["recspark"].get("phases", {})
+        print(
+            "recspark phases (wall s / CPU s): "
+            + ", ".join(f"{k} {w:.1f} / {c:.1f}" for k, (w, c) in phases.items())
+        )
         print(
             f"recspark id-keyed user/movie tables (join with the training ids, after fit): "
             f"{byname['recspark']['id_tables_s']:.1f} s"
@@ -429,7 +381,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     for r in rows:
         print(f"BLAS {r['model']}: {r['blas']}")
-    print(f"getrusage(RUSAGE_CHILDREN).ru_maxrss (largest single process): {children_max:.2f} GB")
     (work / "results.json").write_text(json.dumps({"data": data, "args": vars(a), "results": rows}, indent=2))
     return 0
 

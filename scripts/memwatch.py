@@ -3,9 +3,13 @@
     python scripts/memwatch.py -- python jobs/ingest.py --set data.dir=...
 
 Spark in local mode is a Python driver, a JVM and forked Python workers; the peak that
-matters is their sum. A thread polls Σ RSS and Σ PSS (PSS does not double-count pages the
-forked workers share) over the tree from /proc every 0.2 s. ``getrusage`` cannot do this:
-it reports the largest single process.
+matters is their sum. A thread polls Σ RSS over the tree from ``/proc/<pid>/status`` every
+0.2 s. ``getrusage`` cannot do this: it reports the largest single process. Σ RSS counts
+pages the forked workers share once per process, so it is an upper bound. (PSS would not
+double-count, but reading ``smaps_rollup`` of a multi-GB JVM takes 0.1-0.2 s of kernel
+time and stalls the JVM's page faults: polling it would slow down what is measured.)
+
+:class:`TreeMemory` and :func:`tree_cpu_seconds` are shared with the benchmark scripts.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ import sys
 import threading
 import time
 
+_TICK = os.sysconf("SC_CLK_TCK")
 
-def _children_map() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
+
+def _stats() -> dict[int, list[str]]:
+    """The fields after the command name of ``/proc/<pid>/stat`` for every live process."""
+    out: dict[int, list[str]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -27,14 +34,15 @@ def _children_map() -> dict[int, list[int]]:
                 stat = fh.read()
         except OSError:
             continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        kids.setdefault(ppid, []).append(int(name))
-    return kids
+        out[int(name)] = stat[stat.rindex(")") + 2 :].split()
+    return out
 
 
-def process_tree(root: int) -> list[int]:
+def process_tree(root: int, stats: dict[int, list[str]] | None = None) -> list[int]:
     """``root`` and all its live descendants."""
-    kids = _children_map()
+    kids: dict[int, list[int]] = {}
+    for pid, fields in (stats or _stats()).items():
+        kids.setdefault(int(fields[1]), []).append(pid)
     out, todo = [], [root]
     while todo:
         pid = todo.pop()
@@ -43,11 +51,20 @@ def process_tree(root: int) -> list[int]:
     return out
 
 
-def _field_kb(path: str, key: str) -> int:
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of ``root`` and its live descendants, including their
+    reaped children (a PySpark daemon's finished workers). Less sensitive than wall time
+    to other load on the machine."""
+    stats = _stats()
+    ticks = sum(sum(int(x) for x in stats[p][11:15]) for p in process_tree(root, stats) if p in stats)
+    return ticks / _TICK
+
+
+def _rss_kb(pid: int) -> int:
     try:
-        with open(path) as fh:
+        with open(f"/proc/{pid}/status") as fh:
             for line in fh:
-                if line.startswith(key):
+                if line.startswith("VmRSS:"):
                     return int(line.split()[1])
     except OSError:
         pass
@@ -55,21 +72,17 @@ def _field_kb(path: str, key: str) -> int:
 
 
 class TreeMemory(threading.Thread):
-    """Polls Σ RSS and Σ PSS of a process tree; keeps the peaks (in kB)."""
+    """Polls Σ RSS of a process tree; keeps the peak (kB in ``peak_rss``)."""
 
     def __init__(self, root: int, interval: float = 0.2) -> None:
         super().__init__(daemon=True)
         self.root, self.interval = root, interval
-        self.peak_rss = self.peak_pss = 0
+        self.peak_rss = 0
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            pids = process_tree(self.root)
-            rss = sum(_field_kb(f"/proc/{p}/status", "VmRSS:") for p in pids)
-            pss = sum(_field_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
-            self.peak_rss = max(self.peak_rss, rss)
-            self.peak_pss = max(self.peak_pss, pss)
+            self.peak_rss = max(self.peak_rss, sum(_rss_kb(p) for p in process_tree(self.root)))
             self.stop.wait(self.interval)
 
 
@@ -88,7 +101,7 @@ def main(argv: list[str]) -> int:
     watch.join()
     print(
         f"memwatch: exit {code}, wall {time.perf_counter() - start:.1f} s, "
-        f"peak tree RSS {watch.peak_rss / 2**20:.2f} GiB, peak tree PSS {watch.peak_pss / 2**20:.2f} GiB",
+        f"peak tree RSS {watch.peak_rss / 2**20:.2f} GiB",
         file=sys.stderr,
     )
     return code

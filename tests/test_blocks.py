@@ -1,7 +1,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from recspark.blocks import build_blocks
+from recspark.blocks import build_blocks, encode_values
 from recspark.schema import MOVIE_IDX, RATING, USER_IDX
 
 
@@ -32,3 +32,13 @@ def test_block_rdd_is_partitioned_by_block_id(spark):
     rdd = build_blocks(df, row_col=USER_IDX, col_col=MOVIE_IDX, n_blocks=3)
     per_partition = rdd.glom().map(lambda kvs: [k for k, _ in kvs]).collect()
     assert per_partition == [[0], [1], [2]]
+
+
+def test_values_are_stored_in_the_narrowest_exact_encoding():
+    codes, scale = encode_values(np.array([0.5, 5.0, 3.5, 127.5]))
+    assert codes.dtype == np.uint8 and scale == 0.5
+    np.testing.assert_array_equal(codes * scale, [0.5, 5.0, 3.5, 127.5])
+    assert encode_values(np.array([0.25, -1.0]))[0].dtype == np.float32  # exact in float32
+    assert encode_values(np.array([-0.5, 1.0]))[0].dtype == np.float32  # negative: not a star code
+    codes, scale = encode_values(np.array([0.1, 2.0]))
+    assert codes.dtype == np.float64 and scale == 1.0

@@ -11,27 +11,11 @@ from recspark.blocks import (
     gather_rows,
     plan_routes,
     route_rows,
-    transpose_blocks,
     zip_blocks,
 )
 from recspark.schema import MOVIE_IDX, RATING, USER_IDX
 
 ROWS = [(0, 2, 4.0), (0, 0, 3.0), (1, 1, 5.0), (2, 0, 1.0), (2, 2, 2.5), (4, 1, 3.5), (5, 4, 2.0)]
-
-
-def test_transpose_equals_building_the_column_blocks_directly(spark):
-    df = spark.createDataFrame(ROWS, [USER_IDX, MOVIE_IDX, RATING])
-    users = build_blocks(df, row_col=USER_IDX, col_col=MOVIE_IDX, n_blocks=2)
-    direct = dict(build_blocks(df, row_col=MOVIE_IDX, col_col=USER_IDX, n_blocks=2).collect())
-    moved = transpose_blocks(users, n_blocks=2)
-    assert moved.glom().map(lambda kvs: [k for k, _ in kvs]).collect() == [[0], [1]]
-    got = dict(moved.collect())
-    assert sorted(got) == sorted(direct) == [0, 1]
-    for b in got:
-        for field in ("ids", "indptr", "cols", "vals"):
-            np.testing.assert_array_equal(getattr(got[b], field), getattr(direct[b], field))
-    np.testing.assert_array_equal(got[0].ids, [0, 2, 4])  # movies 0, 2, 4
-    np.testing.assert_array_equal(got[0].cols, [0, 2, 0, 2, 5])  # their users, by movie
 
 
 def test_zip_blocks_combines_partition_by_partition_without_a_shuffle(spark):

@@ -27,24 +27,27 @@ Half-step
 
 Per-block maths (:func:`solve_rows`, vectorised, no loop per rating or per user)
     G_u[a, b] for a ≤ b is (A Z)[u, (a, b)], where A is the block's 0/1 rating pattern
-    (rows × needed columns, SciPy CSR) and Z[i, (a, b)] = ỹ_ia ỹ_ib is built once per pass
-    from the fixed side (d(d+1)/2 columns): one sparse × dense product gives every Gram
+    (rows × needed columns, CSR) and Z[i, (a, b)] = ỹ_ia ỹ_ib (d(d+1)/2 columns, computed
+    from the fixed side, not per rating): one sparse × dense product gives every Gram
     matrix of the block, and h = T Ỹ with T holding the targets t. Cost: nnz · (d(d+1)/2 + d)
-    multiply-adds; memory O(p·d²) for Z (p = fixed rows the block reads; above a budget Z is
-    built per chunk for the chunk's columns only) plus O(rows·d²) per chunk, never
-    O(nnz·d²). Rows are processed in chunks of at most ~2M ratings, each with ONE batched
-    ``np.linalg.solve`` over the stacked (rows, d, d) systems. The training error comes for
-    free from the same quantities: since (G_u + s_uΛ) x_u = h_u,
+    multiply-adds. The block is stored cut into column tiles (:class:`ColumnTiles`, built
+    once) of ~4 MB of Z each, and the products are accumulated tile by tile, so the rows
+    of Z a product reads stay in cache (with 200k users on the fixed side this is several
+    times faster than one product) and memory stays O(tile · d² + rows · d²) per task,
+    never O(nnz · d²). Then ONE batched ``np.linalg.solve`` over the stacked (rows, d, d)
+    systems (in chunks of at most 100k rows). The training error comes for free from the
+    same quantities: since (G_u + s_uΛ) x_u = h_u,
 
         Σ_{i ∈ R(u)} (t_ui − x_uᵀ ỹ_i)² = Σ t_ui² − x_uᵀ h_u − s_u x_uᵀ Λ x_u .
 
 Distribution (the design of MLlib's ALS, with NumPy blocks)
-    The ratings are shuffled once into ``als.blocks`` user blocks
-    (:func:`recspark.blocks.build_blocks`) and transposed once into movie blocks; both are
-    cached, each with its columns renumbered to the sorted ``needed`` ids of the other
-    side. They are never shuffled again: each half-step moves only factors, in one of two
-    modes (``als.mode``; ``auto`` broadcasts a side when its factor table fits under
-    ``als.broadcast_max_mb``):
+    The ratings are shuffled once into ``als.blocks`` user blocks (pieces cut by
+    :func:`recspark.blocks.block_pieces`) and the cached user blocks are transposed once
+    into movie blocks (a shuffle of arrays); each block is assembled straight into its
+    cached, column-tiled form (:func:`tiles_from_triples`, one sort), with its columns
+    renumbered to the sorted ``needed`` ids of the other side. They are never shuffled
+    again: each half-step moves only factors, in one of two modes (``als.mode``; ``auto``
+    broadcasts a side when its factor table fits under ``als.broadcast_max_mb``):
 
     - broadcast: the solved side is collected to the driver as one NumPy table
       (n × d doubles: 200k × 11 is 17 MB) and broadcast; each block reads the rows it needs.
@@ -77,7 +80,6 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import scipy.sparse as sp
 from pyspark import RDD, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -116,6 +118,7 @@ __all__ = [
     "init_factors",
     "solve_rows",
     "tile_columns",
+    "tiles_from_triples",
     "write_history",
 ]
 
@@ -174,25 +177,30 @@ def _spmm_add(
 
 
 def tile_width(rank: int) -> int:
-    """Columns per tile for ``rank``: the tile's pair products fill about TILE_BYTES."""
+    """Columns per tile for ``rank``: the tile's pair products fill about TILE_BYTES
+    (at most 2**16 columns, so a column offset within its tile fits in 16 bits)."""
     d = rank + 1
-    return max(256, TILE_BYTES // (8 * d * (d + 1) // 2))
+    return min(1 << 16, max(256, TILE_BYTES // (8 * d * (d + 1) // 2)))
 
 
 @dataclass(frozen=True)
 class ColumnTiles:
-    """A CSR block cut into column ranges ("tiles"), built once per block.
+    """A block's ratings cut into column ranges ("tiles"), built once per block.
 
-    Tile t covers columns ``starts[t]:starts[t+1]``; its values for row r are
-    ``cols[indptr[t, r]:indptr[t, r+1]]`` (sorted) with ``vals`` alike. Multiplying tile by
-    tile keeps the fixed side's rows a product reads within a cache-sized window: with
-    200k users on the fixed side this is ~6x faster than one CSR × dense product.
+    Tile t covers columns ``starts[t]:starts[t+1]``; its values for row r are at offsets
+    ``indptr[t, r]:indptr[t, r+1]`` of ``offsets`` (column minus ``starts[t]``, sorted) and
+    ``codes``. Multiplying tile by tile keeps the fixed side's rows a product reads within
+    a cache-sized window: with 200k users on the fixed side this is ~6x faster than one
+    CSR × dense product. The block is read from Spark's cache every half-step, so it is
+    stored compactly: 16-bit column offsets and values encoded by :func:`recspark.blocks.encode_values` (3 bytes
+    per half-star rating).
     """
 
     starts: np.ndarray  # int64 [T + 1]
-    indptr: np.ndarray  # int64 [T, m + 1]: absolute offsets into cols / vals
-    cols: np.ndarray  # int32 [nnz], ordered by (tile, row, column)
-    vals: np.ndarray  # float32 when that is exact (star ratings), else float64 [nnz]
+    indptr: np.ndarray  # int32 (int64 past 2**31 values) [T, m + 1]: offsets into the arrays below
+    offsets: np.ndarray  # uint16 [nnz]: column - starts[tile], ordered by (tile, row, column)
+    codes: np.ndarray  # uint8 / float32 / float64 [nnz]: value = code · scale
+    scale: float
     counts: np.ndarray  # int64 [m]: values per row over all tiles
 
     @property
@@ -201,37 +209,61 @@ class ColumnTiles:
 
     @property
     def nnz(self) -> int:
-        return int(self.vals.shape[0])
+        return int(self.codes.shape[0])
+
+    def values(self, start: int = 0, end: int | None = None) -> np.ndarray:
+        """The values at offsets ``start:end`` as float64."""
+        return self.codes[start:end].astype(np.float64) * self.scale
+
+    def columns(self) -> np.ndarray:
+        """The column (position among the block's columns) of every value, int64."""
+        per_tile = (self.indptr[:, -1] - self.indptr[:, 0]).astype(np.int64)
+        return np.repeat(self.starts[:-1], per_tile) + self.offsets
+
+    def rows(self) -> np.ndarray:
+        """The local row (0..m-1) of every value, int64."""
+        lengths = np.diff(self.indptr, axis=1).ravel()
+        return np.repeat(np.tile(np.arange(self.n_rows, dtype=np.int64), self.indptr.shape[0]), lengths)
+
+
+def tiles_from_triples(
+    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, *, n_rows: int, n_cols: int, width: int
+) -> ColumnTiles:
+    """Column tiles of ``width`` columns from (local row, column, value) triples in any
+    order (0 <= row < n_rows, 0 <= col < n_cols). Vectorised: one sort by (tile, row, col)."""
+    m = int(n_rows)
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    n_tiles = max(1, -(-int(n_cols) // width))
+    tile = cols // width
+    cell = tile * m + rows
+    order = np.argsort(cell * width + (cols - tile * width))
+    flat = np.zeros(n_tiles * m + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cell, minlength=n_tiles * m), out=flat[1:])
+    tiles_indptr = np.empty((n_tiles, m + 1), dtype=np.int64)
+    tiles_indptr[:, :m] = flat[:-1].reshape(n_tiles, m)
+    tiles_indptr[:, m] = flat[m :: m] if m else 0
+    starts = np.minimum(np.arange(n_tiles + 1, dtype=np.int64) * width, n_cols)
+    codes, scale = blk.encode_values(np.asarray(vals)[order])
+    if width > 1 << 16:
+        raise ValueError(f"tile width {width} exceeds 2**16 columns")
+    return ColumnTiles(
+        starts,
+        tiles_indptr.astype(np.int32) if rows.size < 2**31 else tiles_indptr,
+        (cols - tile * width)[order].astype(np.uint16),
+        codes,
+        scale,
+        np.bincount(rows, minlength=m).astype(np.int64),
+    )
 
 
 def tile_columns(
     indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, *, n_cols: int, width: int
 ) -> ColumnTiles:
-    """Cut a CSR matrix (columns sorted within rows, 0 <= col < n_cols) into column tiles
-    of ``width`` columns (vectorised: one stable sort by tile)."""
+    """Cut a CSR matrix (0 <= col < n_cols) into column tiles of ``width`` columns."""
     m = indptr.shape[0] - 1
-    counts = np.diff(indptr).astype(np.int64)
-    n_tiles = max(1, -(-int(n_cols) // width))
-    tile = cols // width
-    order = np.argsort(tile.astype(np.int16 if n_tiles < 2**15 else np.int64), kind="stable")
-    rows = np.repeat(np.arange(m, dtype=np.int64), counts)
-    per = np.bincount(tile.astype(np.int64) * m + rows, minlength=n_tiles * m)
-    flat = np.zeros(n_tiles * m + 1, dtype=np.int64)
-    np.cumsum(per, out=flat[1:])
-    tiles_indptr = np.empty((n_tiles, m + 1), dtype=np.int64)
-    tiles_indptr[:, :m] = flat[:-1].reshape(n_tiles, m)
-    tiles_indptr[:, m] = flat[m :: m] if m else 0
-    starts = np.minimum(np.arange(n_tiles + 1, dtype=np.int64) * width, n_cols)
-    vals = np.asarray(vals, dtype=np.float64)[order]
-    # Ratings on a star scale are exact in float32: half the bytes moved every pass.
-    narrow = vals.astype(np.float32)
-    return ColumnTiles(
-        starts,
-        tiles_indptr,
-        cols[order].astype(np.int32),
-        narrow if np.array_equal(narrow, vals) else vals,
-        counts,
-    )
+    rows = np.repeat(np.arange(m, dtype=np.int64), np.diff(indptr))
+    return tiles_from_triples(rows, cols, vals, n_rows=m, n_cols=n_cols, width=width)
 
 
 def _row_chunks(counts: np.ndarray, chunk_nnz: int, chunk_rows: int) -> Iterator[tuple[int, int]]:
@@ -292,10 +324,10 @@ def solve_rows(
             if end == start:
                 continue
             c0, c1 = int(tiles.starts[t]), int(tiles.starts[t + 1])
-            c = (tiles.cols[start:end] - c0).astype(np.int32)
+            c = tiles.offsets[start:end].astype(np.int32)
             ip = (tiles.indptr[t, r0 : r1 + 1] - start).astype(np.int32)
             yt = np.ascontiguousarray(y[c0:c1])
-            target = tiles.vals[start:end].astype(np.float64) - offset[c0:c1][c]
+            target = tiles.values(start, end) - offset[c0:c1][c]
             _spmm_add(ip, c, ones[: end - start], _pair_products(yt, iu, ju), gram)
             _spmm_add(ip, c, target, yt, h)
             tt += float(target @ target)
@@ -405,36 +437,51 @@ def _rows_of(solved: _Solved) -> np.ndarray:
     return solved.rows
 
 
-def _prepare(block: int, values: list[Any], *, width: int) -> Iterator[tuple[int, _Side]]:
-    """Renumber a training block's columns to its ``needed`` ids, tile them, attach
-    validation."""
-    train = [v for v in values if isinstance(v, blk.Block)]
+def _make_side(block: int, values: list[Any], *, width: int) -> Iterator[tuple[int, _Side]]:
+    """A block's :class:`_Side` from its ``(rows, cols, vals)`` pieces (global indices) and
+    its validation block, if any: columns renumbered to the ``needed`` ids, then tiled."""
+    pieces = [v for v in values if isinstance(v, tuple)]
     val = [v.block for v in values if isinstance(v, _Validation)]
-    if not train:
+    if not pieces:
         return
-    b = train[0]
-    # Sorted distinct columns and their positions by one O(nnz + max id) pass, not a sort.
-    top = max([int(b.cols.max())] + [int(v.cols.max()) for v in val if v.nnz]) + 1
+    rows, cols, vals = blk.join_pieces(pieces)
+    if rows.size == 0:
+        return
+    # Sorted distinct ids and positions by one O(n + max id) pass each, not a sort.
+    seen = np.zeros(int(rows.max()) + 1, dtype=bool)
+    seen[rows] = True
+    ids = np.flatnonzero(seen)
+    local = np.cumsum(seen, dtype=np.int64) - 1
+    top = max([int(cols.max())] + [int(v.cols.max()) for v in val if v.nnz]) + 1
     used = np.zeros(top, dtype=bool)
-    used[b.cols] = True
+    used[cols] = True
     for v in val:
         used[v.cols] = True
     position = np.cumsum(used, dtype=np.int64) - 1
     needed = np.flatnonzero(used)
-    tiles = tile_columns(
-        b.indptr, position[b.cols], b.vals, n_cols=needed.shape[0], width=width
+    tiles = tiles_from_triples(
+        local[rows], position[cols], vals, n_rows=ids.shape[0], n_cols=needed.shape[0], width=width
     )
-    side = _Side(block, b.ids, tiles, needed)
+    side = _Side(block, ids.astype(np.int32), tiles, needed)
     if val:
         v = val[0]
-        val_rows = np.searchsorted(b.ids, np.repeat(v.ids, v.counts()))
         side = dataclasses.replace(
             side,
-            val_rows=val_rows.astype(np.int64),
+            val_rows=np.searchsorted(ids, np.repeat(v.ids, v.counts())).astype(np.int64),
             val_cols=position[v.cols],
             val_vals=v.vals,
         )
     yield block, side
+
+
+def _transposed_pieces(item: tuple[int, _Side], *, n_blocks: int) -> Iterator[tuple[int, blk.Piece]]:
+    """A side's ratings with rows and columns swapped, split by destination block."""
+    _, side = item
+    tiles = side.tiles
+    rows = side.needed[tiles.columns()].astype(np.int32)
+    cols = side.ids[tiles.rows()]
+    for d, r, c, v in blk.split_by_block(rows, cols, tiles.codes, n_blocks):
+        yield d, (r, c, v, tiles.scale)
 
 
 def _solve_side(side: _Side, fixed: np.ndarray, params: _Params) -> _Solved:
@@ -517,10 +564,10 @@ def _summary(item: tuple[int, _Side]) -> tuple[int, int, float, int, int, bool]:
     return (
         int(s.ids.shape[0]),
         s.tiles.nnz,
-        float(s.tiles.vals.sum(dtype=np.float64)),
+        float(s.tiles.values().sum()),
         int(s.ids.max()) if s.ids.size else -1,
         int(s.val_vals.shape[0]) if s.val_vals is not None else 0,
-        bool(np.isfinite(s.tiles.vals).all()),
+        bool(np.isfinite(s.tiles.codes).all()),
     )
 
 
@@ -600,22 +647,22 @@ class _Trainer:
         """Build and cache the two sides; one action collects their sizes and μ."""
         n = self.n
         ratings = self.ratings.select(USER_IDX, MOVIE_IDX, RATING)
-        user_blocks = blk.build_blocks(ratings, row_col=USER_IDX, col_col=MOVIE_IDX, n_blocks=n)
-        item_blocks = blk.transpose_blocks(user_blocks, n_blocks=n)
-        inputs = [item_blocks]
+        make_side = functools.partial(_make_side, width=tile_width(self.cfg.rank))
+        # One shuffle of the ratings into user blocks, tiled as they are assembled; the
+        # movie blocks are the user blocks transposed (a second shuffle, of arrays).
+        pieces = blk.block_pieces(ratings, row_col=USER_IDX, col_col=MOVIE_IDX, n_blocks=n)
+        self.users = self._persist(blk.zip_blocks([pieces], make_side, n_blocks=n), "als users")
+        inputs = [self.users.flatMap(functools.partial(_transposed_pieces, n_blocks=n))]
         val_blocks = None
         self.unknown_val = _Stats()
         if self.validation is not None:
             val_blocks, self.unknown_val = self._validation_blocks()
             inputs.append(val_blocks.mapValues(_Validation))
-        prepare = functools.partial(_prepare, width=tile_width(self.cfg.rank))
-        self.users = self._persist(blk.zip_blocks([user_blocks], prepare, n_blocks=n), "als users")
-        self.items = self._persist(blk.zip_blocks(inputs, prepare, n_blocks=n), "als movies")
+        self.items = self._persist(blk.zip_blocks(inputs, make_side, n_blocks=n), "als movies")
         users = self.users.map(_summary).collect()
         items = self.items.map(_summary).collect()
-        for rdd in (user_blocks, item_blocks, val_blocks):
-            if rdd is not None:
-                rdd.unpersist()
+        if val_blocks is not None:
+            val_blocks.unpersist()
         self.nnz = sum(s[1] for s in users)
         if self.nnz == 0:
             raise DataQualityError("als fit: the training ratings are empty")
@@ -836,18 +883,10 @@ class _Trainer:
         if state.table is not None:
             ids = state.trained
             rows = state.table[ids]
-            factors = pa.ListArray.from_arrays(
-                pa.array(np.arange(0, (ids.size + 1) * k, k, dtype=np.int32)),
-                pa.array(np.ascontiguousarray(rows[:, :k]).ravel()),
+            frame = pd.DataFrame(
+                {idx_col: ids.astype(np.int32), BIAS: rows[:, k], FACTORS: list(rows[:, :k])}
             )
-            table = pa.table(
-                {
-                    idx_col: pa.array(ids.astype(np.int32)),
-                    BIAS: pa.array(rows[:, k]),
-                    FACTORS: factors,
-                }
-            )
-            df = self.spark.createDataFrame(table.to_pandas(), schema)
+            df = self.spark.createDataFrame(frame, schema)
         else:
 
             def rows_of(item: tuple[int, _Solved]) -> Iterator[tuple[int, float, list[float]]]:

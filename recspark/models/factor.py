@@ -34,7 +34,6 @@ from recspark.errors import ModelError
 from recspark.io import storage
 from recspark.models.base import with_fallback
 from recspark.models.bias import BIAS_PREDICTION, ITEM_BIAS, USER_BIAS, BiasModel
-from recspark.plots import line_chart
 from recspark.schema import (
     BIAS,
     FACTORS,
@@ -333,6 +332,8 @@ def write_history(spark: SparkSession, model: FactorModel, out_dir: str) -> None
     spark.createDataFrame(history).coalesce(1).write.mode("overwrite").parquet(
         f"{base}/{model.name}_history"
     )
+    from recspark.plots import line_chart  # matplotlib: only the driver that plots pays for it
+
     ys = [TRAIN_RMSE]
     if VALIDATION_RMSE in history and history[VALIDATION_RMSE].notna().any():
         ys.append(VALIDATION_RMSE)

@@ -23,7 +23,16 @@ from recspark.config import AlsConfig, BiasConfig, load_config
 from recspark.errors import ConfigError, ModelError
 from recspark.evaluate import regression_metrics
 from recspark.index import add_indices, movie_index, user_index
-from recspark.models.als import fit_als, fit_als_model, init_factors, solve_rows, tile_columns
+from recspark.blocks import encode_values, split_by_block
+from recspark.models.als import (
+    _make_side,
+    _transposed_pieces,
+    fit_als,
+    fit_als_model,
+    init_factors,
+    solve_rows,
+    tile_columns,
+)
 from recspark.models.bias import BiasModel, fit_bias
 from recspark.models.factor import FactorModel, write_history
 from recspark.schema import (
@@ -145,10 +154,11 @@ def load_sample(spark, sample_dir: Path):
 
 
 @pytest.mark.parametrize("weighted", [True, False])
-@pytest.mark.parametrize("width, chunk", [(100, 10**9), (4, 7), (1, 1)])
-def test_block_solve_matches_dense_normal_equations(weighted, width, chunk):
+@pytest.mark.parametrize("width, chunk, noise", [(100, 10**9, 0.0), (4, 7, 0.0), (1, 1, 0.0), (4, 7, 0.01)])
+def test_block_solve_matches_dense_normal_equations(weighted, width, chunk, noise):
     rng = np.random.default_rng(11)
     ratings, mask = small_matrix()
+    ratings = ratings + noise * rng.normal(size=ratings.shape) * mask  # noise: float64 storage
     fixed = rng.normal(0, 0.7, (N_MOVIES, RANK + 1))
     cfg = AlsConfig(rank=RANK, reg_factors=0.3, reg_bias=0.2, weighted_reg=weighted)
     rows, cols = np.nonzero(mask)
@@ -168,6 +178,50 @@ def test_block_solve_matches_dense_normal_equations(weighted, width, chunk):
     scale = mask.sum(1) if weighted else np.ones(N_USERS)
     penalty = (scale * (0.3 * (expected[:, :k] ** 2).sum(1) + 0.2 * expected[:, k] ** 2)).sum()
     assert reg == pytest.approx(penalty, rel=1e-9)
+
+
+def _sides(rows, cols, vals, n_blocks, width):
+    pieces: dict[int, list] = {}
+    codes, scale = encode_values(vals)
+    for d, r, c, v in split_by_block(rows, cols, codes, n_blocks):
+        pieces.setdefault(d, []).append((r, c, v, scale))
+    return {b: next(_make_side(b, p, width=width))[1] for b, p in pieces.items()}
+
+
+def _dense(side, shape):
+    """The ratings a side holds, as a dense (global rows x global columns) matrix."""
+    out = np.full(shape, np.nan)
+    out[side.ids[side.tiles.rows()], side.needed[side.tiles.columns()]] = side.tiles.values()
+    return out
+
+
+def test_sides_hold_the_ratings_and_transposing_them_equals_building_by_column():
+    ratings, mask = small_matrix()
+    rows, cols = np.nonzero(mask)
+    order = np.random.default_rng(3).permutation(rows.size)  # pieces arrive in any order
+    rows, cols, vals = rows[order].astype(np.int32), cols[order].astype(np.int32), ratings[rows, cols][order]
+    users = _sides(rows, cols, vals, n_blocks=3, width=4)
+    for b, side in users.items():
+        assert np.all(side.ids % 3 == b) and np.all(np.diff(side.ids) > 0)
+        np.testing.assert_array_equal(side.tiles.counts, mask[side.ids].sum(1))
+        got, want = _dense(side, mask.shape), np.where(mask, ratings, np.nan)
+        np.testing.assert_array_equal(got[side.ids], want[side.ids])
+        # half stars are stored as one byte each; values in tile order, rows sorted within
+        assert side.tiles.codes.dtype == np.uint8 and side.tiles.scale == 0.5
+        t_of = np.searchsorted(side.tiles.starts, side.tiles.columns(), side="right") - 1
+        assert np.all(np.diff(t_of) >= 0)
+    moved: dict[int, list] = {}
+    for item in users.items():
+        for d, piece in _transposed_pieces(item, n_blocks=2):
+            moved.setdefault(d, []).append(piece)
+    movies = {b: next(_make_side(b, p, width=4))[1] for b, p in moved.items()}
+    direct = _sides(cols, rows, vals, n_blocks=2, width=4)
+    assert sorted(movies) == sorted(direct)
+    for b in movies:
+        np.testing.assert_array_equal(movies[b].ids, direct[b].ids)
+        np.testing.assert_array_equal(movies[b].needed, direct[b].needed)
+        for field in ("starts", "indptr", "offsets", "codes", "counts"):
+            np.testing.assert_array_equal(getattr(movies[b].tiles, field), getattr(direct[b].tiles, field))
 
 
 def test_initial_factors_depend_only_on_seed_and_id():
