@@ -243,6 +243,7 @@ class SegmentConfig:
     blend_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
     similar_k: int = 10
     similar_block: int = 2048  # query movies per Spark task in the similar-movies search
+    similar_min_ratings: int = 10  # training ratings a movie needs to be in the similar-movies table
     plot_points: int = 20000
 
 
@@ -255,9 +256,14 @@ class RecommendConfig:
     ranking metrics (k <= n). A test rating is relevant when >= ``relevance_threshold``
     (random split; on leave-last-out the held-out item is always relevant). ``block_users``:
     users scored per Spark task; ``max_chunk_cells``: (users x movies) scores held at once.
+    ``extra_splits``: further split kinds (``random``, ``leave_last_out``) on which the run
+    also refits every model and writes its RMSE and ranking metrics (split column
+    ``<kind>/test``) into the same metrics table, top-N lists under
+    ``splits/<kind>/recommendations/``; models and predictions are kept for the main split only.
     """
 
     enabled: bool = True
+    extra_splits: tuple[str, ...] = ("leave_last_out",)
     n: int = 10
     k: int = 10
     relevance_threshold: float = 4.0

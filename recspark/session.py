@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
@@ -17,10 +19,13 @@ def build_session(cfg: SparkConfig) -> SparkSession:
 
     ``cfg.master`` is used only when nothing set ``spark.master`` already, so the same job
     runs in local mode by default and on a cluster unchanged under ``spark-submit --master``.
-    The checkpoint directory is set here because iterative algorithms need it.
+    The checkpoint directory is set here because iterative algorithms need it. In local
+    mode the Python workers run the driver's interpreter unless ``PYSPARK_PYTHON`` says
+    otherwise.
     """
     builder = SparkSession.builder.appName(cfg.app_name)
-    if not SparkConf().contains("spark.master"):
+    conf = SparkConf()
+    if not conf.contains("spark.master"):
         builder = builder.master(cfg.master)
     settings = {
         "spark.driver.memory": cfg.driver_memory,
@@ -32,6 +37,11 @@ def build_session(cfg: SparkConfig) -> SparkSession:
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         **dict(cfg.extra),
     }
+    if (conf.get("spark.master") or cfg.master).startswith("local"):
+        # Local workers run this interpreter (with NumPy and pyarrow), not whatever
+        # "python3" is first on PATH (PySpark reads only the environment variable; under
+        # spark-submit, spark.pyspark.python sets it). On a cluster the cluster's setting rules.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -147,6 +147,21 @@ def similar_movies(item_factors: DataFrame, *, k: int = 10, block: int = 2048) -
     return blocks.mapInArrow(task, SIMILAR_SCHEMA)
 
 
+def with_min_support(item_factors: DataFrame, ratings: DataFrame, min_ratings: int) -> DataFrame:
+    """The rows of ``item_factors`` whose movie has at least ``min_ratings`` rows in
+    ``ratings`` (movie_id, ...). A movie with a handful of ratings has factors that are
+    mostly the regulariser's prior, so its "neighbours" are noise: such movies are left out
+    both as queries and as neighbours. ``min_ratings`` <= 1 keeps every movie."""
+    require_columns(item_factors, [MOVIE_ID], stage="similar movies support")
+    require_columns(ratings, [MOVIE_ID], stage="similar movies support")
+    if min_ratings <= 1:
+        return item_factors
+    supported = (
+        ratings.groupBy(MOVIE_ID).count().where(F.col("count") >= min_ratings).select(MOVIE_ID)
+    )
+    return item_factors.join(supported, MOVIE_ID, "left_semi")
+
+
 def with_titles(similar: DataFrame, movies: DataFrame) -> DataFrame:
     """Add ``title`` and ``similar_title`` from ``movies`` (movie_id, title); titles of movies
     missing from ``movies`` are null. Output: movie_id, rank, similar_movie_id, similarity,

@@ -176,7 +176,9 @@ def prepare(a: argparse.Namespace) -> None:
         ratings = read_ratings(spark, str(src))
     ratings = ratings.select(USER_ID, MOVIE_ID, USER_IDX, MOVIE_IDX, RATING)
     train, test = random_split(ratings, test_fraction=a.test_fraction, seed=derive_seed(a.seed, "split"))
-    train.write.mode("overwrite").parquet(str(work / "train"))
+    # Written as --input-partitions files, so the cached input is read evenly by all cores
+    # (for both models) rather than in however many splits the source happened to have.
+    train.repartition(a.input_partitions).write.mode("overwrite").parquet(str(work / "train"))
     test.write.mode("overwrite").parquet(str(work / "test"))
     t = spark.read.parquet(str(work / "train"))
     info = t.agg(
@@ -299,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--driver-memory", default="8g")
     p.add_argument("--shuffle-partitions", type=int, default=8)
     p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--input-partitions", type=int, default=8, help="files the train split is written as")
     p.add_argument("--seed", type=int, default=42)
     a = p.parse_args(argv)
     if a.step == "_prepare":
@@ -319,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (a.reuse and (work / "data.json").is_file()):
         code, secs, _ = run_child(
             ["_prepare", *common, "--ratings", a.ratings, "--replicate", str(a.replicate),
-             "--synthetic", str(a.synthetic), "--test-fraction", str(a.test_fraction)],
+             "--synthetic", str(a.synthetic), "--test-fraction", str(a.test_fraction),
+             "--input-partitions", str(a.input_partitions)],
             env,
         )
         if code:

@@ -12,7 +12,7 @@ from recspark.ranking import (
     ranking_metrics,
     relevant_items,
 )
-from recspark.schema import MOVIE_ID, RANK, RATING, USER_ID
+from recspark.schema import MOVIE_ID, RANK
 
 RECS = "user_id long, rank int, movie_id long"
 TEST = "user_id long, movie_id long, rating double"
@@ -119,7 +119,7 @@ def test_train_step_writes_lists_and_metric_rows_for_factor_models_only(spark, t
     test = spark.createDataFrame([(1, 20, 4.5), (2, 20, 2.0)], TEST)
     rows = recommend_and_rank(
         spark, Config(), models={"bias": object(), "m": model}, train=train, test=test,
-        run_id="r", out_dir=str(tmp_path),
+        run_id="r", out_dir=str(tmp_path), kind="random",
     )
     metrics = {(r["model"], r["metric"]): r["value"] for df in rows for r in df.collect()}
     assert {m for m, _ in metrics} == {"m", "popularity"}  # "bias" has no factors

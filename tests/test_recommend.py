@@ -3,8 +3,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from chispa import assert_approx_df_equality
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from recspark.errors import ConfigError
 from recspark.recommend import recommend, top_n, with_titles

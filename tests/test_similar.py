@@ -14,10 +14,9 @@ from recspark.schema import (
     RANK,
     SIMILAR_MOVIE_ID,
     SIMILAR_TITLE,
-    SIMILARITY,
     TITLE,
 )
-from recspark.similar import similar_movies, top_k_cosine, with_titles
+from recspark.similar import similar_movies, top_k_cosine, with_min_support, with_titles
 
 _ITEMS = T.StructType(
     [
@@ -83,3 +82,18 @@ def test_with_titles_and_bad_k(spark):
     assert rows == [(1, 2, "A (1990)", "B (1991)"), (2, 1, "B (1991)", "A (1990)"), (3, 2, "C (1992)", "B (1991)")]
     with pytest.raises(ConfigError, match="similar_k"):
         similar_movies(items, k=0)
+
+
+def test_min_support_drops_rarely_rated_movies_as_queries_and_neighbours(spark):
+    items = spark.createDataFrame(
+        [(1, [1.0, 0.0]), (2, [1.0, 0.1]), (3, [0.0, 1.0]), (4, [1.0, 0.05])], _ITEMS
+    )
+    ratings = spark.createDataFrame(
+        [(u, m) for m, n in ((1, 3), (2, 1), (3, 3), (4, 2)) for u in range(n)], ["user_id", MOVIE_ID]
+    )
+    kept = with_min_support(items, ratings, 2)
+    assert sorted(r[MOVIE_ID] for r in kept.collect()) == [1, 3, 4]
+    got = {(r[MOVIE_ID], r[RANK]): r[SIMILAR_MOVIE_ID] for r in similar_movies(kept, k=1).collect()}
+    # without the filter movie 2 (one rating) would be movie 1's nearest neighbour
+    assert got == {(1, 1): 4, (3, 1): 4, (4, 1): 1}
+    assert with_min_support(items, ratings, 1) is items

@@ -76,15 +76,14 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from pyspark import RDD, StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from recspark import blocks as blk
 from recspark.config import AlsConfig, Config
@@ -92,7 +91,7 @@ from recspark.errors import ConfigError, DataQualityError
 from recspark.log import stage
 from recspark.models.base import clip
 from recspark.models.bias import BIAS_PREDICTION, BiasModel
-from recspark.models.factor import FactorModel, write_history
+from recspark.models.factor import FactorModel, factor_frame, factor_schema, write_history
 from recspark.schema import (
     BIAS,
     FACTORS,
@@ -873,27 +872,16 @@ class _Trainer:
     def factor_table(self, state: _SideState, idx_col: str) -> DataFrame:
         """(idx, bias, factors) of the trained rows, cached and materialised."""
         k = self.cfg.rank
-        schema = T.StructType(
-            [
-                T.StructField(idx_col, T.IntegerType(), False),
-                T.StructField(BIAS, T.DoubleType(), False),
-                T.StructField(FACTORS, T.ArrayType(T.DoubleType(), False), False),
-            ]
-        )
         if state.table is not None:
-            ids = state.trained
-            rows = state.table[ids]
-            frame = pd.DataFrame(
-                {idx_col: ids.astype(np.int32), BIAS: rows[:, k], FACTORS: list(rows[:, :k])}
-            )
-            df = self.spark.createDataFrame(frame, schema)
+            rows = state.table[state.trained]
+            df = factor_frame(self.spark, idx_col, state.trained, rows[:, k], rows[:, :k])
         else:
 
             def rows_of(item: tuple[int, _Solved]) -> Iterator[tuple[int, float, list[float]]]:
                 s = item[1]
                 return zip(s.ids.tolist(), s.rows[:, k].tolist(), s.rows[:, :k].tolist())
 
-            df = self.spark.createDataFrame(state.rdd.flatMap(rows_of), schema)
+            df = self.spark.createDataFrame(state.rdd.flatMap(rows_of), factor_schema(idx_col))
         df = df.cache()
         df.count()
         return df

@@ -25,7 +25,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -33,7 +35,7 @@ from pyspark.sql import types as T
 from recspark.errors import ModelError
 from recspark.io import storage
 from recspark.models.base import with_fallback
-from recspark.models.bias import BIAS_PREDICTION, ITEM_BIAS, USER_BIAS, BiasModel
+from recspark.models.bias import BIAS_PREDICTION, BiasModel
 from recspark.schema import (
     BIAS,
     FACTORS,
@@ -81,6 +83,36 @@ ITEM_FACTORS_SCHEMA = T.StructType(
         T.StructField(FACTORS, T.ArrayType(T.DoubleType()), False),
     ]
 )
+
+
+def factor_frame(
+    spark: SparkSession, idx_col: str, idx: np.ndarray, bias: np.ndarray, factors: np.ndarray
+) -> DataFrame:
+    """(idx_col, bias, factors) rows from driver arrays, through Arrow in one piece
+    (no per-row Python objects; 200k × 10 factors take well under a second)."""
+    n, k = factors.shape
+    arrow = pa.table(
+        {
+            idx_col: pa.array(np.asarray(idx, dtype=np.int32)),
+            BIAS: pa.array(np.asarray(bias, dtype=np.float64)),
+            FACTORS: pa.ListArray.from_arrays(
+                pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)),
+                pa.array(np.ascontiguousarray(factors, dtype=np.float64).ravel()),
+            ),
+        }
+    )
+    return spark.createDataFrame(arrow, factor_schema(idx_col))
+
+
+def factor_schema(idx_col: str) -> T.StructType:
+    """Schema of an (idx, bias, factors) table."""
+    return T.StructType(
+        [
+            T.StructField(idx_col, T.IntegerType(), False),
+            T.StructField(BIAS, T.DoubleType(), False),
+            T.StructField(FACTORS, T.ArrayType(T.DoubleType(), False), False),
+        ]
+    )
 
 
 def dot(a: Column | str, b: Column | str) -> Column:

@@ -26,15 +26,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 import numpy as np
-import pyarrow as pa
 from pyspark import RDD, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from recspark.blocks import Block, build_blocks
 from recspark.errors import ConfigError, DataQualityError
 from recspark.models.bias import BiasModel
+from recspark.models.factor import factor_frame
 from recspark.schema import (
     BIAS,
     FACTORS,
@@ -299,22 +298,7 @@ def factor_tables(
         ids_col: str, idx_col: str, known: np.ndarray, rows: np.ndarray, bias: np.ndarray
     ) -> DataFrame:
         idx = np.flatnonzero(known)
-        k = rows.shape[1]
-        factors = pa.ListArray.from_arrays(
-            pa.array(np.arange(0, (idx.size + 1) * k, k, dtype=np.int32)),
-            pa.array(np.ascontiguousarray(rows[idx]).ravel()),
-        )
-        arrow = pa.table(
-            {idx_col: pa.array(idx.astype(np.int32)), BIAS: pa.array(bias[idx]), FACTORS: factors}
-        )
-        schema = T.StructType(
-            [
-                T.StructField(idx_col, T.IntegerType(), False),
-                T.StructField(BIAS, T.DoubleType(), False),
-                T.StructField(FACTORS, T.ArrayType(T.DoubleType(), False), False),
-            ]
-        )
-        values = spark.createDataFrame(arrow.to_pandas(), schema)
+        values = factor_frame(spark, idx_col, idx, bias[idx], rows[idx])
         df = (
             ratings.select(ids_col, idx_col)
             .distinct()

@@ -1,17 +1,17 @@
 """Train-run step: top-N lists and ranking metrics of every factor model and the popularity
 baseline, written into the run folder.
 
-Called once by :func:`recspark.pipeline.train.run_train` after the model loop. Writes
+Called by :func:`recspark.pipeline.train.run_train` after the model loop, once per split
+kind (the run's own and every ``recommend.extra_splits``). Writes
 
 - ``recommendations/`` Parquet partitioned by ``model``: user_id, rank, movie_id, score
   (top ``recommend.n`` per training user, training ratings excluded)
 
 and returns metric rows (run_id, model, split, metric, value) for split
-``<split.kind>/test``: precision@k, recall@k, ndcg@k, map@k, hit_rate@k, coverage@k and
+``<kind>/test``: precision@k, recall@k, ndcg@k, map@k, hit_rate@k, coverage@k and
 ranking_users (see :mod:`recspark.ranking`). Relevance follows the run's split: on
 ``random`` a test rating >= ``recommend.relevance_threshold`` is relevant, on
-``leave_last_out`` every held-out item is. For leave-last-out ranking metrics run the
-train job with ``--set split.kind=leave_last_out``.
+``leave_last_out`` every held-out item is.
 """
 
 from __future__ import annotations
@@ -48,10 +48,12 @@ def recommend_and_rank(
     test: DataFrame,
     run_id: str,
     out_dir: str,
+    kind: str,
 ) -> list[DataFrame]:
     """Write ``<out_dir>/recommendations/model=<name>/`` for every factor model in
     ``models`` (and the popularity baseline when ``recommend.popularity``) and return their
-    ranking metric rows. Returns [] when ``recommend.enabled`` is false.
+    ranking metric rows on split ``<kind>/test`` (``kind``: how ``train``/``test`` were
+    split). Returns [] when ``recommend.enabled`` is false.
 
     Actions: per model one top-N job (written, then read back for the metrics) and one
     metrics aggregation.
@@ -64,8 +66,8 @@ def recommend_and_rank(
             f"recommend.k = {rc.k} exceeds the list length recommend.n = {rc.n}: "
             "set recommend.n >= recommend.k"
         )
-    threshold = None if cfg.split.kind == "leave_last_out" else rc.relevance_threshold
-    split = f"{cfg.split.kind}/test"
+    threshold = None if kind == "leave_last_out" else rc.relevance_threshold
+    split = f"{kind}/test"
     rated = train.select(USER_ID, MOVIE_ID)
     relevant = relevant_items(test, threshold=threshold).cache()
     catalogue = train.select(MOVIE_ID).distinct()

@@ -71,7 +71,7 @@ from recspark.schema import (
     USER_ID,
 )
 from recspark.seeds import derive_seed
-from recspark.similar import similar_movies, with_titles
+from recspark.similar import similar_movies, with_min_support, with_titles
 from recspark.split import random_split, split_ratings
 
 _logger = logging.getLogger(__name__)
@@ -301,7 +301,8 @@ def run_segment(spark: SparkSession, cfg: Config, args: object | None = None) ->
 
         # ---- similar movies
         with stage("segment: similar movies", spark):
-            similar = similar_movies(model.item_factors, k=sc.similar_k, block=sc.similar_block)
+            items = with_min_support(model.item_factors, fit_train, sc.similar_min_ratings)
+            similar = similar_movies(items, k=sc.similar_k, block=sc.similar_block)
             with_titles(similar, movies).write.parquet(f"{tmp}/similar_movies")
 
         # ---- pictures

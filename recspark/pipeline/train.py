@@ -7,6 +7,8 @@ One run writes one folder, ``<train.output_dir>/<run_id>/``, published atomicall
 - ``metrics/`` Parquet: run_id, model, split, metric, value
 - ``recommendations/`` Parquet partitioned by ``model``: top-N lists of every factor model and
   the popularity baseline (when ``recommend.enabled``; see :mod:`recspark.pipeline.ranking`)
+- ``splits/<kind>/recommendations/``: the same for every ``recommend.extra_splits`` kind, whose
+  models are refitted on that split for its RMSE and ranking metrics (same metrics table)
 - ``models/<name>/`` saved models (for those that can be saved)
 - ``config.toml``: the resolved configuration
 - model-specific extras (convergence curves, sweeps) under ``models/<name>/``
@@ -22,12 +24,12 @@ from datetime import datetime, timezone
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
-from recspark.config import Config, expand, to_toml
+from recspark.config import Config, SplitConfig, expand, to_toml
 from recspark.evaluate import metrics_frame, regression_metrics
 from recspark.io import storage
 from recspark.io.movielens import read_ratings
 from recspark.log import stage
-from recspark.models.bias import fit_bias
+from recspark.models.bias import BiasModel, fit_bias
 from recspark.models.registry import fitter
 from recspark.models.svd import sweep_chart, sweep_rows
 from recspark.pipeline.ranking import recommend_and_rank
@@ -46,7 +48,7 @@ from recspark.schema import (
     VALUE,
 )
 from recspark.seeds import derive_seed
-from recspark.split import random_split, split_ratings
+from recspark.split import random_split, split_config, split_ratings
 
 _logger = logging.getLogger(__name__)
 
@@ -78,20 +80,9 @@ def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> T
     run_id = cfg.train.run_id or new_run_id()
     run_dir = f"{expand(cfg.train.output_dir).rstrip('/')}/{run_id}"
     ratings = read_ratings(spark, expand(cfg.ingest_dir()))
-    split_seed = derive_seed(cfg.seed, "split")
-    with stage(f"split ({cfg.split.kind})", spark):
-        train, test = split_ratings(ratings, cfg=cfg.split, seed=split_seed)
-        validation = None
-        if cfg.train.validation_fraction > 0:
-            train, validation = random_split(
-                train,
-                test_fraction=cfg.train.validation_fraction,
-                seed=derive_seed(cfg.seed, "validation"),
-            )
-            validation = validation.cache()
-        train, test = train.cache(), test.cache()
-    with stage("bias model", spark):
-        bias = fit_bias(train, cfg=cfg.bias, lo=cfg.train.rating_min, hi=cfg.train.rating_max)
+    extra_kinds = [split_config(cfg.split, k).kind for k in cfg.recommend.extra_splits]  # fail early
+    extra_kinds = [k for k in dict.fromkeys(extra_kinds) if k != cfg.split.kind]
+    train, validation, test, bias = _split_and_bias(spark, cfg, ratings, cfg.split)
 
     rows: list[DataFrame] = []
     fitted: dict[str, object] = {}  # for the top-N / ranking step after the loop
@@ -128,18 +119,71 @@ def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> T
                 rows.append(_rank_sweep(spark, model, run_id, f"{cfg.split.kind}/test", test, staging))
         # ---- top-N recommendations and ranking metrics (recspark.pipeline.ranking)
         rows += recommend_and_rank(
-            spark, cfg, models=fitted, train=train, test=test, run_id=run_id, out_dir=staging
+            spark, cfg, models=fitted, train=train, test=test, run_id=run_id, out_dir=staging,
+            kind=cfg.split.kind,
         )
+        train.unpersist()
+        test.unpersist()
+        if cfg.recommend.enabled:
+            for kind in extra_kinds:
+                rows += _extra_split(spark, cfg, ratings, fits, kind, run_id, staging)
         metrics = rows[0]
         for more in rows[1:]:
             metrics = metrics.unionByName(more)
         metrics.coalesce(1).write.parquet(f"{staging}/metrics")
         storage.write_text(spark, f"{staging}/config.toml", to_toml(cfg))
-    train.unpersist()
-    test.unpersist()
     result = TrainResult(run_id, run_dir, spark.read.parquet(f"{run_dir}/metrics").toPandas())
     _logger.info("run %s written to %s", run_id, run_dir)
     return result
+
+
+def _split_and_bias(
+    spark: SparkSession, cfg: Config, ratings: DataFrame, split_cfg: SplitConfig
+) -> tuple[DataFrame, DataFrame | None, DataFrame, BiasModel]:
+    """(train, validation or None, test) of ``split_cfg`` (cached) and the bias model on train."""
+    with stage(f"split ({split_cfg.kind})", spark):
+        train, test = split_ratings(ratings, cfg=split_cfg, seed=derive_seed(cfg.seed, "split"))
+        validation = None
+        if cfg.train.validation_fraction > 0:
+            train, validation = random_split(
+                train,
+                test_fraction=cfg.train.validation_fraction,
+                seed=derive_seed(cfg.seed, "validation"),
+            )
+            validation = validation.cache()
+        train, test = train.cache(), test.cache()
+    with stage("bias model", spark):
+        bias = fit_bias(train, cfg=cfg.bias, lo=cfg.train.rating_min, hi=cfg.train.rating_max)
+    return train, validation, test, bias
+
+
+def _extra_split(
+    spark: SparkSession,
+    cfg: Config,
+    ratings: DataFrame,
+    fits: dict,
+    kind: str,
+    run_id: str,
+    staging: str,
+) -> list[DataFrame]:
+    """Refit every model on split ``kind``; its test RMSE/MAE and ranking metric rows."""
+    with stage(f"ranking on the {kind} split", spark):
+        train, validation, test, bias = _split_and_bias(
+            spark, cfg, ratings, split_config(cfg.split, kind)
+        )
+        fitted, rows = {}, []
+        for name, fit in fits.items():
+            with stage(f"fit {name} ({kind})", spark):
+                fitted[name] = fit(train, cfg=cfg, bias=bias, validation=validation)
+            rows.append(_evaluate(spark, fitted[name], name, run_id, f"{kind}/test", test, None))
+        rows += recommend_and_rank(
+            spark, cfg, models=fitted, train=train, test=test, run_id=run_id,
+            out_dir=f"{staging}/splits/{kind}", kind=kind,
+        )
+        for df in (train, test, validation):
+            if df is not None:
+                df.unpersist()
+    return rows
 
 
 def _history_values(model) -> dict[str, float]:

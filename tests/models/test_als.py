@@ -43,7 +43,6 @@ from recspark.schema import (
     MOVIE_IDX,
     OBJECTIVE,
     PERSONALISED,
-    PREDICTION,
     RATING,
     TRAIN_RMSE,
     USER_ID,

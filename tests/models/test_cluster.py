@@ -9,8 +9,6 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from chispa import assert_approx_df_equality
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
 from sklearn.metrics import adjusted_rand_score
 
 from recspark import synthetic

@@ -44,6 +44,20 @@ def test_train_job_end_to_end_on_ml_latest_small(spark, sample_dir, tmp_path, ru
     # unseen movies in test exist and fall back to the bias model
     assert 0.9 < value("mllib_als", "random/test", "personalised_share") < 1.0
 
+    # the default extra split: every model refitted on leave-last-out, one held-out rating per
+    # user, ranked next to the popularity baseline in the same metrics table
+    assert value("bias", "leave_last_out/test", "rows") == 610
+    for model in ("mllib_als", "popularity"):
+        for split in ("random/test", "leave_last_out/test"):
+            assert 0.0 <= value(model, split, "hit_rate@10") <= 1.0
+            assert value(model, split, "precision@10") <= value(model, split, "hit_rate@10")
+        # leave-last-out: one relevant item per user, so recall@10 = hit rate@10
+        assert value(model, "leave_last_out/test", "recall@10") == pytest.approx(
+            value(model, "leave_last_out/test", "hit_rate@10")
+        )
+    lists = spark.read.parquet(f"{run}/splits/leave_last_out/recommendations")
+    assert lists.groupBy("user_id", "model").count().where("count != 10").count() == 0
+
     saved = config_from_dict(tomllib.loads(storage.read_text(spark, f"{run}/config.toml")))
     assert saved.train.run_id == "e2e" and saved.seed == 42
 
