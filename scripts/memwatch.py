@@ -5,9 +5,10 @@
 Spark in local mode is a Python driver, a JVM and forked Python workers; the peak that
 matters is their sum. A thread polls Σ RSS over the tree from ``/proc/<pid>/status`` every
 0.2 s. ``getrusage`` cannot do this: it reports the largest single process. Σ RSS counts
-pages the forked workers share once per process, so it is an upper bound. (PSS would not
-double-count, but reading ``smaps_rollup`` of a multi-GB JVM takes 0.1-0.2 s of kernel
-time and stalls the JVM's page faults: polling it would slow down what is measured.)
+pages that forked workers share once per process, so it is an upper bound. Σ PSS (shared
+pages split between their sharers: what the tree really occupies) is sampled every 5 s
+only, because reading ``smaps_rollup`` of a multi-GB JVM takes 0.1-0.2 s of kernel time
+and stalls the JVM's page faults: polling it as often would slow down what is measured.
 
 :class:`TreeMemory` and :func:`tree_cpu_seconds` are shared with the benchmark scripts.
 """
@@ -60,11 +61,11 @@ def tree_cpu_seconds(root: int) -> float:
     return ticks / _TICK
 
 
-def _rss_kb(pid: int) -> int:
+def _field_kb(path: str, key: str) -> int:
     try:
-        with open(f"/proc/{pid}/status") as fh:
+        with open(path) as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key):
                     return int(line.split()[1])
     except OSError:
         pass
@@ -72,17 +73,24 @@ def _rss_kb(pid: int) -> int:
 
 
 class TreeMemory(threading.Thread):
-    """Polls Σ RSS of a process tree; keeps the peak (kB in ``peak_rss``)."""
+    """Polls Σ RSS of a process tree every ``interval`` s and Σ PSS every ``pss_every``
+    polls; keeps the peaks (kB in ``peak_rss`` and ``peak_pss``)."""
 
-    def __init__(self, root: int, interval: float = 0.2) -> None:
+    def __init__(self, root: int, interval: float = 0.2, pss_every: int = 25) -> None:
         super().__init__(daemon=True)
-        self.root, self.interval = root, interval
-        self.peak_rss = 0
+        self.root, self.interval, self.pss_every = root, interval, pss_every
+        self.peak_rss = self.peak_pss = 0
         self.stop = threading.Event()
 
     def run(self) -> None:
+        polls = 0
         while not self.stop.is_set():
-            self.peak_rss = max(self.peak_rss, sum(_rss_kb(p) for p in process_tree(self.root)))
+            pids = process_tree(self.root)
+            self.peak_rss = max(self.peak_rss, sum(_field_kb(f"/proc/{p}/status", "VmRSS:") for p in pids))
+            if polls % self.pss_every == 0:
+                pss = sum(_field_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
+                self.peak_pss = max(self.peak_pss, pss)
+            polls += 1
             self.stop.wait(self.interval)
 
 
@@ -101,7 +109,9 @@ def main(argv: list[str]) -> int:
     watch.join()
     print(
         f"memwatch: exit {code}, wall {time.perf_counter() - start:.1f} s, "
-        f"peak tree RSS {watch.peak_rss / 2**20:.2f} GiB",
+        f"peak tree RSS {watch.peak_rss / 2**20:.2f} GiB (upper bound), "
+        f"peak tree PSS {watch.peak_pss / 2**20:.2f} GiB (sampled every "
+        f"{watch.interval * watch.pss_every:.0f} s)",
         file=sys.stderr,
     )
     return code

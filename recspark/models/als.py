@@ -191,8 +191,8 @@ class ColumnTiles:
     ``codes``. Multiplying tile by tile keeps the fixed side's rows a product reads within
     a cache-sized window: with 200k users on the fixed side this is ~6x faster than one
     CSR × dense product. The block is read from Spark's cache every half-step, so it is
-    stored compactly: 16-bit column offsets and values encoded by :func:`recspark.blocks.encode_values` (3 bytes
-    per half-star rating).
+    stored compactly: 16-bit column offsets and values encoded by
+    :func:`recspark.blocks.encode_values` (3 bytes per half-star rating).
     """
 
     starts: np.ndarray  # int64 [T + 1]
@@ -230,6 +230,8 @@ def tiles_from_triples(
 ) -> ColumnTiles:
     """Column tiles of ``width`` columns from (local row, column, value) triples in any
     order (0 <= row < n_rows, 0 <= col < n_cols). Vectorised: one sort by (tile, row, col)."""
+    if width > 1 << 16:
+        raise ValueError(f"tile width {width} exceeds 2**16 columns")
     m = int(n_rows)
     rows = np.asarray(rows, dtype=np.int64)
     cols = np.asarray(cols, dtype=np.int64)
@@ -244,8 +246,6 @@ def tiles_from_triples(
     tiles_indptr[:, m] = flat[m :: m] if m else 0
     starts = np.minimum(np.arange(n_tiles + 1, dtype=np.int64) * width, n_cols)
     codes, scale = blk.encode_values(np.asarray(vals)[order])
-    if width > 1 << 16:
-        raise ValueError(f"tile width {width} exceeds 2**16 columns")
     return ColumnTiles(
         starts,
         tiles_indptr.astype(np.int32) if rows.size < 2**31 else tiles_indptr,
@@ -437,8 +437,9 @@ def _rows_of(solved: _Solved) -> np.ndarray:
 
 
 def _make_side(block: int, values: list[Any], *, width: int) -> Iterator[tuple[int, _Side]]:
-    """A block's :class:`_Side` from its ``(rows, cols, vals)`` pieces (global indices) and
-    its validation block, if any: columns renumbered to the ``needed`` ids, then tiled."""
+    """A block's :class:`_Side` from its :data:`recspark.blocks.Piece` values (global
+    indices) and its validation block, if any: columns renumbered to the ``needed`` ids,
+    then tiled."""
     pieces = [v for v in values if isinstance(v, tuple)]
     val = [v.block for v in values if isinstance(v, _Validation)]
     if not pieces:
