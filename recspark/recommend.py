@@ -88,7 +88,10 @@ def top_n(
 
     Returns ``(items, scores)``, both (U × min(n, M)), best first, ties by smaller item
     index. Where a row has fewer eligible items than n, the surplus entries have score −∞.
-    Vectorised per chunk of rows (one matrix product, one ``np.partition``).
+    Vectorised per chunk of rows (one matrix product, one ``np.partition``). With k = 0
+    every user ranks the items in the same order, so only the first n + (most items a row
+    of the chunk rated) items of that order are candidates: a popularity ranking costs
+    O(U · (n + rated)), not O(U · M).
     """
     m = item_factors.shape[0]
     u = user_factors.shape[0]
@@ -98,18 +101,34 @@ def top_n(
     if n_eff <= 0 or u == 0:
         return out_idx, out_score
     counts = np.diff(rated_indptr)
+    shared = item_factors.shape[1] == 0
+    ranked = np.lexsort((np.arange(m), -item_bias)) if shared else None  # best first
+    position = np.full(m, -1, dtype=np.int64)
     chunk = max(1, int(max_chunk_cells) // m)
     for r0 in range(0, u, chunk):
         r1 = min(u, r0 + chunk)
         c = r1 - r0
-        scores = user_factors[r0:r1] @ item_factors.T
-        scores += item_bias[None, :]
+        if shared:
+            cand = ranked[: min(m, n_eff + int(counts[r0:r1].max(initial=0)))]
+            scores = np.broadcast_to(item_bias[cand], (c, cand.size)).copy()
+        else:
+            cand = None
+            scores = user_factors[r0:r1] @ item_factors.T
+            scores += item_bias[None, :]
         scores += (global_mean + user_bias[r0:r1])[:, None]
         lo, hi = int(rated_indptr[r0]), int(rated_indptr[r1])
         rows = np.repeat(np.arange(c), counts[r0:r1])
-        scores[rows, rated_cols[lo:hi]] = -np.inf
+        if shared:
+            position[cand] = np.arange(cand.size)
+            at = position[rated_cols[lo:hi]]
+            scores[rows[at >= 0], at[at >= 0]] = -np.inf
+            position[cand] = -1
+        else:
+            scores[rows, rated_cols[lo:hi]] = -np.inf
         cols = _top_columns(scores, n_eff)
         vals = np.take_along_axis(scores, cols, axis=1)
+        if shared:
+            cols = cand[cols]  # candidate positions -> item indices
         order = np.lexsort((cols, -vals), axis=1)
         out_idx[r0:r1] = np.take_along_axis(cols, order, axis=1)
         out_score[r0:r1] = np.take_along_axis(vals, order, axis=1)

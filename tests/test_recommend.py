@@ -25,10 +25,11 @@ def _csr(rated: list[set[int]]) -> tuple[np.ndarray, np.ndarray]:
     return indptr, cols
 
 
+@pytest.mark.parametrize("k", [3, 0])  # k = 0: the shared-order (popularity) path
 @pytest.mark.parametrize("chunk_cells", [1, 37, 10_000])
-def test_top_n_kernel_matches_brute_force_with_ties_and_exclusions(chunk_cells):
+def test_top_n_kernel_matches_brute_force_with_ties_and_exclusions(chunk_cells, k):
     rng = np.random.default_rng(3)
-    users, items, k, n = 23, 17, 3, 5
+    users, items, n = 23, 17, 5
     # integer factors and biases make many exact ties, so the tie rule is exercised
     p = rng.integers(-2, 3, (users, k)).astype(float)
     q = rng.integers(-2, 3, (items, k)).astype(float)
