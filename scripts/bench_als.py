@@ -123,7 +123,6 @@ def prepare(a: argparse.Namespace) -> None:
     import dataclasses
 
     from pyspark.sql import functions as F
-    from pyspark.sql import types as T
 
     from recspark.config import Config, GenerateConfig
     from recspark.index import add_indices, movie_index, user_index
@@ -150,18 +149,9 @@ def prepare(a: argparse.Namespace) -> None:
         generate_movielens(spark, cfg=Config(seed=a.seed, generate=gen), output=source)
     src = Path(source)
     if (src / "ratings.csv").is_file():
-        schema = T.StructType(
-            [
-                T.StructField("userId", T.LongType(), False),
-                T.StructField("movieId", T.LongType(), False),
-                T.StructField("rating", T.DoubleType(), False),
-                T.StructField("timestamp", T.LongType(), False),
-            ]
-        )
-        raw = spark.read.csv(str(src / "ratings.csv"), header=True, schema=schema)
-        ratings = raw.select(
-            F.col("userId").alias(USER_ID), F.col("movieId").alias(MOVIE_ID), F.col("rating").alias(RATING)
-        )
+        from recspark.io.movielens import read_ratings_csv
+
+        ratings = read_ratings_csv(spark, str(src)).select(USER_ID, MOVIE_ID, RATING)
         if a.replicate > 1:
             top = ratings.agg(F.max(USER_ID)).first()[0] + 1
             ratings = ratings.crossJoin(spark.range(a.replicate).withColumnRenamed("id", "_copy")).select(

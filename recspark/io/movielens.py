@@ -657,6 +657,18 @@ def read_ratings(spark: SparkSession, ingest_dir: str) -> DataFrame:
     return spark.read.schema(INGESTED_RATINGS_SCHEMA).parquet(path)
 
 
+def read_ratings_csv(spark: SparkSession, data_dir: str) -> DataFrame:
+    """``user_id``, ``movie_id``, ``rating``, ``timestamp`` straight from a trusted
+    ml-latest-layout ``<data_dir>/ratings.csv`` (explicit schema, no validation or
+    quarantine: for benchmarks and tests on known-good files; jobs go through ingest)."""
+    types = (T.LongType(), T.LongType(), T.DoubleType(), T.LongType())
+    schema = T.StructType([T.StructField(n, t, False) for n, t in zip(ML_RATINGS_HEADER, types)])
+    raw = spark.read.csv(f"{data_dir.rstrip('/')}/ratings.csv", header=True, schema=schema)
+    return raw.select(
+        *(F.col(src).alias(dst) for src, dst in zip(ML_RATINGS_HEADER, (USER_ID, MOVIE_ID, RATING, TIMESTAMP)))
+    )
+
+
 def read_movies(spark: SparkSession, ingest_dir: str) -> DataFrame:
     """The ingested movies: ``movie_id``, ``title``, ``genres`` (empty for layouts without one)."""
     return spark.read.schema(MOVIES_SCHEMA).parquet(_require(spark, ingest_dir, MOVIES_DIR))

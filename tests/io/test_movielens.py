@@ -383,3 +383,12 @@ def test_detect_layout_errors(spark: SparkSession, tmp_path: Path) -> None:
         detect_layout(spark, str(tmp_path), "ml-7m")
     with pytest.raises(DataNotFoundError, match="expects ratings.csv"):
         detect_layout(spark, str(tmp_path), "csv")
+
+
+def test_read_ratings_csv_renames_and_types_the_ml_latest_columns(spark, tmp_path):
+    from recspark.io.movielens import read_ratings_csv
+
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n7,1029,3.0,964982703\n")
+    rows = [tuple(r) for r in read_ratings_csv(spark, str(tmp_path)).collect()]
+    assert rows == [(1, 31, 2.5, 1260759144), (7, 1029, 3.0, 964982703)]
+    assert read_ratings_csv(spark, str(tmp_path)).columns == ["user_id", "movie_id", "rating", "timestamp"]

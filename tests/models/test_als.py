@@ -23,6 +23,7 @@ from recspark.config import AlsConfig, BiasConfig, load_config
 from recspark.errors import ConfigError, ModelError
 from recspark.evaluate import regression_metrics
 from recspark.index import add_indices, movie_index, user_index
+from recspark.io.movielens import read_ratings_csv
 from recspark.blocks import encode_values, split_by_block
 from recspark.models.als import (
     _make_side,
@@ -133,18 +134,7 @@ def hand_bias_model(spark, *, movie_bias: dict[int, float], user_bias: dict[int,
 
 def load_sample(spark, sample_dir: Path):
     """ml-latest-small with dense indices, read with an explicit schema."""
-    schema = T.StructType(
-        [
-            T.StructField("userId", T.LongType(), False),
-            T.StructField("movieId", T.LongType(), False),
-            T.StructField("rating", T.DoubleType(), False),
-            T.StructField("timestamp", T.LongType(), False),
-        ]
-    )
-    raw = spark.read.csv(str(sample_dir / "ratings.csv"), header=True, schema=schema)
-    ratings = raw.select(
-        F.col("userId").alias(USER_ID), F.col("movieId").alias(MOVIE_ID), F.col("rating").alias(RATING)
-    )
+    ratings = read_ratings_csv(spark, str(sample_dir)).select(USER_ID, MOVIE_ID, RATING)
     indexed = add_indices(ratings, users=user_index(ratings), movies=movie_index(ratings), user_blocks=1)
     return indexed.select(USER_ID, MOVIE_ID, USER_IDX, MOVIE_IDX, RATING)
 
