@@ -36,7 +36,13 @@ def parser(description: str) -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="override one config value, e.g. --set als.rank=20 (repeatable)",
     )
-    p.add_argument("--log-level", default="INFO", help="Python log level (default INFO)")
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="recspark's log level (default INFO)",
+    )
     return p
 
 

@@ -1,22 +1,28 @@
-"""Typed, frozen configuration parsed from TOML files plus ``--set`` overrides.
+"""Typed, frozen, range-checked configuration parsed from TOML files plus ``--set`` overrides.
 
 A config is built from ``conf/base.toml``, then any overlay files in order, then
-``--set section.key=value`` overrides. Every section is a frozen dataclass; an
-unknown section or key raises :class:`ConfigError` naming the valid keys, so a typo
-never silently falls back to a default.
+``--set section.key=value`` overrides. Every section is a frozen pydantic model
+(:class:`Section`) that rejects unknown keys and checks each value's type and range, so
+``--set als.rank=-3`` or a typo fails here, in about a second, before any SparkSession
+exists. The error (:class:`~recspark.errors.ConfigError`) names every bad key with what
+was wrong and the value given.
+
+This module keeps the parser and the sections of the pipeline stages. Each model's section
+lives beside the model (``recspark/models/<model>``) and reaches the root :class:`Config`
+through the model registry (:func:`recspark.models.registry.config_class`), so a new model
+is one module plus one registry line.
 """
 
 from __future__ import annotations
 
-import collections.abc
-import dataclasses
 import os
 import tomllib
-import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recspark.errors import ConfigError
 
@@ -25,22 +31,91 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 #: Environment variable naming a folder that holds MovieLens data sets (one sub-folder each).
 DATA_ENV = "RECSPARK_DATA"
 
+#: Split kinds :mod:`recspark.split` implements.
+SPLIT_KINDS = ("random", "leave_last_out")
 
-@dataclass(frozen=True)
-class SparkConfig:
-    """Spark session settings. ``master`` applies only when spark-submit did not set one."""
+
+class Section(BaseModel):
+    """Base of every config section: frozen, unknown keys rejected, values type-checked.
+
+    A tuple field also accepts a comma-separated string (``--set train.models=bias,als``).
+    Built directly (``AlsConfig(rank=-3)``) a bad value raises pydantic's
+    ``ValidationError`` (a ``ValueError``); :func:`load_config`, :func:`config_from_dict`
+    and :meth:`replace` raise :class:`~recspark.errors.ConfigError` with dotted key names.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, coerce_numbers_to_str=True, validate_default=False
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_lists(cls, values: Any) -> Any:
+        if not isinstance(values, Mapping):
+            return values
+        out = dict(values)
+        for name, info in cls.model_fields.items():
+            if typing.get_origin(info.annotation) is tuple and isinstance(out.get(name), str):
+                out[name] = [v.strip() for v in out[name].split(",") if v.strip()]
+        return out
+
+    def replace(self, **changes: Any) -> "Section":
+        """A copy with ``changes`` applied and validated (raises :class:`ConfigError`)."""
+        return validated(type(self), {**self.model_dump(), **changes})
+
+
+def validated(cls: type[BaseModel], values: Mapping[str, Any], where: str = "") -> Any:
+    """``cls`` built from ``values``, with pydantic's errors turned into one ConfigError."""
+    try:
+        return cls.model_validate(values)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_describe(exc, cls, where)) from None
+
+
+def _describe(exc: pydantic.ValidationError, cls: type[BaseModel], where: str) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
+        key = ".".join(([where] if where else []) + loc)
+        if err["type"] == "extra_forbidden":
+            owner, known = cls, None
+            for part in loc[:-1]:
+                field = owner.model_fields.get(part) if isinstance(owner, type) else None
+                owner = field.annotation if field is not None else None
+            if isinstance(owner, type) and issubclass(owner, BaseModel):
+                known = sorted(owner.model_fields)
+            section = ".".join(([where] if where else []) + loc[:-1])
+            problems.append(
+                (f"[{section}] " if section else "")
+                + f"unknown key(s) {loc[-1]}"
+                + (f"; valid keys: {', '.join(known)}" if known else "")
+            )
+            continue
+        if err["type"] == "value_error":  # a section's own check: its message names the keys
+            problems.append(str(err["ctx"]["error"]))
+            continue
+        msg = err["msg"][0].lower() + err["msg"][1:]
+        problems.append(f"{key}: {msg} (got {err.get('input')!r})" if key else msg)
+    return "; ".join(problems)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class SparkConfig(Section):
+    """Spark session settings. Each applies only when spark-submit, ``spark-defaults.conf``
+    or the environment did not set it already (see :mod:`recspark.session`)."""
 
     master: str = "local[2]"
     app_name: str = "recspark"
     driver_memory: str = "4g"
-    shuffle_partitions: int = 8
+    shuffle_partitions: int = Field(8, ge=1)
     checkpoint_dir: str = "out/checkpoints"
-    log_level: str = "WARN"
-    extra: Mapping[str, str] = field(default_factory=dict)
+    log_level: Literal["ALL", "DEBUG", "ERROR", "FATAL", "INFO", "OFF", "TRACE", "WARN"] = "WARN"
+    extra: dict[str, str] = Field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Section):
     """Where the raw MovieLens files come from.
 
     ``dir`` names the data set's folder directly; when empty the folder is
@@ -54,226 +129,163 @@ class DataConfig:
     download: bool = True
     base_url: str = "https://files.grouplens.org/datasets/movielens"
     layout: str = "auto"
-    download_timeout: float = 60.0  # seconds without progress before a download fails
+    download_timeout: float = Field(60.0, gt=0)  # seconds without progress before a download fails
 
 
-@dataclass(frozen=True)
-class IngestConfig:
+class IngestConfig(Section):
     """Ingest output and validation settings."""
 
     output_dir: str = "out/ingest/{dataset}"
-    user_blocks: int = 8
-    max_quarantine_share: float = 0.01
-    curve_points_per_decade: int = 20  # rank-frequency curves keep ~this many ranks per decade
+    user_blocks: int = Field(8, ge=1)
+    max_quarantine_share: float = Field(0.01, ge=0, le=1)
+    curve_points_per_decade: int = Field(20, ge=1)  # rank-frequency points kept per decade
 
 
-@dataclass(frozen=True)
-class SplitConfig:
-    """How ratings are split into train and test. ``kind`` is ``random`` or ``leave_last_out``."""
+class SplitConfig(Section):
+    """How ratings are split into train and test."""
 
-    kind: str = "random"
-    test_fraction: float = 0.2
-
-
-@dataclass(frozen=True)
-class BiasConfig:
-    """Damped baseline: μ + b_u + b_i with shrinkage ``user_reg`` and ``item_reg``."""
-
-    rounds: int = 3
-    user_reg: float = 5.0
-    item_reg: float = 5.0
+    kind: Literal["random", "leave_last_out"] = "random"
+    test_fraction: float = Field(0.2, gt=0, lt=1)
 
 
-@dataclass(frozen=True)
-class MllibAlsConfig:
-    """MLlib ALS (explicit) baseline: MLlib's defaults except ``reg_param``.
-
-    reg_param was chosen on a validation split of ml-latest-small's training part
-    (validation RMSE: 0.1 → 0.886, 0.15 → 0.874, 0.2 → 0.882 at 10 iterations).
-    """
-
-    rank: int = 10
-    max_iter: int = 10
-    reg_param: float = 0.15
-    nonnegative: bool = False
-    num_blocks: int = 10
-    checkpoint_interval: int = 10
-
-
-@dataclass(frozen=True)
-class AlsConfig:
-    """recspark's block-partitioned biased ALS (see :mod:`recspark.models.als`)."""
-
-    rank: int = 10
-    max_iter: int = 10
-    reg_factors: float = 0.1
-    reg_bias: float = 0.1
-    weighted_reg: bool = True
-    blocks: int = 4
-    mode: str = "auto"
-    broadcast_max_mb: float = 256.0
-    checkpoint_every: int = 5
-    init_std: float = 0.1  # standard deviation of the seeded initial factors
-
-
-@dataclass(frozen=True)
-class SvdConfig:
-    """Truncated and iterative SVD on residuals (see :mod:`recspark.models.svd`).
-
-    ``fill``: ``baseline`` (μ + b_u + b_i of the bias model) or ``user_mean``. ``sweep``:
-    extra ranks the truncated SVD is also evaluated at (it computes max(rank, sweep)
-    components once). Iterative SVD: at most ``max_rounds`` rounds, stopping when the
-    relative change of the low-rank estimate falls below ``tol`` or when the validation
-    RMSE has not improved for ``patience`` rounds; singular values are soft-thresholded by
-    ``shrinkage`` (absolute, in rating units: re-tune it when the data size changes);
-    randomised SVD with ``oversample`` extra columns and ``power_iters`` power iterations;
-    ratings held in ``blocks`` user blocks. ``rcond``: computeSVD's reciprocal condition
-    number (smaller singular values are dropped).
-    """
-
-    rank: int = 15
-    fill: str = "baseline"
-    sweep: tuple[int, ...] = ()
-    max_rounds: int = 10
-    tol: float = 1e-4
-    shrinkage: float = 0.0
-    oversample: int = 10
-    power_iters: int = 2
-    blocks: int = 4
-    patience: int = 2
-    rcond: float = 1e-9
-
-
-@dataclass(frozen=True)
-class NmfConfig:
-    """Non-negative matrix factorisation (see :mod:`recspark.models.nmf`).
-
-    ``solver`` picks the fitter of the ``nmf`` model: ``multiplicative`` (Lee–Seung
-    updates on observed entries, ``max_iter`` iterations, L2 weight ``reg``) or ``als``
-    (MLlib non-negative ALS, ``als_max_iter`` iterations, ``als_reg``); the ``nmf_als``
-    model always uses ``als``. ``scale01`` fits (r − rating_min)/(rating_max − rating_min).
-    ``patience``: evaluations without validation improvement before stopping early.
-    """
-
-    rank: int = 15
-    max_iter: int = 50
-    reg: float = 0.05
-    scale01: bool = False
-    solver: str = "multiplicative"
-    blocks: int = 4
-    patience: int = 3
-    als_max_iter: int = 15
-    als_reg: float = 0.1
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """What ``jobs/train.py`` fits and where it writes the run folder."""
+class TrainConfig(Section):
+    """What ``jobs/train.py`` fits and where it writes the run folder. ``models`` names
+    registered models (:mod:`recspark.models.registry`), checked when the config is built."""
 
     models: tuple[str, ...] = ("bias", "mllib_als")
     output_dir: str = "out/runs"
     run_id: str = ""
-    validation_fraction: float = 0.0
+    validation_fraction: float = Field(0.0, ge=0, lt=1)
     rating_min: float = 0.5
     rating_max: float = 5.0
 
+    @model_validator(mode="after")
+    def _scale(self) -> "TrainConfig":
+        if not self.rating_min < self.rating_max:
+            raise ValueError(
+                f"train.rating_min ({self.rating_min}) must be below train.rating_max "
+                f"({self.rating_max})"
+            )
+        if not self.models:
+            raise ValueError("train.models must name at least one model")
+        return self
 
-@dataclass(frozen=True)
-class GenerateConfig:
+
+class GenerateConfig(Section):
     """Synthetic MovieLens generator; defaults are the ml-32m shape.
 
     The model behind each field is in :mod:`recspark.synthetic`. ``tags`` is approximate
-    (duplicate tag applications are dropped); ``ratings`` is exact.
+    (duplicate tag applications are dropped); ``ratings`` is exact. Combinations that cannot
+    work (too many ratings for the users and movies, ...) are checked by
+    :func:`recspark.synthetic.check_config`.
     """
 
     output_dir: str = "out/synthetic/ml-32m-synthetic"
-    users: int = 200_948
-    movies: int = 87_585
-    ratings: int = 32_000_204
-    tags: int = 2_000_072
-    rank: int = 10
-    min_user_ratings: int = 20
-    max_user_share: float = 0.38  # ml-32m's top user rated ~33k of 87.6k movies
-    user_activity_exponent: float = 1.2
+    users: int = Field(200_948, ge=1)
+    movies: int = Field(87_585, ge=1)
+    ratings: int = Field(32_000_204, ge=1)
+    tags: int = Field(2_000_072, ge=0)
+    rank: int = Field(10, ge=1)
+    min_user_ratings: int = Field(20, ge=1)
+    max_user_share: float = Field(0.38, gt=0, le=1)  # ml-32m's top user rated ~33k of 87.6k movies
+    user_activity_exponent: float = Field(1.2, gt=0)
     # Zipf–Mandelbrot popularity w_r ∝ (r + offset·movies)^-exponent, calibrated on ml-32m:
     # top movie ~100k ratings, median movie a handful, a few percent of movies unrated.
-    movie_popularity_exponent: float = 2.0
-    movie_popularity_offset: float = 0.0035
-    movie_id_span: float = 3.34  # largest movie id / number of movies (ml-32m: 292757 / 87585)
+    movie_popularity_exponent: float = Field(2.0, gt=0)
+    movie_popularity_offset: float = Field(0.0035, ge=0)
+    movie_id_span: float = Field(3.34, ge=1)  # largest movie id / number of movies (ml-32m: 292757 / 87585)
     # Rating model, calibrated so the marginal is near ml-32m's (mean ~3.55, sd ~1.0,
     # 4.0 then 3.0 most common, ~25% half stars).
     global_mean: float = 3.55
-    user_bias_sd: float = 0.5
-    movie_bias_sd: float = 0.55
-    interaction_sd: float = 0.6  # standard deviation of p_u·q_i
-    noise: float = 0.5
-    half_star_share: float = 0.8  # mean share of a user's post-2003 ratings on the half-star grid
-    segments: int = 0
-    segment_noise: float = 0.15  # user spread around its segment centre, relative to centre scale
-    tagging_users: float = 0.08  # share of users who tag
-    partitions: int = 16
-    chunk_ratings: int = 250_000
+    user_bias_sd: float = Field(0.5, ge=0)
+    movie_bias_sd: float = Field(0.55, ge=0)
+    interaction_sd: float = Field(0.6, ge=0)  # standard deviation of p_u·q_i
+    noise: float = Field(0.5, ge=0)
+    half_star_share: float = Field(0.8, ge=0, le=1)  # mean share of post-2003 ratings on the half-star grid
+    segments: int = Field(0, ge=0)
+    segment_noise: float = Field(0.15, ge=0)  # user spread around its segment centre, relative to centre scale
+    tagging_users: float = Field(0.08, ge=0, le=1)  # share of users who tag
+    partitions: int = Field(16, ge=1)
+    chunk_ratings: int = Field(250_000, ge=1)
 
 
-@dataclass(frozen=True)
-class SegmentConfig:
+class SegmentConfig(Section):
     """User segments, segment profiles, similar movies and latent-space plots
     (see :mod:`recspark.models.cluster`, :mod:`recspark.similar`, :mod:`recspark.pipeline.segment`).
 
-    ``model`` names the factor model (als, svd, nmf, mllib_als); ``source`` is ``run``
-    (load ``models/<model>/`` from train run ``run_id``, empty = latest), ``fit`` (fit on the
-    fly) or ``auto`` (load when the run folder has the model, else fit). ``k`` > 0 fixes the
+    ``model`` names a model with latent factors; ``source`` is ``run`` (load
+    ``models/<model>/`` from train run ``run_id``, empty = latest), ``fit`` (fit on the fly)
+    or ``auto`` (load when the run folder has the model, else fit). ``k`` > 0 fixes the
     number of segments; ``k = 0`` picks it in ``k_min..k_max`` by silhouette.
     """
 
     model: str = "als"
-    source: str = "auto"
+    source: Literal["auto", "run", "fit"] = "auto"
     run_id: str = ""
     output_dir: str = "out/segments"
-    k: int = 0
-    k_min: int = 2
-    k_max: int = 8
-    max_iter: int = 30
-    min_support: int = 20
-    top_genres: int = 5
-    top_movies: int = 10
-    max_size_ratio: float = 10.0  # warn when largest / smallest segment exceeds this
-    validation_fraction: float = 0.1
-    residual_shrinkage: float = 10.0  # n / (n + λ) damping of a segment's per-movie residual
+    k: int = Field(0, ge=0)
+    k_min: int = Field(2, ge=2)
+    k_max: int = Field(8, ge=2)
+    max_iter: int = Field(30, ge=1)
+    min_support: int = Field(20, ge=1)
+    top_genres: int = Field(5, ge=1)
+    top_movies: int = Field(10, ge=1)
+    max_size_ratio: float = Field(10.0, ge=1)  # warn when largest / smallest segment exceeds this
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
+    residual_shrinkage: float = Field(10.0, ge=0)  # n / (n + λ) damping of a segment's per-movie residual
     blend_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
-    similar_k: int = 10
-    similar_block: int = 2048  # query movies per Spark task in the similar-movies search
-    similar_min_ratings: int = 10  # training ratings a movie needs to be in the similar-movies table
-    plot_points: int = 20000
+    similar_k: int = Field(10, ge=1)
+    similar_block: int = Field(2048, ge=1)  # query movies per Spark task in the similar-movies search
+    similar_min_ratings: int = Field(10, ge=0)  # training ratings a movie needs to be in the similar-movies table
+    plot_points: int = Field(20000, ge=1)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "SegmentConfig":
+        if self.k == 1:
+            raise ValueError("segment.k must be 0 (choose by silhouette) or at least 2, got 1")
+        if self.k_min > self.k_max:
+            raise ValueError(
+                f"segment.k_min ({self.k_min}) must not exceed segment.k_max ({self.k_max})"
+            )
+        if not self.blend_weights:
+            raise ValueError("segment.blend_weights must list at least one weight")
+        return self
 
 
-@dataclass(frozen=True)
-class RecommendConfig:
+class RecommendConfig(Section):
     """Top-N lists and ranking metrics (see :mod:`recspark.recommend`, :mod:`recspark.ranking`).
 
-    ``enabled``: the train run writes ``recommendations/`` and ranking metrics for every factor
-    model and the popularity baseline. ``n``: list length written; ``k``: cut-off of the
-    ranking metrics (k <= n). A test rating is relevant when >= ``relevance_threshold``
-    (random split; on leave-last-out the held-out item is always relevant). ``block_users``:
-    users scored per Spark task; ``max_chunk_cells``: (users x movies) scores held at once.
-    ``extra_splits``: further split kinds (``random``, ``leave_last_out``) on which the run
-    also refits every model and writes its RMSE and ranking metrics (split column
+    ``enabled``: the train run writes ``recommendations/`` and ranking metrics for every
+    model that can rank and the popularity baseline. ``n``: list length written; ``k``:
+    cut-off of the ranking metrics (k <= n). A test rating is relevant when >=
+    ``relevance_threshold`` (random split; on leave-last-out the held-out item is always
+    relevant). ``block_users``: users scored per Spark task; ``max_chunk_cells``: (users x
+    movies) scores held at once. ``extra_splits``: further split kinds on which the run also
+    refits every model and writes its RMSE and ranking metrics (split column
     ``<kind>/test``) into the same metrics table, top-N lists under
     ``splits/<kind>/recommendations/``; models and predictions are kept for the main split only.
     """
 
     enabled: bool = True
-    extra_splits: tuple[str, ...] = ("leave_last_out",)
-    n: int = 10
-    k: int = 10
+    extra_splits: tuple[Literal["random", "leave_last_out"], ...] = ("leave_last_out",)
+    n: int = Field(10, ge=1)
+    k: int = Field(10, ge=1)
     relevance_threshold: float = 4.0
     popularity: bool = True
-    block_users: int = 2048
-    max_chunk_cells: int = 4_000_000
+    block_users: int = Field(2048, ge=1)
+    max_chunk_cells: int = Field(4_000_000, ge=1)
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> "RecommendConfig":
+        if self.k > self.n:
+            raise ValueError(
+                f"recommend.k = {self.k} exceeds the list length recommend.n = {self.n}: "
+                "set recommend.n >= recommend.k"
+            )
+        return self
 
 
-@dataclass(frozen=True)
-class RescoreConfig:
+class RescoreConfig(Section):
     """The scheduled batch re-scoring job (see :mod:`recspark.pipeline.rescore`).
 
     ``run_id``: the train run whose ``models/<model>/`` is loaded (empty = the latest published
@@ -282,106 +294,50 @@ class RescoreConfig:
     ``all`` (top-``n`` for every user) or ``incremental`` (top-``n`` for users with ratings
     newer than the previous scoring run's watermark). ``ratings``: current ratings Parquet
     (empty = the ingested ratings of ``data.dataset``). ``score_date``: YYYY-MM-DD (empty =
-    today, UTC). ``foldin``: users new since training get factors by one ALS half-step.
+    today, UTC). ``foldin``: users new since training are folded in by models that can.
     """
 
     run_id: str = ""
     model: str = "als"
-    mode: str = "all"
+    mode: Literal["pairs", "all", "incremental"] = "all"
     input: str = ""
-    input_format: str = "auto"
+    input_format: Literal["auto", "parquet", "csv"] = "auto"
     ratings: str = ""
     output_dir: str = "out/rescore"
-    score_date: str = ""
-    n: int = 10
+    score_date: str = Field("", pattern=r"^(|\d{4}-\d{2}-\d{2})$")
+    n: int = Field(10, ge=1)
     foldin: bool = True
 
 
-@dataclass(frozen=True)
-class Config:
-    """The whole resolved configuration. ``seed`` is the single root of all randomness."""
+class Config(Section):
+    """The whole resolved configuration. ``seed`` is the single root of all randomness.
+
+    The model sections (``bias``, ``als``, ...) are added by
+    :func:`recspark.models.registry.config_class`; build configs with :func:`load_config`
+    or :func:`config_from_dict`, which use that class.
+    """
 
     seed: int = 42
-    spark: SparkConfig = field(default_factory=SparkConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    ingest: IngestConfig = field(default_factory=IngestConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
-    bias: BiasConfig = field(default_factory=BiasConfig)
-    mllib_als: MllibAlsConfig = field(default_factory=MllibAlsConfig)
-    als: AlsConfig = field(default_factory=AlsConfig)
-    svd: SvdConfig = field(default_factory=SvdConfig)
-    nmf: NmfConfig = field(default_factory=NmfConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
-    segment: SegmentConfig = field(default_factory=SegmentConfig)
-    recommend: RecommendConfig = field(default_factory=RecommendConfig)
-    rescore: RescoreConfig = field(default_factory=RescoreConfig)
+    spark: SparkConfig = SparkConfig()
+    data: DataConfig = DataConfig()
+    ingest: IngestConfig = IngestConfig()
+    split: SplitConfig = SplitConfig()
+    train: TrainConfig = TrainConfig()
+    generate: GenerateConfig = GenerateConfig()
+    segment: SegmentConfig = SegmentConfig()
+    recommend: RecommendConfig = RecommendConfig()
+    rescore: RescoreConfig = RescoreConfig()
 
     def ingest_dir(self) -> str:
         """The ingest output folder of the configured data set."""
         return self.ingest.output_dir.format(dataset=self.data.dataset)
 
+    def section(self, name: str) -> Section:
+        """The section called ``name`` (e.g. a model's, by its registered section name)."""
+        return getattr(self, name)
+
 
 # --------------------------------------------------------------------------- parsing
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Convert a TOML value to the field's annotated type, or raise ConfigError."""
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"[{where}] must be a table, got {value!r}")
-        return _build(hint, value, where)
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
-        return tuple(_coerce(v, item, where) for v in value)
-    if origin in (collections.abc.Mapping, dict):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where} must be a table, got {value!r}")
-        return types.MappingProxyType({str(k): str(v) for k, v in value.items()})
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        try:
-            return int(str(value).replace("_", ""))
-        except ValueError:
-            raise ConfigError(f"{where} must be an integer, got {value!r}") from None
-    if hint is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where} must be a number, got {value!r}") from None
-    if hint is str:
-        return str(value)
-    raise ConfigError(f"{where}: unsupported config type {hint!r}")  # pragma: no cover
-
-
-def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        prefix = f"[{where}] " if where else ""
-        raise ConfigError(
-            f"{prefix}unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
-        )
-    kwargs = {
-        name: _coerce(value, hints[name], f"{where}.{name}" if where else name)
-        for name, value in values.items()
-    }
-    return cls(**kwargs)
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -428,8 +384,20 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
-    """Build a :class:`Config` from a parsed TOML document (e.g. a saved ``config.toml``)."""
-    return _build(Config, raw, "")
+    """Build and check a :class:`Config` from a parsed TOML document (e.g. a saved
+    ``config.toml``). Raises :class:`ConfigError` listing every bad key or value."""
+    # The registry sits above this module (it imports the models); only it knows which
+    # model sections exist, so it is asked here, at call time.
+    from recspark.models.registry import check_config, config_class
+
+    cfg = validated(config_class(), raw)
+    check_config(cfg)
+    return cfg
+
+
+def default_config() -> Config:
+    """Every default, without ``conf/`` (what the library shipped as a zip falls back to)."""
+    return config_from_dict({})
 
 
 def load_config(
@@ -447,8 +415,8 @@ def load_config(
     return config_from_dict(raw)
 
 
-def to_toml(cfg: Any) -> str:
-    """Render a config (or any nested frozen dataclass) as TOML, to save beside the outputs."""
+def to_toml(cfg: BaseModel) -> str:
+    """Render a config (or any section) as TOML, to save beside the outputs."""
 
     def scalar(v: Any) -> str:
         if isinstance(v, bool):
@@ -459,23 +427,17 @@ def to_toml(cfg: Any) -> str:
             return "[" + ", ".join(scalar(x) for x in v) + "]"
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-    def table(obj: Any, name: str) -> list[str]:
-        lines, subtables = [], []
-        for f in dataclasses.fields(obj):
-            v = getattr(obj, f.name)
-            if dataclasses.is_dataclass(v):
-                subtables.append((f.name, v))
-            elif isinstance(v, Mapping):
-                subtables.append((f.name, dict(v)))
-            else:
-                lines.append(f"{f.name} = {scalar(v)}")
+    def table(obj: BaseModel, name: str) -> list[str]:
+        values = {f: getattr(obj, f) for f in type(obj).model_fields}
+        nested = {k: v for k, v in values.items() if isinstance(v, (BaseModel, Mapping))}
+        lines = [f"{k} = {scalar(v)}" for k, v in values.items() if k not in nested]
         out = ([f"[{name}]"] if name and lines else []) + lines
-        for sub, v in subtables:
-            full = f"{name}.{sub}" if name else sub
-            if isinstance(v, dict):
-                out += ["", f"[{full}]"] + [f'"{k}" = {scalar(x)}' for k, x in v.items()]
-            else:
+        for key, v in nested.items():
+            full = f"{name}.{key}" if name else key
+            if isinstance(v, BaseModel):
                 out += [""] + table(v, full)
+            else:  # a free-form table such as spark.extra: keys quoted (they contain dots)
+                out += ["", f"[{full}]"] + [f'"{k}" = {scalar(x)}' for k, x in v.items()]
         return out
 
     return "\n".join(table(cfg, "")) + "\n"

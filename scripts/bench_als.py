@@ -120,11 +120,10 @@ def _session(a: argparse.Namespace, name: str):
 
 def prepare(a: argparse.Namespace) -> None:
     """Read / generate the ratings, index them, split them, write train and test Parquet."""
-    import dataclasses
 
     from pyspark.sql import functions as F
 
-    from recspark.config import Config, GenerateConfig
+    from recspark.config import GenerateConfig, default_config
     from recspark.index import add_indices, movie_index, user_index
     from recspark.schema import MOVIE_ID, MOVIE_IDX, RATING, USER_ID, USER_IDX
     from recspark.seeds import derive_seed
@@ -137,8 +136,7 @@ def prepare(a: argparse.Namespace) -> None:
         from recspark.synthetic import generate_movielens
 
         f = a.synthetic / 32_000_204
-        gen = dataclasses.replace(
-            GenerateConfig(),
+        gen = GenerateConfig(
             users=max(100, round(200_948 * f)),
             movies=max(50, round(87_585 * f)),
             ratings=a.synthetic,
@@ -146,7 +144,7 @@ def prepare(a: argparse.Namespace) -> None:
             partitions=8,
         )
         source = str(work / "synthetic")
-        generate_movielens(spark, cfg=Config(seed=a.seed, generate=gen), output=source)
+        generate_movielens(spark, cfg=default_config().replace(seed=a.seed, generate=gen), output=source)
     src = Path(source)
     if (src / "ratings.csv").is_file():
         from recspark.io.movielens import read_ratings_csv
@@ -196,7 +194,7 @@ def fit(a: argparse.Namespace) -> None:
     if a.model == "recspark":
         import threadpoolctl
 
-        from recspark.config import AlsConfig
+        from recspark.models.als import AlsConfig
         from recspark.models.als import fit_als
 
         cfg = AlsConfig(

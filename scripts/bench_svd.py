@@ -23,7 +23,8 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from recspark.config import BiasConfig, SvdConfig
+from recspark.models.bias import BiasConfig
+from recspark.models.svd import SvdConfig
 from recspark.log import setup_logging, stage
 from recspark.models.bias import fit_bias
 from recspark.models.svd import fit_iterative_svd, fit_truncated_svd

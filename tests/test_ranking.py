@@ -104,7 +104,7 @@ def test_metric_rows_go_through_metrics_frame(spark):
 
 
 def test_train_step_writes_lists_and_metric_rows_for_factor_models_only(spark, tmp_path):
-    from recspark.config import Config
+    from recspark.config import default_config
     from recspark.models.factor import ITEM_FACTORS_SCHEMA, USER_FACTORS_SCHEMA, FactorModel
     from recspark.pipeline.ranking import recommend_and_rank
 
@@ -118,7 +118,7 @@ def test_train_step_writes_lists_and_metric_rows_for_factor_models_only(spark, t
     train = spark.createDataFrame([(1, 10, 5.0), (2, 30, 4.0), (2, 10, 1.0)], TEST)
     test = spark.createDataFrame([(1, 20, 4.5), (2, 20, 2.0)], TEST)
     rows = recommend_and_rank(
-        spark, Config(), models={"bias": object(), "m": model}, train=train, test=test,
+        spark, default_config(), models={"bias": object(), "m": model}, train=train, test=test,
         run_id="r", out_dir=str(tmp_path), kind="random",
     )
     metrics = {(r["model"], r["metric"]): r["value"] for df in rows for r in df.collect()}

@@ -76,7 +76,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import numpy as np
 import pandas as pd
@@ -85,12 +85,15 @@ from pyspark import RDD, StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from pydantic import Field
+
 from recspark import blocks as blk
-from recspark.config import AlsConfig, Config
-from recspark.errors import ConfigError, DataQualityError
+from recspark.config import Section
+from recspark.errors import DataQualityError
 from recspark.log import stage
 from recspark.models.base import clip
 from recspark.models.bias import BIAS_PREDICTION, BiasModel
+from recspark.models.contract import Ability, ModelSpec
 from recspark.models.factor import FactorModel, factor_frame, factor_schema, write_history
 from recspark.schema import (
     BIAS,
@@ -111,9 +114,10 @@ from recspark.seeds import derive_seed
 
 __all__ = [
     "MODES",
+    "AlsConfig",
     "ColumnTiles",
+    "SPEC",
     "fit_als",
-    "fit_als_model",
     "init_factors",
     "solve_rows",
     "tile_columns",
@@ -125,6 +129,22 @@ _logger = logging.getLogger(__name__)
 
 #: Accepted values of ``als.mode``.
 MODES = ("auto", "broadcast", "routed")
+
+
+class AlsConfig(Section):
+    """recspark's block-partitioned biased ALS (module docstring). ``reg_factors`` must be
+    positive: a user with fewer ratings than the rank would have a singular system."""
+
+    rank: int = Field(10, ge=1)
+    max_iter: int = Field(10, ge=1)
+    reg_factors: float = Field(0.1, gt=0)
+    reg_bias: float = Field(0.1, ge=0)
+    weighted_reg: bool = True
+    blocks: int = Field(4, ge=1)
+    mode: Literal["auto", "broadcast", "routed"] = "auto"
+    broadcast_max_mb: float = Field(256.0, ge=0)
+    checkpoint_every: int = Field(5, ge=1)
+    init_std: float = Field(0.1, gt=0)  # standard deviation of the seeded initial factors
 _STORAGE = StorageLevel.MEMORY_AND_DISK
 
 # --------------------------------------------------------------------------- NumPy kernel
@@ -574,33 +594,6 @@ def _summary(item: tuple[int, _Side]) -> tuple[int, int, float, int, int, bool]:
 # --------------------------------------------------------------------------- driver
 
 
-def _check_config(cfg: AlsConfig) -> None:
-    problems = []
-    if cfg.rank < 1:
-        problems.append(f"als.rank must be at least 1, got {cfg.rank}")
-    if cfg.max_iter < 1:
-        problems.append(f"als.max_iter must be at least 1, got {cfg.max_iter}")
-    if not cfg.reg_factors > 0:
-        problems.append(
-            f"als.reg_factors must be > 0 (a user with fewer ratings than the rank would "
-            f"have a singular system), got {cfg.reg_factors}"
-        )
-    if cfg.reg_bias < 0:
-        problems.append(f"als.reg_bias must be >= 0, got {cfg.reg_bias}")
-    if cfg.blocks < 1:
-        problems.append(f"als.blocks must be at least 1, got {cfg.blocks}")
-    if cfg.mode not in MODES:
-        problems.append(f"als.mode must be one of {', '.join(MODES)}, got {cfg.mode!r}")
-    if cfg.checkpoint_every < 1:
-        problems.append(f"als.checkpoint_every must be at least 1, got {cfg.checkpoint_every}")
-    if cfg.broadcast_max_mb < 0:
-        problems.append(f"als.broadcast_max_mb must be >= 0, got {cfg.broadcast_max_mb}")
-    if not cfg.init_std > 0:
-        problems.append(f"als.init_std must be > 0, got {cfg.init_std}")
-    if problems:
-        raise ConfigError("; ".join(problems))
-
-
 @dataclass
 class _SideState:
     """The latest rows of one side: a driver table (broadcast) or a block RDD (routed)."""
@@ -912,14 +905,13 @@ def fit_als(
     ``bias``: starts the movie biases and scores pairs the model cannot (unknown user or
     movie); without it the fallback is the model's own μ + b_u + b_i. ``validation``
     (same columns): its RMSE is tracked per iteration. ``seed``: the stage seed (the
-    registry derives it from the root seed). Returns a :class:`FactorModel` named ``als``
+    spec's adapter derives it from the root seed). Returns a :class:`FactorModel` named ``als``
     whose ``history`` holds the per-iteration figures.
 
     Actions: the block build, two small jobs per iteration, and materialising the
     (idx, bias, factors) tables; the id-keyed ``user_factors``/``item_factors`` join the
     id maps of ``ratings`` lazily (cached on first use).
     """
-    _check_config(cfg)
     require_columns(ratings, [USER_ID, MOVIE_ID, USER_IDX, MOVIE_IDX, RATING], stage="als fit")
     spark = ratings.sparkSession
     trainer = _Trainer(
@@ -942,7 +934,7 @@ def fit_als(
     movie_ids = ratings.select(
         F.col(MOVIE_ID).cast("long").alias(MOVIE_ID), F.col(MOVIE_IDX).cast("int").alias(MOVIE_IDX)
     ).distinct()
-    settings = {**dataclasses.asdict(cfg), "seed": seed}
+    settings = {**cfg.model_dump(), "seed": seed}
     return FactorModel(
         name="als",
         global_mean=trainer.global_mean,
@@ -957,17 +949,13 @@ def fit_als(
     )
 
 
-def fit_als_model(
-    train: DataFrame, *, cfg: Config, bias: BiasModel, validation: DataFrame | None = None
-) -> FactorModel:
-    """Registry entry for ``als``: :func:`fit_als` with ``cfg.als``, the seed derived from
-    ``cfg.seed`` and the rating scale of ``cfg.train``."""
-    return fit_als(
-        train,
-        cfg=cfg.als,
-        seed=derive_seed(cfg.seed, "als"),
-        lo=cfg.train.rating_min,
-        hi=cfg.train.rating_max,
-        bias=bias,
-        validation=validation,
-    )
+SPEC = ModelSpec(
+    name="als",
+    summary="recspark's block-partitioned biased ALS",
+    fit=fit_als,
+    abilities=frozenset(
+        {Ability.PREDICT, Ability.TOP_N, Ability.FACTORS, Ability.SAVE, Ability.FOLD_IN}
+    ),
+    config=AlsConfig,
+    load=FactorModel.load,
+)

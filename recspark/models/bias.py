@@ -18,12 +18,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from pydantic import Field
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from recspark.config import BiasConfig
-from recspark.errors import ConfigError, DataQualityError
+from recspark.config import Section
+from recspark.errors import DataQualityError
 from recspark.models.base import with_fallback
+from recspark.models.contract import Ability, ModelSpec
 from recspark.schema import BIAS, MOVIE_ID, RATING, USER_ID, require_columns
 
 _logger = logging.getLogger(__name__)
@@ -32,6 +34,15 @@ USER_BIAS = "user_bias"
 ITEM_BIAS = "item_bias"
 BIAS_PREDICTION = "bias_prediction"  # the unclipped baseline, added by :meth:`BiasModel.annotate`
 _RAW = "_bias_raw"
+
+
+class BiasConfig(Section):
+    """Damped baseline: μ + b_u + b_i with shrinkage ``user_reg`` and ``item_reg``,
+    ``rounds`` alternations."""
+
+    rounds: int = Field(3, ge=1)
+    user_reg: float = Field(5.0, ge=0)
+    item_reg: float = Field(5.0, ge=0)
 
 
 @dataclass(frozen=True)
@@ -84,8 +95,6 @@ def fit_bias(
     Action: one aggregation for μ; the bias tables are cached (``rounds`` alternations).
     """
     require_columns(ratings, [USER_ID, MOVIE_ID, RATING], stage="bias fit")
-    if cfg.rounds < 1:
-        raise ConfigError(f"bias.rounds must be at least 1, got {cfg.rounds}")
     r = ratings.select(USER_ID, MOVIE_ID, RATING)
     mu = r.agg(F.avg(RATING)).first()[0]
     if mu is None:
@@ -110,6 +119,15 @@ def fit_bias(
     return BiasModel(float(mu), user_bias, item_bias, lo=lo, hi=hi)
 
 
-def fit_bias_model(train: DataFrame, *, cfg, bias: BiasModel, validation=None) -> BiasModel:
-    """Registry entry for ``bias``: the pipeline already fitted it on ``train``."""
+def _baseline(train: DataFrame, *, bias: BiasModel) -> BiasModel:
+    """The ``bias`` model is the baseline every fit receives, already fitted on ``train``."""
     return bias
+
+
+SPEC = ModelSpec(
+    name="bias",
+    summary="μ + b_u + b_i, damped; the fallback of every other model",
+    fit=_baseline,
+    abilities=frozenset({Ability.PREDICT}),
+    config=BiasConfig,
+)

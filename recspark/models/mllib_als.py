@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from pydantic import Field
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from recspark.config import Config
+from recspark.config import Section
 from recspark.models.base import with_fallback
+from recspark.models.contract import Ability, ModelSpec
 from recspark.models.bias import BIAS_PREDICTION, ITEM_BIAS, USER_BIAS, BiasModel
 from recspark.schema import (
     FACTORS,
@@ -26,10 +28,24 @@ from recspark.schema import (
     USER_IDX,
     require_columns,
 )
-from recspark.seeds import derive_seed
 
 _logger = logging.getLogger(__name__)
 _RAW = "_mllib_raw"
+
+
+class MllibAlsConfig(Section):
+    """MLlib ALS (explicit) baseline: MLlib's defaults except ``reg_param``.
+
+    reg_param was chosen on a validation split of ml-latest-small's training part
+    (validation RMSE: 0.1 → 0.886, 0.15 → 0.874, 0.2 → 0.882 at 10 iterations).
+    """
+
+    rank: int = Field(10, ge=1)
+    max_iter: int = Field(10, ge=1)
+    reg_param: float = Field(0.15, ge=0)
+    nonnegative: bool = False
+    num_blocks: int = Field(10, ge=1)
+    checkpoint_interval: int = Field(10, ge=1)
 
 
 @dataclass(frozen=True)
@@ -67,16 +83,22 @@ class MllibAlsModel:
 
 
 def fit_mllib_als(
-    train: DataFrame, *, cfg: Config, bias: BiasModel, validation: DataFrame | None = None
+    train: DataFrame,
+    *,
+    cfg: MllibAlsConfig,
+    seed: int,
+    bias: BiasModel,
+    lo: float = 0.5,
+    hi: float = 5.0,
 ) -> MllibAlsModel:
     """Fit MLlib ALS on ``train`` (user_idx, movie_idx, rating, plus the ids).
 
-    The ALS seed is derived from the root seed; ``checkpointInterval`` cuts lineage (the
+    ``seed``: the stage seed of MLlib's ALS; ``checkpointInterval`` cuts lineage (the
     session's checkpoint directory must be set, as :func:`recspark.session.build_session`
-    does). ``validation`` is unused: MLlib has no early stopping.
+    does). MLlib has no early stopping, so no validation ratings are taken.
     """
     require_columns(train, [USER_ID, MOVIE_ID, USER_IDX, MOVIE_IDX, RATING], stage="mllib_als fit")
-    c = cfg.mllib_als
+    c = cfg
     als = ALS(
         rank=c.rank,
         maxIter=c.max_iter,
@@ -89,7 +111,7 @@ def fit_mllib_als(
         itemCol=MOVIE_IDX,
         ratingCol=RATING,
         coldStartStrategy="nan",
-        seed=derive_seed(cfg.seed, "mllib_als"),
+        seed=seed,
     )
     model = als.fit(train.select(USER_IDX, MOVIE_IDX, RATING))
     users = train.select(USER_ID, USER_IDX).distinct()
@@ -108,6 +130,15 @@ def fit_mllib_als(
         user_factors=user_factors.select(USER_ID, USER_IDX, cast),
         item_factors=item_factors.select(MOVIE_ID, MOVIE_IDX, cast),
         bias=bias,
-        lo=cfg.train.rating_min,
-        hi=cfg.train.rating_max,
+        lo=lo,
+        hi=hi,
     )
+
+
+SPEC = ModelSpec(
+    name="mllib_als",
+    summary="MLlib ALS, explicit feedback, no biases; the baseline of recspark's ALS",
+    fit=fit_mllib_als,
+    abilities=frozenset({Ability.PREDICT, Ability.TOP_N, Ability.FACTORS}),
+    config=MllibAlsConfig,
+)

@@ -47,22 +47,24 @@ Non-negative ALS (model ``nmf_als``, or ``nmf`` with ``nmf.solver = "als"``)
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
+from typing import Literal
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from pyspark import RDD
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from recspark.config import Config, NmfConfig
+from recspark.config import Section
 from recspark.errors import ConfigError
 from recspark.log import stage
 from recspark.models.bias import BiasModel
+from recspark.models.contract import Ability, ModelSpec
 from recspark.models.factor import FactorModel
 from recspark.models.lowrank import (
     EarlyStop,
@@ -91,15 +93,16 @@ from recspark.schema import (
     VALIDATION_RMSE,
     require_columns,
 )
-from recspark.seeds import derive_seed, rng
+from recspark.seeds import rng
 
 __all__ = [
     "SOLVERS",
-    "check_config",
+    "ALS_SPEC",
+    "NmfConfig",
+    "SPEC",
+    "check_scale",
     "fit_nmf",
     "fit_nmf_als",
-    "fit_nmf_als_model",
-    "fit_nmf_model",
     "init_factors",
     "multiplicative_step",
 ]
@@ -111,23 +114,34 @@ SOLVERS = ("multiplicative", "als")
 _TARGET = "_nmf_target"
 
 
-def check_config(cfg: NmfConfig, *, lo: float, hi: float) -> None:
-    """Raise :class:`ConfigError` listing every invalid ``[nmf]`` value."""
-    problems = []
-    if cfg.solver not in SOLVERS:
-        problems.append(f"nmf.solver must be one of {', '.join(SOLVERS)}, got {cfg.solver!r}")
-    for name in ("rank", "max_iter", "blocks", "patience", "als_max_iter"):
-        if getattr(cfg, name) < 1:
-            problems.append(f"nmf.{name} must be at least 1, got {getattr(cfg, name)}")
-    for name in ("reg", "als_reg"):
-        if getattr(cfg, name) < 0:
-            problems.append(f"nmf.{name} must not be negative, got {getattr(cfg, name)}")
+class NmfConfig(Section):
+    """Non-negative matrix factorisation (module docstring); ``nmf`` and ``nmf_als`` read it.
+
+    ``solver`` picks the fitter of the ``nmf`` model: ``multiplicative`` (Lee–Seung
+    updates on observed entries, ``max_iter`` iterations, L2 weight ``reg``) or ``als``
+    (MLlib non-negative ALS, ``als_max_iter`` iterations, ``als_reg``); the ``nmf_als``
+    model always uses ``als``. ``scale01`` fits (r − rating_min)/(rating_max − rating_min).
+    ``patience``: evaluations without validation improvement before stopping early.
+    """
+
+    rank: int = Field(15, ge=1)
+    max_iter: int = Field(50, ge=1)
+    reg: float = Field(0.05, ge=0)
+    scale01: bool = False
+    solver: Literal["multiplicative", "als"] = "multiplicative"
+    blocks: int = Field(4, ge=1)
+    patience: int = Field(3, ge=1)
+    als_max_iter: int = Field(15, ge=1)
+    als_reg: float = Field(0.1, ge=0)
+
+
+def check_scale(cfg: NmfConfig, *, lo: float) -> None:
+    """NMF needs non-negative targets: raise :class:`ConfigError` when the rating scale
+    starts below 0 and ``nmf.scale01`` is off."""
     if not cfg.scale01 and lo < 0:
-        problems.append(
+        raise ConfigError(
             f"NMF needs non-negative ratings but train.rating_min is {lo}; set nmf.scale01 = true"
         )
-    if problems:
-        raise ConfigError("; ".join(problems))
 
 
 def _scale(cfg: NmfConfig, lo: float, hi: float) -> tuple[float, float]:
@@ -267,7 +281,8 @@ def fit_nmf(
     validation: DataFrame | None = None,
     name: str = "nmf",
 ) -> FactorModel:
-    """NMF by multiplicative updates (see the module docstring).
+    """NMF by multiplicative updates (see the module docstring); with ``nmf.solver = "als"``
+    :func:`fit_nmf_als` instead.
 
     ``ratings`` / ``validation``: user_id, movie_id, user_idx, movie_idx, rating. ``seed``:
     the stage seed of the initial factors. Returns a :class:`FactorModel` whose ``history``
@@ -276,7 +291,9 @@ def fit_nmf(
     space, one shuffle into blocks, a count pass, then two passes per iteration (three
     with validation).
     """
-    check_config(cfg, lo=lo, hi=hi)
+    if cfg.solver == "als":
+        return fit_nmf_als(ratings, cfg=cfg, bias=bias, seed=seed, lo=lo, hi=hi, name=name)
+    check_scale(cfg, lo=lo)
     require_columns(ratings, [USER_ID, MOVIE_ID, USER_IDX, MOVIE_IDX, RATING], stage=f"{name} fit")
     spark = ratings.sparkSession
     offset, scale = _scale(cfg, lo, hi)
@@ -360,7 +377,7 @@ def fit_nmf(
         lo=lo,
         hi=hi,
         settings={
-            **dataclasses.asdict(cfg),
+            **cfg.model_dump(),
             "solver": "multiplicative",
             "seed": seed,
             "best_iteration": best,
@@ -385,7 +402,7 @@ def fit_nmf_als(
     :class:`FactorModel` (zero biases, no history). Actions: MLlib's fit and the factor
     tables (cached).
     """
-    check_config(cfg, lo=lo, hi=hi)
+    check_scale(cfg, lo=lo)
     require_columns(ratings, [USER_ID, MOVIE_ID, USER_IDX, MOVIE_IDX, RATING], stage=f"{name} fit")
     offset, scale = _scale(cfg, lo, hi)
     als = ALS(
@@ -429,36 +446,25 @@ def fit_nmf_als(
         fallback=bias,
         lo=lo,
         hi=hi,
-        settings={**dataclasses.asdict(cfg), "solver": "als", "seed": seed},
+        settings={**cfg.model_dump(), "solver": "als", "seed": seed},
     )
 
 
-def fit_nmf_model(
-    train: DataFrame, *, cfg: Config, bias: BiasModel, validation: DataFrame | None = None
-) -> FactorModel:
-    """Registry entry for ``nmf``: :func:`fit_nmf` (or :func:`fit_nmf_als` when
-    ``nmf.solver = "als"``) with ``cfg.nmf``, a seed derived from ``cfg.seed`` and the
-    rating scale of ``cfg.train``."""
-    lo, hi = cfg.train.rating_min, cfg.train.rating_max
-    check_config(cfg.nmf, lo=lo, hi=hi)
-    seed = derive_seed(cfg.seed, "nmf")
-    if cfg.nmf.solver == "als":
-        return fit_nmf_als(train, cfg=cfg.nmf, bias=bias, seed=seed, lo=lo, hi=hi, name="nmf")
-    return fit_nmf(
-        train, cfg=cfg.nmf, bias=bias, seed=seed, lo=lo, hi=hi, validation=validation
-    )
+SPEC = ModelSpec(
+    name="nmf",
+    summary="NMF by Lee–Seung multiplicative updates on the observed ratings (or MLlib NNLS ALS)",
+    fit=fit_nmf,
+    abilities=frozenset({Ability.PREDICT, Ability.TOP_N, Ability.FACTORS, Ability.SAVE}),
+    config=NmfConfig,
+    load=FactorModel.load,
+)
 
-
-def fit_nmf_als_model(
-    train: DataFrame, *, cfg: Config, bias: BiasModel, validation: DataFrame | None = None
-) -> FactorModel:
-    """Registry entry for ``nmf_als``: :func:`fit_nmf_als` with ``cfg.nmf`` (``validation``
-    unused: MLlib ALS has no early stopping)."""
-    return fit_nmf_als(
-        train,
-        cfg=cfg.nmf,
-        bias=bias,
-        seed=derive_seed(cfg.seed, "nmf_als"),
-        lo=cfg.train.rating_min,
-        hi=cfg.train.rating_max,
-    )
+ALS_SPEC = ModelSpec(
+    name="nmf_als",
+    summary="NMF by MLlib's non-negative ALS",
+    fit=fit_nmf_als,
+    abilities=frozenset({Ability.PREDICT, Ability.TOP_N, Ability.FACTORS, Ability.SAVE}),
+    config=NmfConfig,
+    section="nmf",
+    load=FactorModel.load,
+)

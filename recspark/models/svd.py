@@ -63,10 +63,11 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Annotated, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from pyspark import RDD
 from pyspark.mllib.linalg import SparseVector
 from pyspark.mllib.linalg.distributed import RowMatrix
@@ -74,11 +75,12 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recspark.blocks import Block
-from recspark.config import Config, SvdConfig
+from recspark.config import Section
 from recspark.errors import ConfigError, ModelError
 from recspark.log import stage
 from recspark.models.base import clip
 from recspark.models.bias import BIAS_PREDICTION, BiasModel
+from recspark.models.contract import Ability, ModelSpec
 from recspark.models.factor import FactorModel
 from recspark.models.lowrank import (
     STORAGE,
@@ -115,16 +117,16 @@ from recspark.schema import (
     VALUE,
     require_columns,
 )
-from recspark.seeds import derive_seed, rng
+from recspark.seeds import rng
 
 __all__ = [
     "FILLS",
     "SvdModel",
-    "check_config",
+    "ITERATIVE_SPEC",
+    "SPEC",
+    "SvdConfig",
     "fill_offsets",
     "fit_iterative_svd",
-    "fit_iterative_svd_model",
-    "fit_svd_model",
     "fit_truncated_svd",
     "history_rows",
     "randomized_svd",
@@ -138,6 +140,33 @@ _logger = logging.getLogger(__name__)
 
 #: Accepted values of ``svd.fill``.
 FILLS = ("baseline", "user_mean")
+
+
+class SvdConfig(Section):
+    """Truncated and iterative SVD on residuals (module docstring); both models read it.
+
+    ``fill``: ``baseline`` (μ + b_u + b_i of the bias model) or ``user_mean``. ``sweep``:
+    extra ranks the truncated SVD is also evaluated at (it computes max(rank, sweep)
+    components once). Iterative SVD: at most ``max_rounds`` rounds, stopping when the
+    relative change of the low-rank estimate falls below ``tol`` or when the validation
+    RMSE has not improved for ``patience`` rounds; singular values are soft-thresholded by
+    ``shrinkage`` (absolute, in rating units: re-tune it when the data size changes);
+    randomised SVD with ``oversample`` extra columns and ``power_iters`` power iterations;
+    ratings held in ``blocks`` user blocks. ``rcond``: computeSVD's reciprocal condition
+    number (smaller singular values are dropped).
+    """
+
+    rank: int = Field(15, ge=1)
+    fill: Literal["baseline", "user_mean"] = "baseline"
+    sweep: tuple[Annotated[int, Field(ge=1)], ...] = ()
+    max_rounds: int = Field(10, ge=1)
+    tol: float = Field(1e-4, ge=0)
+    shrinkage: float = Field(0.0, ge=0)
+    oversample: int = Field(10, ge=0)
+    power_iters: int = Field(2, ge=0)
+    blocks: int = Field(4, ge=1)
+    patience: int = Field(2, ge=1)
+    rcond: float = Field(1e-9, ge=0)
 #: Largest n × n Gram matrix (bytes) we let MLlib build on the driver in its local modes.
 MAX_LOCAL_GRAM_BYTES = 512 << 20
 
@@ -182,25 +211,6 @@ def truncate(model: FactorModel, k: int) -> FactorModel:
 
 
 # --------------------------------------------------------------------------- config
-
-
-def check_config(cfg: SvdConfig) -> None:
-    """Raise :class:`ConfigError` listing every invalid ``[svd]`` value."""
-    problems = []
-    if cfg.fill not in FILLS:
-        problems.append(f"svd.fill must be one of {', '.join(FILLS)}, got {cfg.fill!r}")
-    if cfg.rank < 1:
-        problems.append(f"svd.rank must be at least 1, got {cfg.rank}")
-    if any(k < 1 for k in cfg.sweep):
-        problems.append(f"svd.sweep ranks must be at least 1, got {list(cfg.sweep)}")
-    for name in ("max_rounds", "blocks", "patience"):
-        if getattr(cfg, name) < 1:
-            problems.append(f"svd.{name} must be at least 1, got {getattr(cfg, name)}")
-    for name in ("tol", "shrinkage", "oversample", "power_iters", "rcond"):
-        if getattr(cfg, name) < 0:
-            problems.append(f"svd.{name} must not be negative, got {getattr(cfg, name)}")
-    if problems:
-        raise ConfigError("; ".join(problems))
 
 
 def fill_offsets(ratings: DataFrame, *, space: IndexSpace, fill: str) -> Offsets:
@@ -348,7 +358,6 @@ def fit_truncated_svd(
     bias model's prediction. Actions: the index space, one shuffle into blocks, ARPACK's
     passes over the cached rows, U (m × k) collected to the driver, the factor tables.
     """
-    check_config(cfg)
     spark = ratings.sparkSession
     sc = spark.sparkContext
     k_fit = max((cfg.rank, *cfg.sweep))
@@ -402,7 +411,7 @@ def fit_truncated_svd(
     with stage(f"{name}: factor tables", spark):
         model = _model(
             spark, ratings, prep, u=u, s=s, v=v, rank=min(cfg.rank, s.shape[0]), name=name,
-            bias=bias, settings=dataclasses.asdict(cfg),
+            bias=bias, settings=cfg.model_dump(),
         )
     prep.blocks.unpersist()
     _logger.info("%s: singular values %s", name, np.array2string(s[: cfg.rank], precision=2))
@@ -534,7 +543,6 @@ def fit_iterative_svd(
     relative_change, seconds. Actions: the index space, one shuffle into blocks, then per
     round 4 + 2·``cfg.power_iters`` passes over cached blocks (one more over validation).
     """
-    check_config(cfg)
     spark = ratings.sparkSession
     with stage(f"{name}: blocks", spark):
         prep = _prepare(
@@ -608,41 +616,33 @@ def fit_iterative_svd(
     with stage(f"{name}: factor tables", spark):
         model = _model(
             spark, ratings, prep, u=u, s=s, v=v, rank=k, name=name, bias=bias,
-            settings={**dataclasses.asdict(cfg), "seed": seed, "best_round": best},
+            settings={**cfg.model_dump(), "seed": seed, "best_round": best},
             history=pd.DataFrame(history),
         )
     prep.blocks.unpersist()
     return model
 
 
-# --------------------------------------------------------------------------- registry entries
+# --------------------------------------------------------------------------- specs
 
+SPEC = ModelSpec(
+    name="svd",
+    summary="truncated SVD of the baseline-filled residuals (RowMatrix.computeSVD)",
+    fit=fit_truncated_svd,
+    abilities=frozenset({Ability.PREDICT, Ability.TOP_N, Ability.FACTORS, Ability.SAVE}),
+    config=SvdConfig,
+    load=FactorModel.load,
+)
 
-def fit_svd_model(
-    train: DataFrame, *, cfg: Config, bias: BiasModel, validation: DataFrame | None = None
-) -> SvdModel:
-    """Registry entry for ``svd``: :func:`fit_truncated_svd` with ``cfg.svd`` and the rating
-    scale of ``cfg.train``. ``validation`` is unused (the sweep is scored by the caller with
-    :func:`sweep_rows`)."""
-    return fit_truncated_svd(
-        train, cfg=cfg.svd, bias=bias, lo=cfg.train.rating_min, hi=cfg.train.rating_max
-    )
-
-
-def fit_iterative_svd_model(
-    train: DataFrame, *, cfg: Config, bias: BiasModel, validation: DataFrame | None = None
-) -> SvdModel:
-    """Registry entry for ``iterative_svd``: :func:`fit_iterative_svd` with ``cfg.svd``, the
-    seed derived from ``cfg.seed`` and early stopping on ``validation`` when given."""
-    return fit_iterative_svd(
-        train,
-        cfg=cfg.svd,
-        bias=bias,
-        seed=derive_seed(cfg.seed, "iterative_svd"),
-        lo=cfg.train.rating_min,
-        hi=cfg.train.rating_max,
-        validation=validation,
-    )
+ITERATIVE_SPEC = ModelSpec(
+    name="iterative_svd",
+    summary="SVD imputation (soft-impute) by randomised subspace iteration",
+    fit=fit_iterative_svd,
+    abilities=frozenset({Ability.PREDICT, Ability.TOP_N, Ability.FACTORS, Ability.SAVE}),
+    config=SvdConfig,
+    section="svd",
+    load=FactorModel.load,
+)
 
 
 # --------------------------------------------------------------------------- sweep and history

@@ -36,7 +36,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recspark.config import Config, config_from_dict, expand, to_toml
-from recspark.errors import ConfigError, DataNotFoundError
+from recspark.errors import DataNotFoundError
 from recspark.evaluate import metrics_frame
 from recspark.io import storage
 from recspark.io.movielens import read_movies, read_ratings
@@ -56,7 +56,8 @@ from recspark.models.cluster import (
     user_vectors,
 )
 from recspark.models.factor import FactorModel
-from recspark.models.registry import FITTERS, fitter
+from recspark.models import registry
+from recspark.models.contract import Ability
 from recspark.plots import line_chart, save_figure
 from recspark.schema import (
     BIAS,
@@ -75,10 +76,6 @@ from recspark.similar import similar_movies, with_min_support, with_titles
 from recspark.split import random_split, split_ratings
 
 _logger = logging.getLogger(__name__)
-
-#: Models that cannot be saved as a FactorModel and are always fitted on the fly.
-FIT_ONLY = ("mllib_als",)
-
 
 @dataclasses.dataclass(frozen=True)
 class SegmentResult:
@@ -109,18 +106,7 @@ class SegmentResult:
 
 
 def _check(cfg: Config) -> None:
-    sc = cfg.segment
-    if sc.model not in FITTERS or sc.model == "bias":
-        choices = ", ".join(m for m in FITTERS if m != "bias")
-        raise ConfigError(f"segment.model: {sc.model!r} has no latent factors; choose from {choices}")
-    if sc.source not in ("auto", "run", "fit"):
-        raise ConfigError(f"segment.source must be auto, run or fit, got {sc.source!r}")
-    if not 0.0 < sc.validation_fraction < 1.0:
-        raise ConfigError(
-            f"segment.validation_fraction must be in (0, 1), got {sc.validation_fraction}"
-        )
-    if sc.k == 1 or sc.k < 0:
-        raise ConfigError(f"segment.k must be 0 (choose by silhouette) or at least 2, got {sc.k}")
+    registry.check_config(cfg)
 
 
 def find_run(spark: SparkSession, cfg: Config) -> str | None:
@@ -155,14 +141,15 @@ def run_segment(spark: SparkSession, cfg: Config, args: object | None = None) ->
     load), one k-means fit and evaluation per k tried, the profile, ablation and similar-movie
     writes, and two small samples collected for the plots.
     """
-    _check(cfg)
+    registry.check_config(cfg)
     sc = cfg.segment
     name = sc.model
     ingest_dir = expand(cfg.ingest_dir())
     ratings = read_ratings(spark, ingest_dir)
     movies = read_movies(spark, ingest_dir)
 
-    run_dir = None if sc.source == "fit" or name in FIT_ONLY else find_run(spark, cfg)
+    saved = registry.spec(name).can(Ability.SAVE)
+    run_dir = None if sc.source == "fit" or not saved else find_run(spark, cfg)
     if run_dir is None and sc.source == "run":
         raise DataNotFoundError(
             f"no train run with models/{name}/ under {expand(cfg.train.output_dir)}"
@@ -206,7 +193,7 @@ def run_segment(spark: SparkSession, cfg: Config, args: object | None = None) ->
             lo, hi = model.lo, model.hi
         else:
             bias = fit_bias(fit_train, cfg=cfg.bias, lo=lo, hi=hi)
-            model = fitter(name)(fit_train, cfg=cfg, bias=bias, validation=validation)
+            model = registry.fit(name, fit_train, cfg=cfg, bias=bias, validation=validation)
             factors_have_bias = BIAS in model.user_factors.columns
             user_bias = (model.user_factors if factors_have_bias else bias.user_bias).select(
                 USER_ID, BIAS

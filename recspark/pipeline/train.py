@@ -30,7 +30,7 @@ from recspark.io import storage
 from recspark.io.movielens import read_ratings
 from recspark.log import stage
 from recspark.models.bias import BiasModel, fit_bias
-from recspark.models.registry import fitter
+from recspark.models import registry
 from recspark.models.svd import sweep_chart, sweep_rows
 from recspark.pipeline.ranking import recommend_and_rank
 from recspark.schema import (
@@ -76,7 +76,6 @@ def new_run_id() -> str:
 
 def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> TrainResult:
     """Fit every model in ``cfg.train.models`` and write the run folder (see module doc)."""
-    fits = {name: fitter(name) for name in cfg.train.models}  # unknown names fail before any work
     run_id = cfg.train.run_id or new_run_id()
     run_dir = f"{expand(cfg.train.output_dir).rstrip('/')}/{run_id}"
     ratings = read_ratings(spark, expand(cfg.ingest_dir()))
@@ -88,10 +87,9 @@ def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> T
     fitted: dict[str, object] = {}  # for the top-N / ranking step after the loop
     with storage.staged(spark, run_dir) as staging:
         for name in cfg.train.models:
-            fit = fits[name]
             with stage(f"fit {name}", spark):
                 start = time.perf_counter()
-                model = fit(train, cfg=cfg, bias=bias, validation=validation)
+                model = registry.fit(name, train, cfg=cfg, bias=bias, validation=validation)
                 fit_seconds = time.perf_counter() - start
             fitted[name] = model
             if hasattr(model, "save"):
@@ -126,7 +124,7 @@ def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> T
         test.unpersist()
         if cfg.recommend.enabled:
             for kind in extra_kinds:
-                rows += _extra_split(spark, cfg, ratings, fits, kind, run_id, staging)
+                rows += _extra_split(spark, cfg, ratings, kind, run_id, staging)
         metrics = rows[0]
         for more in rows[1:]:
             metrics = metrics.unionByName(more)
@@ -161,7 +159,6 @@ def _extra_split(
     spark: SparkSession,
     cfg: Config,
     ratings: DataFrame,
-    fits: dict,
     kind: str,
     run_id: str,
     staging: str,
@@ -172,9 +169,9 @@ def _extra_split(
             spark, cfg, ratings, split_config(cfg.split, kind)
         )
         fitted, rows = {}, []
-        for name, fit in fits.items():
+        for name in cfg.train.models:
             with stage(f"fit {name} ({kind})", spark):
-                fitted[name] = fit(train, cfg=cfg, bias=bias, validation=validation)
+                fitted[name] = registry.fit(name, train, cfg=cfg, bias=bias, validation=validation)
             rows.append(_evaluate(spark, fitted[name], name, run_id, f"{kind}/test", test, None))
         rows += recommend_and_rank(
             spark, cfg, models=fitted, train=train, test=test, run_id=run_id,

@@ -7,7 +7,6 @@ shows up as a mismatch.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -19,7 +18,10 @@ from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from recspark.config import AlsConfig, BiasConfig, load_config
+from recspark.config import load_config
+from recspark.models import registry
+from recspark.models.als import AlsConfig
+from recspark.models.bias import BiasConfig
 from recspark.errors import ConfigError, ModelError
 from recspark.evaluate import regression_metrics
 from recspark.index import add_indices, movie_index, user_index
@@ -29,7 +31,6 @@ from recspark.models.als import (
     _make_side,
     _transposed_pieces,
     fit_als,
-    fit_als_model,
     init_factors,
     solve_rows,
     tile_columns,
@@ -263,7 +264,7 @@ def test_broadcast_and_routed_modes_give_the_same_factors(spark):
     # 12 users x 4 doubles = 384 bytes does not fit under 320 bytes; 9 movies (288) does.
     tiny = 320 / 2**20
     fits = {
-        mode: fit_als(df, cfg=dataclasses.replace(base, **over), seed=SEED)
+        mode: fit_als(df, cfg=base.replace(**over), seed=SEED)
         for mode, over in {
             "broadcast": {"mode": "broadcast"},
             "routed": {"mode": "routed"},
@@ -333,12 +334,11 @@ def test_fifty_iterations_on_ml_latest_small_cut_lineage(spark, sample_dir):
     assert model.user_factors.count() == 610
 
 
-def test_bad_settings_are_rejected_before_any_work(spark):
-    df = ratings_frame(spark, *small_matrix())
-    with pytest.raises(ConfigError, match="als.mode must be one of"):
-        fit_als(df, cfg=AlsConfig(mode="fast"), seed=1)
-    with pytest.raises(ConfigError, match="als.reg_factors must be > 0"):
-        fit_als(df, cfg=AlsConfig(reg_factors=0.0), seed=1)
+def test_bad_settings_are_rejected_before_any_work():
+    with pytest.raises(ConfigError, match="als.mode: input should be 'auto', 'broadcast' or 'routed'"):
+        load_config(overrides=["als.mode=fast"])
+    with pytest.raises(ConfigError, match="reg_factors: input should be greater than 0"):
+        AlsConfig().replace(reg_factors=0.0)
 
 
 # --------------------------------------------------------------------------- FactorModel
@@ -388,7 +388,7 @@ def test_save_and_load_give_identical_predictions(spark, tmp_path):
     df = ratings_frame(spark, ratings, mask)
     bias = fit_bias(df, cfg=BiasConfig())
     cfg = load_config(overrides=["als.rank=2", "als.max_iter=3", "als.blocks=2"])
-    model = fit_als_model(df, cfg=cfg, bias=bias)
+    model = registry.fit("als", df, cfg=cfg, bias=bias)
     path = str(tmp_path / "als")
     model.save(path)
     loaded = FactorModel.load(spark, path)
@@ -450,6 +450,6 @@ def test_ml_latest_small_test_rmse_with_tuned_settings(spark, sample_dir):
     train, test = random_split(ratings, test_fraction=0.2, seed=42)
     train = train.cache()
     bias = fit_bias(train, cfg=cfg.bias, lo=cfg.train.rating_min, hi=cfg.train.rating_max)
-    model = fit_als_model(train, cfg=cfg, bias=bias)
+    model = registry.fit("als", train, cfg=cfg, bias=bias)
     rmse = regression_metrics(model.predict(test))["rmse"]
     assert rmse <= 0.860

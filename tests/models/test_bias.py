@@ -1,7 +1,7 @@
 import pytest
 from chispa import assert_approx_df_equality
 
-from recspark.config import BiasConfig
+from recspark.models.bias import BiasConfig
 from recspark.models.bias import fit_bias
 from recspark.schema import BIAS, MOVIE_ID, PERSONALISED, PREDICTION, RATING, USER_ID
 

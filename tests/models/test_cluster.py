@@ -15,7 +15,7 @@ from recspark import synthetic
 from recspark.config import GenerateConfig, load_config
 from recspark.errors import ConfigError
 from recspark.index import add_indices, movie_index, user_index
-from recspark.models.als import fit_als_model
+from recspark.models import registry
 from recspark.models.bias import fit_bias
 from recspark.models.cluster import (
     annotate_residuals,
@@ -77,7 +77,7 @@ def test_kmeans_on_als_factors_recovers_planted_segments(spark, planted):
     ratings, truth = planted
     cfg = load_config(overrides=[f"seed={SEED}", "als.rank=10", "als.max_iter=8", "als.blocks=2"])
     bias = fit_bias(ratings, cfg=cfg.bias)
-    model = fit_als_model(ratings, cfg=cfg, bias=bias, validation=None)
+    model = registry.fit("als", ratings, cfg=cfg, bias=bias)
     vectors = user_vectors(model.user_factors).cache()
     seed = derive_seed(SEED, "segment", "kmeans")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recspark.config import AlsConfig
+from recspark.models.als import AlsConfig
 from recspark.errors import ModelError
 from recspark.models.als import fit_als
 from recspark.models.foldin import FOLDED_USER_IDX, fold_in, fold_in_model_users, foldin_settings

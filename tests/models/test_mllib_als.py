@@ -3,7 +3,7 @@ import pytest
 
 from recspark.config import load_config
 from recspark.models.bias import fit_bias
-from recspark.models.mllib_als import fit_mllib_als
+from recspark.models import registry
 from recspark.schema import MOVIE_ID, MOVIE_IDX, PERSONALISED, PREDICTION, RATING, USER_ID, USER_IDX
 
 
@@ -22,7 +22,7 @@ def test_mllib_als_fits_planted_low_rank_far_better_than_bias(spark, planted):
     cfg = load_config(overrides=["mllib_als.rank=3", "mllib_als.reg_param=0.001", "mllib_als.max_iter=15",
                                  "train.rating_min=-10", "train.rating_max=10"])
     bias = fit_bias(df, cfg=cfg.bias, lo=-10, hi=10)
-    model = fit_mllib_als(df, cfg=cfg, bias=bias)
+    model = registry.fit("mllib_als", df, cfg=cfg, bias=bias)
     pred = model.predict(df.select(USER_ID, MOVIE_ID, RATING)).toPandas()
     als_rmse = np.sqrt(np.mean((pred[RATING] - pred[PREDICTION]) ** 2))
     bias_pred = bias.predict(df.select(USER_ID, MOVIE_ID, RATING)).toPandas()
@@ -35,7 +35,7 @@ def test_unknown_ids_fall_back_to_the_bias_model(spark, planted):
     df, _ = planted
     cfg = load_config(overrides=["mllib_als.rank=2", "mllib_als.max_iter=3"])
     bias = fit_bias(df, cfg=cfg.bias)
-    model = fit_mllib_als(df, cfg=cfg, bias=bias)
+    model = registry.fit("mllib_als", df, cfg=cfg, bias=bias)
     pairs = spark.createDataFrame([(999, 500), (100, 999), (100, 500)], [USER_ID, MOVIE_ID])
     got = {(r[USER_ID], r[MOVIE_ID]): r for r in model.predict(pairs).collect()}
     expected = {(r[USER_ID], r[MOVIE_ID]): r[PREDICTION] for r in bias.predict(pairs).collect()}

@@ -5,7 +5,8 @@ from recspark.config import load_config
 from recspark.errors import ConfigError
 from recspark.evaluate import regression_metrics
 from recspark.models.bias import fit_bias
-from recspark.models.nmf import check_config, fit_nmf, fit_nmf_als, fit_nmf_model, init_factors
+from recspark.models import registry
+from recspark.models.nmf import check_scale, fit_nmf, fit_nmf_als, init_factors
 from recspark.schema import (
     FACTORS,
     ITERATION,
@@ -87,7 +88,7 @@ def test_validation_keeps_the_best_iteration_and_unknown_ids_fall_back(spark, pl
     train, val = df.randomSplit([0.8, 0.2], seed=1)
     cfg = load_config(overrides=["nmf.rank=3", "nmf.max_iter=8", "nmf.reg=0.0", "nmf.blocks=2"])
     bias = fit_bias(train, cfg=cfg.bias)
-    model = fit_nmf_model(train, cfg=cfg, bias=bias, validation=val)
+    model = registry.fit("nmf", train, cfg=cfg, bias=bias, validation=val)
     h = model.history
     best = int(model.settings["best_iteration"])
     assert h["validation_rmse"].iloc[best] == h["validation_rmse"].min()
@@ -114,11 +115,10 @@ def test_nonnegative_als_fits_planted_data_with_nonnegative_factors(spark, plant
 
 
 def test_bad_nmf_settings_are_rejected():
-    cfg = load_config(overrides=["nmf.solver=gradient", "nmf.reg=-1"]).nmf
-    with pytest.raises(ConfigError, match="nmf.solver.*nmf.reg"):
-        check_config(cfg, lo=0.5, hi=5.0)
+    with pytest.raises(ConfigError, match="nmf.reg.*nmf.solver"):
+        load_config(overrides=["nmf.solver=gradient", "nmf.reg=-1"])
     with pytest.raises(ConfigError, match="scale01"):
-        check_config(load_config().nmf, lo=-1.0, hi=1.0)
+        check_scale(load_config().nmf, lo=-1.0)
 
 
 @pytest.mark.slow
@@ -126,7 +126,7 @@ def test_nmf_on_ml_latest_small(spark, sample_dir):
     train, test = train_test(spark, sample_dir)
     cfg = load_config(["nmf.toml"])
     bias = fit_bias(train, cfg=cfg.bias)
-    model = fit_nmf_model(train, cfg=cfg, bias=bias)
+    model = registry.fit("nmf", train, cfg=cfg, bias=bias)
     rmse = regression_metrics(model.predict(test.select(USER_ID, MOVIE_ID, RATING)))["rmse"]
     print(f"nmf {rmse:.4f}")
     assert rmse <= 0.925

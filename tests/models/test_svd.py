@@ -4,12 +4,11 @@ import pytest
 from recspark.config import load_config
 from recspark.errors import ConfigError
 from recspark.evaluate import regression_metrics
+from recspark.models import registry
 from recspark.models.bias import fit_bias
 from recspark.models.lowrank import STORAGE
 from recspark.models.svd import (
-    check_config,
     fit_iterative_svd,
-    fit_svd_model,
     fit_truncated_svd,
     history_rows,
     randomized_svd,
@@ -76,7 +75,7 @@ def sparse_fit(spark):
     df = _ratings_frame(spark, r, mask).cache()
     cfg = load_config(overrides=["svd.rank=5", "svd.blocks=2", "svd.sweep=[2, 8]"])
     bias = fit_bias(df, cfg=cfg.bias)
-    model = fit_svd_model(df, cfg=cfg, bias=bias)
+    model = registry.fit("svd", df, cfg=cfg, bias=bias)
     return df, r, mask, bias, model
 
 
@@ -216,9 +215,9 @@ def test_iterative_svd_recovers_hidden_entries_of_a_planted_low_rank_matrix(spar
 
 
 def test_bad_svd_settings_are_rejected():
-    cfg = load_config(overrides=["svd.fill=median", "svd.rank=0"]).svd
-    with pytest.raises(ConfigError, match="svd.fill.*svd.rank"):
-        check_config(cfg)
+    # both problems reported at once, before any Spark work
+    with pytest.raises(ConfigError, match="svd.rank.*svd.fill"):
+        load_config(overrides=["svd.fill=median", "svd.rank=0"])
 
 
 @pytest.mark.slow
@@ -229,7 +228,7 @@ def test_truncated_and_iterative_svd_on_ml_latest_small(spark, sample_dir):
     pairs = test.select(USER_ID, MOVIE_ID, RATING)
     bias_rmse = regression_metrics(bias.predict(pairs))["rmse"]
 
-    svd = fit_svd_model(train, cfg=cfg, bias=bias)
+    svd = registry.fit("svd", train, cfg=cfg, bias=bias)
     svd_rmse = regression_metrics(svd.predict(pairs))["rmse"]
     rows = sweep_rows(svd, pairs)
     assert set(rows[SWEEP_K]) == set(cfg.svd.sweep)

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from recspark.config import Config, RescoreConfig, TrainConfig
+from recspark.config import Config, RescoreConfig, TrainConfig, default_config
 from recspark.errors import ModelError
 from recspark.models.factor import ITEM_FACTORS_SCHEMA, USER_FACTORS_SCHEMA, FactorModel
 from recspark.pipeline.rescore import read_scores, run_rescore
@@ -42,8 +41,7 @@ def runs(spark, tmp_path_factory):
 
 def _cfg(runs, tmp_path, **rescore) -> Config:
     base = {"output_dir": str(tmp_path / "scores"), "ratings": str(tmp_path / "ratings")}
-    return dataclasses.replace(
-        Config(),
+    return default_config().replace(
         train=TrainConfig(output_dir=str(runs)),
         rescore=RescoreConfig(**{**base, **rescore}),
     )

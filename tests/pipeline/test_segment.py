@@ -95,13 +95,13 @@ def test_segment_pipeline_end_to_end_on_ml_latest_small(spark, tmp_path, sample_
 
     # the same folder layout from a train run's saved model: source=run loads it
     from recspark.io.movielens import read_ratings
-    from recspark.models.als import fit_als_model
+    from recspark.models import registry
     from recspark.models.bias import fit_bias
     from recspark.split import random_split
 
     ratings = read_ratings(spark, cfg.ingest_dir())
     small, _ = random_split(ratings, test_fraction=0.5, seed=1)
-    model = fit_als_model(small, cfg=cfg, bias=fit_bias(small, cfg=cfg.bias), validation=None)
+    model = registry.fit("als", small, cfg=cfg, bias=fit_bias(small, cfg=cfg.bias))
     model.save(f"{tmp_path}/runs/20990101T000000Z/models/als")
     loaded = run_segment(spark, _cfg(tmp_path, sample_dir, "segment.source=run", "segment.k=3"))
     assert (loaded.source, loaded.run_id, loaded.k) == ("run", "20990101T000000Z", 3)
