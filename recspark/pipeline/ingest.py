@@ -271,23 +271,6 @@ def _count_and_quarantine(
     return files
 
 
-def _check_quarantine_share(
-    spark: SparkSession,
-    report: dict[str, Any],
-    entry: dict[str, Any],
-    *,
-    out: str,
-    target: str,
-    cfg: Config,
-) -> None:
-    """Record the ratings' quarantined share; reject the run (raise) when it is too high."""
-    share = entry["quarantined"] / entry["rows_read"] if entry["rows_read"] else 0.0
-    report["ratings_quarantined_share"] = share
-    report["max_quarantine_share"] = cfg.ingest.max_quarantine_share
-    if entry["rows_read"] == 0 or share > cfg.ingest.max_quarantine_share:
-        _reject(spark, report, entry, out=out, target=target, share=share, cfg=cfg)
-
-
 def _write_side_tables(
     spark: SparkSession, validated: dict[str, DataFrame], sides: list[_Input], out: str
 ) -> None:
@@ -354,17 +337,24 @@ def _reconcile(
         raise RuntimeError("ingest counts do not reconcile (a bug): " + "; ".join(problems))
 
 
-def _reject(
+def _check_quarantine_share(
     spark: SparkSession,
     report: dict[str, Any],
     entry: dict[str, Any],
     *,
     out: str,
     target: str,
-    share: float,
     cfg: Config,
 ) -> None:
-    """Publish the quarantine and report to ``<target>.failed`` and raise DataQualityError."""
+    """Record the ratings' quarantined share in ``report``. When it is above the threshold
+    (or there are no data rows), publish the quarantine and the report to
+    ``<target>.failed`` and raise DataQualityError."""
+    limit = cfg.ingest.max_quarantine_share
+    share = entry["quarantined"] / entry["rows_read"] if entry["rows_read"] else 0.0
+    report["ratings_quarantined_share"] = share
+    report["max_quarantine_share"] = limit
+    if entry["rows_read"] and share <= limit:
+        return
     failed = failed_dir(target)
     report["status"] = "rejected"
     with storage.staged(spark, failed) as fstage:
@@ -381,7 +371,7 @@ def _reject(
         what = (
             f"{entry['quarantined']:,} of {entry['rows_read']:,} ratings rows in {entry['path']} "
             f"({share:.2%}) are malformed, above ingest.max_quarantine_share = "
-            f"{cfg.ingest.max_quarantine_share:g} ({cfg.ingest.max_quarantine_share:.2%})"
+            f"{limit:g} ({limit:.2%})"
         )
     raise DataQualityError(
         f"{what}. Most common reasons: {top}. The quarantine (source_file, line_number, raw_line, "
