@@ -150,7 +150,7 @@ N_RATINGS = "n_ratings"  # number of ratings a synthetic user was given
 POPULARITY = "popularity"  # a synthetic movie's probability in the popularity distribution
 
 # ---------------------------------------------------------------------------
-# Ingest block (recspark.io.movielens, recspark.index, recspark.stats,
+# Ingest block (recspark.io.validate, recspark.io.ingested, recspark.index, recspark.stats,
 # recspark.pipeline.ingest). Added by the ingest module; additive only.
 # ---------------------------------------------------------------------------
 COPIES = "copies"  # input rows a deduplicated (user, movie) rating stood for (>= 1)

@@ -147,7 +147,7 @@ def prepare(a: argparse.Namespace) -> None:
         generate_movielens(spark, cfg=default_config().replace(seed=a.seed, generate=gen), output=source)
     src = Path(source)
     if (src / "ratings.csv").is_file():
-        from recspark.io.movielens import read_ratings_csv
+        from recspark.io.ingested import read_ratings_csv
 
         ratings = read_ratings_csv(spark, str(src)).select(USER_ID, MOVIE_ID, RATING)
         if a.replicate > 1:
@@ -159,7 +159,7 @@ def prepare(a: argparse.Namespace) -> None:
             ratings, users=user_index(ratings), movies=movie_index(ratings), user_blocks=1
         )
     else:
-        from recspark.io.movielens import read_ratings
+        from recspark.io.ingested import read_ratings
 
         ratings = read_ratings(spark, str(src))
     ratings = ratings.select(USER_ID, MOVIE_ID, USER_IDX, MOVIE_IDX, RATING)

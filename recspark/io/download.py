@@ -4,16 +4,18 @@ Resolution order (:func:`resolve_data_dir`): ``data.dir`` if set, else
 ``$RECSPARK_DATA/<dataset>`` if that variable is set, else ``<cache_dir>/<dataset>``, which is
 downloaded from ``<base_url>/<dataset>.zip`` when missing and ``data.download`` is true.
 
-A download is verified before anything becomes visible in the cache:
+Downloading, checking and unzipping are pooch's (:func:`pooch.retrieve` with an
+:class:`pooch.HTTPDownloader` and the :class:`pooch.Unzip` processor). What recspark adds:
 
-1. the archive's md5 must equal every expected value available: the ``<dataset>.zip.md5``
-   file GroupLens publishes beside the archive (when the server has one) and the md5 pinned
-   in :data:`KNOWN_ARCHIVES`;
-2. after extraction, files with pinned md5s (ml-latest-small's CSVs) must match too.
-
-The archive is streamed to a temporary folder inside the cache, extracted there, and the data
-folder is moved into place with one rename, so an interrupted or failed download leaves
-nothing behind that looks like a data set. Only the standard library is used.
+1. the expected md5 of the archive: the ``<dataset>.zip.md5`` file GroupLens publishes
+   beside it (when the server has one) and the md5 pinned in :data:`KNOWN_ARCHIVES`; when
+   both exist they must agree, and pooch checks the download against it;
+2. after extraction, files with pinned md5s (ml-latest-small's CSVs) must match too;
+3. atomicity: the archive is downloaded and unzipped in a temporary folder inside the cache
+   and the data folder is moved into place with one rename, so an interrupted or failed
+   download leaves nothing behind that looks like a data set;
+4. errors that say which URL to fetch by hand and where to unzip it, and progress lines in
+   the job's log.
 
 The download runs on the driver into a local folder: on a cluster, executors can read it only
 if ``cache_dir`` is on a shared mount. Otherwise put the files on the cluster's file system
@@ -22,30 +24,33 @@ if ``cache_dir`` is on a shared mount. Otherwise put the files on the cluster's 
 
 from __future__ import annotations
 
-import hashlib
+import io
 import logging
 import os
 import re
 import shutil
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Mapping
+
+import pooch
+import requests
 
 from recspark.config import DATA_ENV, DataConfig, expand
 from recspark.errors import DataNotFoundError, DownloadError
+from recspark.io.layouts import ratings_files
 
 _logger = logging.getLogger(__name__)
-
-#: A file whose presence marks a folder as holding MovieLens ratings (any supported layout).
-RATINGS_FILES = ("ratings.csv", "ratings.dat", "u.data")
+# pooch logs INFO lines ("Downloading data from ...", "Unzipping ...") through a handler of
+# its own, outside the job's log format; ours say the same. Keep its warnings.
+pooch.get_logger().setLevel(logging.WARNING)
 
 _MD5_RE = re.compile(r"\b([0-9a-fA-F]{32})\b")
 _URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_CHUNK = 1 << 20  # bytes per read: progress and hashing in 1 MB steps
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,7 @@ def _folder_names(dataset: str, known: Mapping[str, KnownArchive]) -> list[str]:
 
 
 def _has_ratings(folder: Path) -> bool:
-    return any((folder / name).is_file() for name in RATINGS_FILES)
+    return any((folder / name).is_file() for name in ratings_files())
 
 
 def _manual_hint(
@@ -155,7 +160,7 @@ def resolve_data_dir(
         if (cache / name).exists():
             raise DataNotFoundError(
                 f"{cache / name} exists but holds no ratings file (looked for "
-                f"{', '.join(RATINGS_FILES)}). Delete it to download {data.dataset} again, or "
+                f"{', '.join(ratings_files())}). Delete it to download {data.dataset} again, or "
                 f"set data.dir to the folder that holds the files."
             )
     if not data.download:
@@ -175,16 +180,52 @@ def resolve_data_dir(
     )
 
 
-def _fetch_md5(url: str, *, timeout: float, hint: str) -> str | None:
+# --------------------------------------------------------------------------- download
+
+
+class _LogProgress:
+    """A pooch progress bar that writes log lines: every 10 %, or every 5 s when the size is
+    unknown or the link slow. pooch sets ``total`` and calls ``update``, ``reset``, ``close``."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.total, self.done = name, 0, 0
+        self._next_pct, self._last = 10, time.monotonic()
+
+    def update(self, n: int) -> None:
+        self.done = min(self.done + n, self.total) if self.total else self.done + n
+        pct = 100 * self.done // self.total if self.total else 0
+        now = time.monotonic()
+        if (self.total and pct >= self._next_pct) or now - self._last >= 5.0:
+            size = f" of {self.total / 1e6:.1f} MB ({pct}%)" if self.total else ""
+            _logger.info("  %s: %.1f MB%s", self.name, self.done / 1e6, size)
+            self._last, self._next_pct = now, (pct // 10 + 1) * 10
+
+    def reset(self) -> None:
+        # pooch resets, then adds the total once the stream ends: the 100 % line, unless the
+        # last chunk already logged it.
+        self.done = 0
+
+    def close(self) -> None:
+        pass
+
+
+def _http_error(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code} {exc.response.reason}"
+    return str(exc)
+
+
+def _published_md5(url: str, *, timeout: float, hint: str) -> str | None:
     """The md5 in the ``.md5`` file at ``url``; None when the server has no such file."""
+    buffer = io.BytesIO()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            text = resp.read(4096).decode("ascii", errors="replace")
-    except urllib.error.HTTPError as exc:
-        _logger.info("no published checksum at %s (HTTP %s)", url, exc.code)
+        pooch.HTTPDownloader(timeout=timeout)(url, buffer, None)
+    except requests.HTTPError as exc:
+        _logger.info("no published checksum at %s (%s)", url, _http_error(exc))
         return None
-    except (urllib.error.URLError, OSError) as exc:
-        raise DownloadError(f"could not reach {url}: {_reason(exc)}. {hint}") from exc
+    except requests.RequestException as exc:
+        raise DownloadError(f"could not reach {url}: {_http_error(exc)}. {hint}") from exc
+    text = buffer.getvalue()[:4096].decode("ascii", errors="replace")
     match = _MD5_RE.search(text)
     if match is None:
         _logger.warning("%s holds no md5 (got %r); ignoring it", url, text[:80])
@@ -192,61 +233,61 @@ def _fetch_md5(url: str, *, timeout: float, hint: str) -> str | None:
     return match.group(1).lower()
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
-        return str(exc.reason)
-    return str(exc)
-
-
-def _stream(url: str, dest: Path, *, timeout: float, hint: str, chunk: int = 1 << 20) -> str:
-    """Download ``url`` to ``dest``, logging progress; return the md5 of the bytes."""
-    digest = hashlib.md5()
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, dest.open("wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0)
-            done, next_pct, last_log = 0, 10, time.monotonic()
-            _logger.info(
-                "downloading %s (%s)", url, f"{total / 1e6:.1f} MB" if total else "size unknown"
-            )
-            while True:
-                block = resp.read(chunk)
-                if not block:
-                    break
-                out.write(block)
-                digest.update(block)
-                done += len(block)
-                pct = 100 * done // total if total else 0
-                now = time.monotonic()
-                # A line every 10 % (or every 5 s when the size is unknown or the link slow).
-                if (total and pct >= next_pct) or now - last_log >= 5.0:
-                    _logger.info(
-                        "  %s: %.1f MB%s",
-                        dest.name,
-                        done / 1e6,
-                        f" of {total / 1e6:.1f} MB ({pct}%)" if total else "",
-                    )
-                    last_log = now
-                    next_pct = (pct // 10 + 1) * 10
-            if total and done != total:
-                raise DownloadError(
-                    f"download of {url} stopped after {done} of {total} bytes. {hint}"
-                )
-    except urllib.error.HTTPError as exc:
+def _expected_md5(
+    url: str, pinned: KnownArchive | None, *, timeout: float, hint: str
+) -> str | None:
+    """The md5 the archive must have (published and pinned must agree); None: not known."""
+    published = _published_md5(url + ".md5", timeout=timeout, hint=hint)
+    pin = pinned.archive_md5.lower() if pinned is not None and pinned.archive_md5 else None
+    if published and pin and published != pin:
         raise DownloadError(
-            f"could not download {url}: HTTP {exc.code} {exc.reason}. {hint}"
+            f"checksum mismatch for {url}: GroupLens publishes md5 {published} in {url}.md5 but "
+            f"recspark pins {pin}: the archive changed. Nothing was downloaded. {hint}"
+        )
+    expected = published or pin
+    if expected:
+        _logger.info("expecting md5 %s (%s)", expected, f"{url}.md5" if published else "pinned")
+    elif pinned is None or not pinned.file_md5:
+        _logger.warning("no checksum is published or pinned for %s: it will NOT be verified", url)
+    return expected
+
+
+def _fetch_and_unzip(
+    url: str, md5: str | None, *, tmp: Path, timeout: float, hint: str, cache: Path
+) -> Path:
+    """Download ``url`` into ``tmp`` (checked against ``md5``), unzip it into
+    ``tmp/extracted``; return that folder. pooch removes a download that fails its check."""
+    name = url.rsplit("/", 1)[-1]
+    downloader = pooch.HTTPDownloader(
+        progressbar=_LogProgress(name), chunk_size=_CHUNK, timeout=timeout
+    )
+    _logger.info("downloading %s", url)
+    try:
+        pooch.retrieve(
+            url,
+            known_hash=f"md5:{md5}" if md5 else None,
+            fname=name,
+            path=tmp,
+            downloader=downloader,
+            processor=pooch.Unzip(extract_dir="extracted"),
+        )
+    except requests.RequestException as exc:
+        raise DownloadError(f"could not download {url}: {_http_error(exc)}. {hint}") from exc
+    except zipfile.BadZipFile as exc:
+        raise DownloadError(f"{url} is not a valid zip archive ({exc}). {hint}") from exc
+    except ValueError as exc:  # pooch: the hash of the download does not match
+        raise DownloadError(
+            f"checksum mismatch for {url}: {exc} The download is corrupt or the archive "
+            f"changed; nothing was kept in {cache}. Retry later, or: {hint}"
         ) from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise DownloadError(f"could not download {url}: {_reason(exc)}. {hint}") from exc
-    return digest.hexdigest()
+    except OSError as exc:
+        raise DownloadError(f"could not download {url}: {exc}. {hint}") from exc
+    return tmp / "extracted"
 
 
-def file_md5(path: str | Path, *, chunk: int = 1 << 20) -> str:
-    """md5 of a local file, read in chunks."""
-    digest = hashlib.md5()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def file_md5(path: str | Path) -> str:
+    """md5 of a local file."""
+    return pooch.file_hash(str(path), alg="md5")
 
 
 def verify_files(folder: str | Path, expected: Mapping[str, str]) -> None:
@@ -266,15 +307,6 @@ def verify_files(folder: str | Path, expected: Mapping[str, str]) -> None:
             problems.append(f"{name} has md5 {actual}, expected {md5.lower()}")
     if problems:
         raise DownloadError(f"files in {folder} failed verification: {'; '.join(problems)}")
-
-
-def _safe_extract(archive: Path, dest: Path, url: str) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        for name in zf.namelist():
-            parts = PurePosixPath(name.replace("\\", "/")).parts
-            if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-                raise DownloadError(f"{url} holds an unsafe path {name!r}; refusing to extract it")
-        zf.extractall(dest)
 
 
 def _data_folder(extracted: Path) -> Path | None:
@@ -301,7 +333,8 @@ def download_dataset(
     and the extraction live in a temporary folder inside ``cache_dir`` (same file system, so
     the final move is one atomic rename) that is always removed. Raises
     :class:`DownloadError` (unreachable server, HTTP error, truncated download, checksum
-    mismatch, unsafe archive, no ratings file inside) with the manual-download instructions.
+    mismatch, not a zip, no ratings file inside) with the manual-download instructions.
+    Member paths are sanitised by :mod:`zipfile` (no absolute paths, no ``..``).
     """
     cache = Path(expand(cache_dir))
     cache.mkdir(parents=True, exist_ok=True)
@@ -311,39 +344,12 @@ def download_dataset(
     target = cache / (pinned.folder if pinned is not None else dataset)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dataset}.download-", dir=cache))
     try:
-        expected: dict[str, str] = {}
-        published = _fetch_md5(url + ".md5", timeout=timeout, hint=hint)
-        if published:
-            expected[f"{url}.md5"] = published
-        if pinned is not None and pinned.archive_md5:
-            expected["recspark's pinned md5"] = pinned.archive_md5.lower()
-        archive = tmp / f"{dataset}.zip"
-        actual = _stream(url, archive, timeout=timeout, hint=hint)
-        wrong = {src: md5 for src, md5 in expected.items() if md5 != actual}
-        if wrong:
-            detail = "; ".join(f"expected {md5} ({src})" for src, md5 in wrong.items())
-            raise DownloadError(
-                f"checksum mismatch for {url}: its md5 is {actual}, {detail}. The download is "
-                f"corrupt or the archive changed; nothing was kept in {cache}. Retry later, or: "
-                f"{hint}"
-            )
-        if expected:
-            _logger.info("md5 %s verified against %s", actual, ", ".join(expected))
-        elif pinned is None or not pinned.file_md5:
-            _logger.warning(
-                "no checksum is published or pinned for %s: the archive (md5 %s) is NOT verified",
-                url,
-                actual,
-            )
-        extracted = tmp / "extracted"
-        try:
-            _safe_extract(archive, extracted, url)
-        except zipfile.BadZipFile as exc:
-            raise DownloadError(f"{url} is not a valid zip archive ({exc}). {hint}") from exc
+        md5 = _expected_md5(url, pinned, timeout=timeout, hint=hint)
+        extracted = _fetch_and_unzip(url, md5, tmp=tmp, timeout=timeout, hint=hint, cache=cache)
         folder = _data_folder(extracted)
         if folder is None:
             raise DownloadError(
-                f"{url} holds no ratings file (looked for {', '.join(RATINGS_FILES)}). "
+                f"{url} holds no ratings file (looked for {', '.join(ratings_files())}). "
                 f"Is data.dataset = {dataset!r} a MovieLens data set?"
             )
         if pinned is not None and pinned.file_md5:

@@ -1,21 +1,16 @@
 """The ingest job: raw MovieLens files -> validated, indexed Parquet tables, statistics, report.
 
-``run_ingest(spark, cfg)`` resolves (and if needed downloads) the data folder, detects its
-layout, and writes the whole output folder ``cfg.ingest_dir()`` through a staging folder
+``run_ingest(spark, cfg)`` resolves (and if needed downloads) the data folder
+(:mod:`recspark.io.download`), detects its layout (:mod:`recspark.io.layouts`), validates
+every file (:mod:`recspark.io.validate`) and writes the whole ingested folder
+(:mod:`recspark.io.ingested` describes it) to ``cfg.ingest_dir()`` through a staging folder
 published with one rename (:func:`recspark.io.storage.staged`): a killed run leaves the
-previous output untouched, a finished one replaces it. The folder holds
+previous output untouched, a finished one replaces it.
 
-- ``ratings/``: user_id, movie_id, rating, timestamp, user_idx, movie_idx, Parquet
-  partitioned by ``user_block = user_idx % ingest.user_blocks``, sorted by (user_idx,
-  movie_idx) inside each block; one rating per (user, movie), the latest;
-- ``movies/``, ``tags/``, ``links/``: the parsed side tables (empty when the layout has none);
-- ``user_index/``, ``movie_index/``: id -> dense 0-based index;
-- ``quarantine/``: every malformed row of every file (source_file, line_number, raw_line,
-  reason);
-- ``stats/summary``, ``stats/rating_histogram``, ``stats/user_rank_frequency``,
-  ``stats/movie_rank_frequency`` (Parquet) and ``plots/*.png``;
-- ``report.json`` (rows read / accepted / quarantined / duplicates per file, reasons,
-  statistics) and ``config.toml`` (the resolved config).
+The stages, in order: read and validate all files (cached, raw lines kept only on bad rows)
+and count rows per reason; write the quarantine; check the quarantine threshold; write the
+side tables; deduplicate the ratings; build the index tables; write the indexed ratings;
+reconcile the counts; statistics and plots; the report.
 
 Counts reconcile per file: rows read (data lines, header excluded) = accepted + quarantined
 + duplicates collapsed; the job fails loudly if they do not. When the quarantined share of
@@ -25,7 +20,6 @@ quarantine and the report go to ``<output>.failed/`` instead and a DataQualityEr
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -41,26 +35,15 @@ from recspark import stats as st
 from recspark.config import Config, expand, to_toml
 from recspark.errors import DataQualityError
 from recspark.index import add_indices, movie_index, user_index
-from recspark.io import storage
+from recspark.io import ingested, storage
 from recspark.io.download import resolve_data_dir
-from recspark.io.movielens import (
-    LINKS_DIR,
-    MOVIE_INDEX_DIR,
-    MOVIES_DIR,
-    PLOTS_DIR,
-    QUARANTINE_DIR,
-    RATINGS_DIR,
-    REPORT_FILE,
-    STATS_DIR,
-    TAGS_DIR,
-    USER_INDEX_DIR,
-    Layout,
+from recspark.io.ingested import failed_dir
+from recspark.io.layouts import FileSpec, Layout, detect_layout
+from recspark.io.validate import (
     accepted,
     dedupe_ratings,
-    detect_layout,
     quarantined,
     read_lines,
-    read_ratings,
     validate_links,
     validate_movies,
     validate_ratings,
@@ -69,12 +52,9 @@ from recspark.io.movielens import (
 from recspark.log import stage
 from recspark.schema import (
     COPIES,
-    INGESTED_RATINGS_SCHEMA,
     LINKS_SCHEMA,
     METRIC,
     MOVIE_ID,
-    MOVIE_IDX,
-    MOVIE_INDEX_SCHEMA,
     MOVIES_SCHEMA,
     N_RATINGS,
     RANK_FREQUENCY_SCHEMA,
@@ -86,10 +66,7 @@ from recspark.schema import (
     SOURCE_FILE,
     SUMMARY_SCHEMA,
     TAGS_SCHEMA,
-    USER_BLOCK,
     USER_ID,
-    USER_IDX,
-    USER_INDEX_SCHEMA,
     VALUE,
 )
 
@@ -122,12 +99,71 @@ def run_ingest(spark: SparkSession, cfg: Config, *, now: int | None = None) -> d
     return report
 
 
-def failed_dir(target: str) -> str:
-    """Where the quarantine and report of a run rejected by the quarantine threshold go."""
-    return f"{target.rstrip('/')}.failed"
+# --------------------------------------------------------------------------- the files
 
 
-# --------------------------------------------------------------------------- steps
+@dataclass(frozen=True)
+class _Input:
+    """One raw file to ingest (or a side table the layout lacks: ``spec`` None)."""
+
+    kind: str  # output sub-folder: ratings, movies, tags, links
+    spec: FileSpec | None
+    path: str | None
+    schema: T.StructType
+
+    @property
+    def file_name(self) -> str | None:
+        return None if self.spec is None else self.spec.name
+
+
+def _inputs(data_dir: str, layout: Layout, names: set[str]) -> list[_Input]:
+    """The ratings file, then the movies, tags and links files (None where absent)."""
+    inputs = []
+    for kind, spec, schema in (
+        (ingested.RATINGS_DIR, layout.ratings, RATINGS_SCHEMA),
+        (ingested.MOVIES_DIR, layout.movies, MOVIES_SCHEMA),
+        (ingested.TAGS_DIR, layout.tags, TAGS_SCHEMA),
+        (ingested.LINKS_DIR, layout.links, LINKS_SCHEMA),
+    ):
+        if spec is not None and spec.name not in names:
+            _logger.warning(
+                "%s not found in %s: writing an empty %s table", spec.name, data_dir, kind
+            )
+            spec = None
+        where = ingested.path(data_dir, spec.name) if spec is not None else None
+        inputs.append(_Input(kind, spec, where, schema))
+    return inputs
+
+
+def _validate(lines: DataFrame, kind: str, layout: Layout, now: int) -> DataFrame:
+    """The ``validate_*`` stage of a file of ``kind`` (an output sub-folder name)."""
+    if kind == ingested.RATINGS_DIR:
+        return validate_ratings(lines, layout=layout, now=now)
+    if kind == ingested.MOVIES_DIR:
+        return validate_movies(lines, layout=layout)
+    if kind == ingested.TAGS_DIR:
+        return validate_tags(lines, layout=layout, now=now)
+    return validate_links(lines, layout=layout)
+
+
+def _validate_all(
+    spark: SparkSession, inputs: list[_Input], layout: Layout, now: int
+) -> dict[str, DataFrame]:
+    """File name -> validated lines of every present file, persisted (the caller unpersists).
+
+    Each frame is counted, quarantined and written from the cache. Only quarantined rows
+    need their raw line: dropping it from good rows keeps the cache of a 32M-row ratings
+    file small.
+    """
+    validated: dict[str, DataFrame] = {}
+    for item in inputs:
+        if item.spec is None:
+            continue
+        lines = read_lines(spark, item.path, encoding=item.spec.encoding)
+        frame = _validate(lines, item.kind, layout, now)
+        slim = frame.withColumn(RAW_LINE, F.when(F.col(REASON).isNotNull(), F.col(RAW_LINE)))
+        validated[item.spec.name] = slim.persist(StorageLevel.MEMORY_AND_DISK)
+    return validated
 
 
 def _file_name(source_file: str) -> str:
@@ -164,45 +200,7 @@ def _file_entry(path: str, reasons: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _write(df: DataFrame, path: str, *, single_file: bool = False) -> None:
-    (df.coalesce(1) if single_file else df).write.mode("overwrite").parquet(path)
-
-
-def _write_small(spark: SparkSession, pdf, schema: T.StructType, path: str) -> None:
-    """Write a small pandas frame (statistics) as one Parquet file with ``schema``."""
-    _write(spark.createDataFrame(pdf[schema.fieldNames()], schema), path, single_file=True)
-
-
-@dataclass(frozen=True)
-class _SideTable:
-    kind: str  # output sub-folder: movies, tags, links
-    file_name: str | None  # None: the layout has no such file, or it is missing
-    path: str | None
-    schema: T.StructType
-
-
-def _side_tables(data_dir: str, layout: Layout, names: set[str]) -> list[_SideTable]:
-    tables = []
-    for kind, name, schema in (
-        (MOVIES_DIR, layout.movies_file, MOVIES_SCHEMA),
-        (TAGS_DIR, layout.tags_file, TAGS_SCHEMA),
-        (LINKS_DIR, layout.links_file, LINKS_SCHEMA),
-    ):
-        if name is not None and name not in names:
-            _logger.warning("%s not found in %s: writing an empty %s table", name, data_dir, kind)
-            name = None
-        path = f"{data_dir.rstrip('/')}/{name}" if name else None
-        tables.append(_SideTable(kind, name, path, schema))
-    return tables
-
-
-def _validate_side(spark: SparkSession, table: _SideTable, layout: Layout, now: int) -> DataFrame:
-    lines = read_lines(spark, table.path, encoding=layout.encoding)
-    if table.kind == MOVIES_DIR:
-        return validate_movies(lines, layout=layout)
-    if table.kind == TAGS_DIR:
-        return validate_tags(lines, layout=layout, now=now)
-    return validate_links(lines, layout=layout)
+# --------------------------------------------------------------------------- the stages
 
 
 def _ingest(
@@ -215,9 +213,9 @@ def _ingest(
     target: str,
     now: int,
 ) -> dict[str, Any]:
-    names = set(storage.list_dir(spark, data_dir))
-    ratings_path = f"{data_dir.rstrip('/')}/{layout.ratings_file}"
-    side = _side_tables(data_dir, layout, names)
+    """Every stage into the staging folder ``out``; the report. Cached frames are released
+    whatever happens."""
+    inputs = _inputs(data_dir, layout, set(storage.list_dir(spark, data_dir)))
     report: dict[str, Any] = {
         "dataset": cfg.data.dataset,
         "layout": layout.name,
@@ -225,139 +223,104 @@ def _ingest(
         "output_dir": target,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    # Validated frames are cached: each is counted, quarantined and written from the cache.
-    validated: dict[str, DataFrame] = {
-        layout.ratings_file: validate_ratings(
-            read_lines(spark, ratings_path), layout=layout, now=now
-        )
-    }
-    paths = {layout.ratings_file: ratings_path}
-    for table in side:
-        if table.file_name is not None:
-            validated[table.file_name] = _validate_side(spark, table, layout, now)
-            paths[table.file_name] = table.path
-    for name in validated:
-        # Only quarantined rows need their raw line: dropping it from good rows keeps the
-        # cache of a 32M-row ratings file small.
-        slim = validated[name].withColumn(
-            RAW_LINE, F.when(F.col(REASON).isNotNull(), F.col(RAW_LINE))
-        )
-        validated[name] = slim.persist(StorageLevel.MEMORY_AND_DISK)
-    deduped: DataFrame | None = None
+    validated = _validate_all(spark, inputs, layout, now)
+    cached = list(validated.values())
     try:
-        with stage("ingest: read and validate all files", spark):
-            counts = _count_reasons(validated)
-            files = {name: _file_entry(paths[name], counts[name]) for name in validated}
-            report["files"] = files
-
-        with stage("ingest: write quarantine", spark):
-            frames = list(validated.values())
-            bad = quarantined(frames[0])
-            for frame in frames[1:]:
-                bad = bad.unionByName(quarantined(frame))
-            _write(bad, f"{out}/{QUARANTINE_DIR}")
-
-        entry = files[layout.ratings_file]
-        share = entry["quarantined"] / entry["rows_read"] if entry["rows_read"] else 0.0
-        report["ratings_quarantined_share"] = share
-        report["max_quarantine_share"] = cfg.ingest.max_quarantine_share
-        if entry["rows_read"] == 0 or share > cfg.ingest.max_quarantine_share:
-            _reject(spark, report, entry, out=out, target=target, share=share, cfg=cfg)
-
-        with stage("ingest: write movies, tags, links", spark):
-            for table in side:
-                if table.file_name is None:
-                    frame = spark.createDataFrame([], table.schema)
-                else:
-                    frame = accepted(validated[table.file_name], table.schema)
-                _write(frame.select(*table.schema.fieldNames()), f"{out}/{table.kind}")
-                if table.file_name is not None:
-                    validated.pop(table.file_name).unpersist()
-
-        with stage("ingest: deduplicate ratings", spark):
-            deduped = dedupe_ratings(accepted(validated[layout.ratings_file], RATINGS_SCHEMA))
-            deduped = deduped.persist(StorageLevel.MEMORY_AND_DISK)
-            totals = deduped.agg(
-                F.count(F.lit(1)).alias("pairs"), F.sum(COPIES).alias("rows")
-            ).first()
-            pairs, kept_rows = int(totals["pairs"]), int(totals["rows"] or 0)
-            entry["duplicates"] = kept_rows - pairs
-            validated.pop(layout.ratings_file).unpersist()
-
-        with stage("ingest: index tables", spark):
-            _write(user_index(deduped), f"{out}/{USER_INDEX_DIR}", single_file=True)
-            _write(movie_index(deduped), f"{out}/{MOVIE_INDEX_DIR}", single_file=True)
-            users = spark.read.schema(USER_INDEX_SCHEMA).parquet(f"{out}/{USER_INDEX_DIR}")
-            movies = spark.read.schema(MOVIE_INDEX_SCHEMA).parquet(f"{out}/{MOVIE_INDEX_DIR}")
-
-        with stage("ingest: write indexed ratings", spark):
-            blocks = cfg.ingest.user_blocks
-            indexed = add_indices(
-                deduped.drop(COPIES), users=users, movies=movies, user_blocks=blocks
-            )
-            (
-                indexed.select(*INGESTED_RATINGS_SCHEMA.fieldNames())
-                .repartitionByRange(blocks, USER_BLOCK)
-                .sortWithinPartitions(USER_BLOCK, USER_IDX, MOVIE_IDX)
-                .write.mode("overwrite")
-                .partitionBy(USER_BLOCK)
-                .parquet(f"{out}/{RATINGS_DIR}")
-            )
-            deduped.unpersist()
-            deduped = None
-
-        ratings = read_ratings(spark, out)
+        files = _count_and_quarantine(spark, validated, inputs, out)
+        report["files"] = files
+        entry = files[layout.ratings.name]
+        _check_quarantine_share(spark, report, entry, out=out, target=target, cfg=cfg)
+        _write_side_tables(spark, validated, inputs[1:], out)
+        deduped, pairs = _dedupe(spark, validated.pop(layout.ratings.name), entry)
+        cached.append(deduped)
+        _write_indexed(spark, deduped, out, user_blocks=cfg.ingest.user_blocks)
+        deduped.unpersist()
+        ratings = ingested.read_ratings(spark, out)
         with stage("ingest: reconcile counts", spark):
-            written = ratings.count()
-            in_quarantine = spark.read.parquet(f"{out}/{QUARANTINE_DIR}").count()
-            entry["accepted"] = written
-            _reconcile(
-                files,
-                written=written,
-                pairs=pairs,
-                in_quarantine=in_quarantine,
-                ratings_file=layout.ratings_file,
-            )
-
+            entry["accepted"] = written = ratings.count()
+            in_quarantine = ingested.read_quarantine(spark, out).count()
+            _reconcile(files, written=written, pairs=pairs, in_quarantine=in_quarantine)
         with stage("ingest: statistics and plots", spark):
             report["stats"] = _write_stats(spark, cfg, ratings, out)
-            report["index"] = {
-                "users": report["stats"][st.USERS],
-                "movies": report["stats"][st.MOVIES],
-                "user_blocks": blocks,
-            }
-
-        report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        report["status"] = "ok"
-        storage.write_text(spark, f"{out}/{REPORT_FILE}", json.dumps(report, indent=2) + "\n")
-        storage.write_text(spark, f"{out}/config.toml", to_toml(cfg))
-        _logger.info(
-            "ratings: %d read, %d accepted, %d quarantined, %d duplicates collapsed; "
-            "%d users, %d movies",
-            entry["rows_read"],
-            entry["accepted"],
-            entry["quarantined"],
-            entry["duplicates"],
-            report["index"]["users"],
-            report["index"]["movies"],
-        )
+        report["index"] = {
+            "users": report["stats"][st.USERS],
+            "movies": report["stats"][st.MOVIES],
+            "user_blocks": cfg.ingest.user_blocks,
+        }
+        _finish(spark, cfg, report, entry, out)
         return report
     finally:
-        for frame in validated.values():
+        for frame in cached:
             frame.unpersist()
-        if deduped is not None:
-            deduped.unpersist()
+
+
+def _count_and_quarantine(
+    spark: SparkSession, validated: dict[str, DataFrame], inputs: list[_Input], out: str
+) -> dict[str, dict[str, Any]]:
+    """Count rows per file and reason (the report's ``files``); write the quarantine."""
+    paths = {item.file_name: item.path for item in inputs if item.spec is not None}
+    with stage("ingest: read and validate all files", spark):
+        counts = _count_reasons(validated)
+        files = {name: _file_entry(paths[name], counts[name]) for name in validated}
+    with stage("ingest: write quarantine", spark):
+        frames = list(validated.values())
+        bad = quarantined(frames[0])
+        for frame in frames[1:]:
+            bad = bad.unionByName(quarantined(frame))
+        ingested.write_table(bad, out, ingested.QUARANTINE_DIR)
+    return files
+
+
+def _write_side_tables(
+    spark: SparkSession, validated: dict[str, DataFrame], sides: list[_Input], out: str
+) -> None:
+    """Write movies, tags and links (empty tables where the layout has no file); release
+    each side file's cache once written."""
+    with stage("ingest: write movies, tags, links", spark):
+        for side in sides:
+            if side.spec is None:
+                frame = spark.createDataFrame([], side.schema)
+            else:
+                frame = accepted(validated[side.spec.name], side.schema)
+            ingested.write_table(frame.select(*side.schema.fieldNames()), out, side.kind)
+            if side.spec is not None:
+                validated.pop(side.spec.name).unpersist()
+
+
+def _dedupe(
+    spark: SparkSession, ratings: DataFrame, entry: dict[str, Any]
+) -> tuple[DataFrame, int]:
+    """(deduplicated ratings, persisted: the caller unpersists; their number of pairs) from
+    the validated ratings, which are released. Sets ``entry["duplicates"]``."""
+    with stage("ingest: deduplicate ratings", spark):
+        deduped = dedupe_ratings(accepted(ratings, RATINGS_SCHEMA))
+        deduped = deduped.persist(StorageLevel.MEMORY_AND_DISK)
+        totals = deduped.agg(F.count(F.lit(1)).alias("pairs"), F.sum(COPIES).alias("rows")).first()
+        pairs, kept_rows = int(totals["pairs"]), int(totals["rows"] or 0)
+        entry["duplicates"] = kept_rows - pairs
+        ratings.unpersist()
+    return deduped, pairs
+
+
+def _write_indexed(spark: SparkSession, deduped: DataFrame, out: str, *, user_blocks: int) -> None:
+    """Write the index tables, then the ratings with dense indices and user blocks."""
+    with stage("ingest: index tables", spark):
+        ingested.write_table(user_index(deduped), out, ingested.USER_INDEX_DIR, single_file=True)
+        ingested.write_table(movie_index(deduped), out, ingested.MOVIE_INDEX_DIR, single_file=True)
+        users = ingested.read_user_index(spark, out)
+        movies = ingested.read_movie_index(spark, out)
+    with stage("ingest: write indexed ratings", spark):
+        indexed = add_indices(
+            deduped.drop(COPIES), users=users, movies=movies, user_blocks=user_blocks
+        )
+        ingested.write_ratings(indexed, out, user_blocks=user_blocks)
 
 
 def _reconcile(
-    files: dict[str, dict[str, Any]],
-    *,
-    written: int,
-    pairs: int,
-    in_quarantine: int,
-    ratings_file: str,
+    files: dict[str, dict[str, Any]], *, written: int, pairs: int, in_quarantine: int
 ) -> None:
-    """Check rows read = accepted + quarantined + duplicates per file; raise if not."""
+    """Check rows read = accepted + quarantined + duplicates per file, ratings written =
+    distinct pairs, quarantine rows = quarantined rows; raise if not."""
     problems = []
     for name, e in files.items():
         if e["rows_read"] != e["accepted"] + e["quarantined"] + e["duplicates"]:
@@ -366,9 +329,7 @@ def _reconcile(
                 f"{e['quarantined']} quarantined + {e['duplicates']} duplicates"
             )
     if written != pairs:
-        problems.append(
-            f"{ratings_file}: {pairs} distinct (user, movie) pairs but {written} written"
-        )
+        problems.append(f"ratings: {pairs} distinct (user, movie) pairs but {written} written")
     expected_bad = sum(e["quarantined"] for e in files.values())
     if in_quarantine != expected_bad:
         problems.append(f"quarantine holds {in_quarantine} rows, expected {expected_bad}")
@@ -376,22 +337,33 @@ def _reconcile(
         raise RuntimeError("ingest counts do not reconcile (a bug): " + "; ".join(problems))
 
 
-def _reject(
+def _check_quarantine_share(
     spark: SparkSession,
     report: dict[str, Any],
     entry: dict[str, Any],
     *,
     out: str,
     target: str,
-    share: float,
     cfg: Config,
 ) -> None:
-    """Publish the quarantine and report to ``<target>.failed`` and raise DataQualityError."""
+    """Record the ratings' quarantined share in ``report``. When it is above the threshold
+    (or there are no data rows), publish the quarantine and the report to
+    ``<target>.failed`` and raise DataQualityError."""
+    limit = cfg.ingest.max_quarantine_share
+    share = entry["quarantined"] / entry["rows_read"] if entry["rows_read"] else 0.0
+    report["ratings_quarantined_share"] = share
+    report["max_quarantine_share"] = limit
+    if entry["rows_read"] and share <= limit:
+        return
     failed = failed_dir(target)
     report["status"] = "rejected"
     with storage.staged(spark, failed) as fstage:
-        storage.publish(spark, f"{out}/{QUARANTINE_DIR}", f"{fstage}/{QUARANTINE_DIR}")
-        storage.write_text(spark, f"{fstage}/{REPORT_FILE}", json.dumps(report, indent=2) + "\n")
+        storage.publish(
+            spark,
+            ingested.path(out, ingested.QUARANTINE_DIR),
+            ingested.path(fstage, ingested.QUARANTINE_DIR),
+        )
+        ingested.write_report(spark, fstage, report)
     top = ", ".join(f"{k}: {v}" for k, v in list(entry["reasons"].items())[:5]) or "none"
     if entry["rows_read"] == 0:
         what = f"{entry['path']} holds no data rows"
@@ -399,7 +371,7 @@ def _reject(
         what = (
             f"{entry['quarantined']:,} of {entry['rows_read']:,} ratings rows in {entry['path']} "
             f"({share:.2%}) are malformed, above ingest.max_quarantine_share = "
-            f"{cfg.ingest.max_quarantine_share:g} ({cfg.ingest.max_quarantine_share:.2%})"
+            f"{limit:g} ({limit:.2%})"
         )
     raise DataQualityError(
         f"{what}. Most common reasons: {top}. The quarantine (source_file, line_number, raw_line, "
@@ -418,37 +390,60 @@ def _write_stats(spark: SparkSession, cfg: Config, ratings: DataFrame, out: str)
         "users": st.rank_frequency(ratings, key=USER_ID, points_per_decade=k).toPandas(),
         "movies": st.rank_frequency(ratings, key=MOVIE_ID, points_per_decade=k).toPandas(),
     }
-    _write_small(spark, summary, SUMMARY_SCHEMA, f"{out}/{STATS_DIR}/summary")
-    _write_small(spark, histogram, RATING_HISTOGRAM_SCHEMA, f"{out}/{STATS_DIR}/rating_histogram")
-    for label, curve in curves.items():
-        _write_small(
-            spark, curve, RANK_FREQUENCY_SCHEMA, f"{out}/{STATS_DIR}/{label[:-1]}_rank_frequency"
-        )
+    ingested.write_small(spark, summary, SUMMARY_SCHEMA, out, ingested.SUMMARY_TABLE)
+    ingested.write_small(
+        spark, histogram, RATING_HISTOGRAM_SCHEMA, out, ingested.RATING_HISTOGRAM_TABLE
+    )
+    for curve, sub in (
+        (curves["users"], ingested.USER_RANK_FREQUENCY_TABLE),
+        (curves["movies"], ingested.MOVIE_RANK_FREQUENCY_TABLE),
+    ):
+        ingested.write_small(spark, curve, RANK_FREQUENCY_SCHEMA, out, sub)
     name = cfg.data.dataset
     st.plot_rating_histogram(
         spark,
         histogram,
-        f"{out}/{PLOTS_DIR}/rating_histogram.png",
+        ingested.path(out, ingested.RATING_HISTOGRAM_PLOT),
         title=f"{name}: ratings by value",
     )
     st.plot_rank_frequency(
         spark,
         curves,
-        f"{out}/{PLOTS_DIR}/rank_frequency.png",
+        ingested.path(out, ingested.RANK_FREQUENCY_PLOT),
         title=f"{name}: rank-frequency of users and movies",
     )
+    return _summary_dict(summary, histogram)
+
+
+def _summary_dict(summary, histogram) -> dict[str, Any]:
+    """The report's ``stats``: the summary metrics (counts as ints), first and last date,
+    ratings per value."""
     values = {r[METRIC]: float(r[VALUE]) for r in summary.to_dict("records")}
-    result: dict[str, Any] = {
-        m: (
-            int(v)
-            if m not in (st.RATING_MEAN, st.USER_RATINGS_MEDIAN, st.MOVIE_RATINGS_MEDIAN)
-            else v
-        )
-        for m, v in values.items()
-    }
+    fractional = (st.RATING_MEAN, st.USER_RATINGS_MEDIAN, st.MOVIE_RATINGS_MEDIAN)
+    result: dict[str, Any] = {m: (v if m in fractional else int(v)) for m, v in values.items()}
     for key, metric in (("first_date", st.FIRST_TIMESTAMP), ("last_date", st.LAST_TIMESTAMP)):
         result[key] = datetime.fromtimestamp(values[metric], timezone.utc).date().isoformat()
     result["rating_histogram"] = {
         f"{r:g}": int(n) for r, n in zip(histogram[RATING], histogram[N_RATINGS])
     }
     return result
+
+
+def _finish(
+    spark: SparkSession, cfg: Config, report: dict[str, Any], entry: dict[str, Any], out: str
+) -> None:
+    """Mark the report finished; write it and the resolved config; log the ratings counts."""
+    report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report["status"] = "ok"
+    ingested.write_report(spark, out, report)
+    ingested.write_config(spark, out, to_toml(cfg))
+    _logger.info(
+        "ratings: %d read, %d accepted, %d quarantined, %d duplicates collapsed; "
+        "%d users, %d movies",
+        entry["rows_read"],
+        entry["accepted"],
+        entry["quarantined"],
+        entry["duplicates"],
+        report["index"]["users"],
+        report["index"]["movies"],
+    )

@@ -49,7 +49,8 @@ from pyspark.sql import types as T
 from recspark.config import Config, expand
 from recspark.errors import ConfigError, DataNotFoundError, ModelError
 from recspark.io import storage
-from recspark.io.movielens import Reason, quarantined, read_lines, read_ratings
+from recspark.io.ingested import read_ratings
+from recspark.io.validate import Reason, quarantined, read_lines
 from recspark.log import stage
 from recspark.models.factor import FactorModel
 from recspark.models.foldin import fold_in_model_users

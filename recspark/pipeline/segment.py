@@ -39,7 +39,7 @@ from recspark.config import Config, config_from_dict, expand, to_toml
 from recspark.errors import DataNotFoundError
 from recspark.evaluate import metrics_frame
 from recspark.io import storage
-from recspark.io.movielens import read_movies, read_ratings
+from recspark.io.ingested import read_movies, read_ratings
 from recspark.log import stage
 from recspark.models.bias import fit_bias
 from recspark.models.cluster import (

@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 from recspark.config import Config, SplitConfig, expand, to_toml
 from recspark.evaluate import metrics_frame, regression_metrics
 from recspark.io import storage
-from recspark.io.movielens import read_ratings
+from recspark.io.ingested import read_ratings
 from recspark.log import stage
 from recspark.models.bias import BiasModel, fit_bias
 from recspark.models import registry

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import logging
 import socket
 import threading
 import zipfile
@@ -117,6 +118,31 @@ def test_pinned_file_md5_mismatch_leaves_nothing(server: tuple[str, Path], tmp_p
     with pytest.raises(DownloadError, match="ratings.csv has md5"):
         download_dataset("ml-tiny", base_url=base, cache_dir=str(cache), known=known)
     assert list(cache.iterdir()) == []
+
+
+def test_published_and_pinned_md5_must_agree(server: tuple[str, Path], tmp_path: Path) -> None:
+    base, root = server
+    _publish(root, "ml-tiny", "ml-tiny")
+    known = {"ml-tiny": KnownArchive(folder="ml-tiny", archive_md5="1" * 32)}
+    cache = tmp_path / "cache"
+    with pytest.raises(DownloadError, match="recspark pins 1{32}: the archive changed"):
+        download_dataset("ml-tiny", base_url=base, cache_dir=str(cache), known=known)
+    assert list(cache.iterdir()) == []
+
+
+def test_progress_lines_in_the_log(
+    server: tuple[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    base, root = server
+    (root / "datasets").mkdir()
+    with zipfile.ZipFile(root / "datasets" / "ml-big.zip", "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("ml-big/ratings.csv", RATINGS)
+        zf.writestr("ml-big/padding.bin", bytes(range(256)) * 12_000)  # ~3 MB: 1 MB chunks
+    with caplog.at_level(logging.INFO, logger="recspark.io.download"):
+        download_dataset("ml-big", base_url=base, cache_dir=str(tmp_path / "c"), known={})
+    progress = [r.getMessage() for r in caplog.records if "ml-big.zip:" in r.getMessage()]
+    assert len(progress) >= 3 and progress[-1].endswith("(100%)")
+    assert any("NOT be verified" in r.getMessage() for r in caplog.records)
 
 
 def test_unreachable_server_gives_clear_error(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from recspark.models.bias import BiasConfig
 from recspark.errors import ConfigError, ModelError
 from recspark.evaluate import regression_metrics
 from recspark.index import add_indices, movie_index, user_index
-from recspark.io.movielens import read_ratings_csv
+from recspark.io.ingested import read_ratings_csv
 from recspark.blocks import encode_values, split_by_block
 from recspark.models.als import (
     _make_side,

@@ -11,7 +11,9 @@ from pyspark.sql import SparkSession
 
 from recspark.config import Config, load_config
 from recspark.errors import DataQualityError
-from recspark.io.movielens import (
+from recspark.io import layouts
+from recspark.io.ingested import (
+    failed_dir,
     read_links,
     read_movie_index,
     read_movies,
@@ -21,7 +23,8 @@ from recspark.io.movielens import (
     read_tags,
     read_user_index,
 )
-from recspark.pipeline.ingest import failed_dir, run_ingest
+from recspark.io.layouts import FileSpec, Layout, RatingScale
+from recspark.pipeline.ingest import run_ingest
 from recspark.schema import (
     INGESTED_RATINGS_SCHEMA,
     LINE_NUMBER,
@@ -164,6 +167,45 @@ def test_quarantine_threshold_fails_and_keeps_quarantine(
     rejected = json.loads(Path(failed_dir(str(target)), "report.json").read_text())
     assert rejected["status"] == "rejected"
     assert sorted(p.name for p in target.parent.iterdir()) == ["tiny", "tiny.failed"]
+
+
+def test_a_new_layout_is_one_entry(spark: SparkSession, tmp_path: Path, monkeypatch) -> None:
+    # A made-up release: pipe-separated ratings on a 1-10 whole-star scale with its own
+    # header, tab-separated movies, no tags or links.
+    fake = Layout(
+        "fake-10",
+        requires=("scores.psv",),
+        ratings=FileSpec("scores.psv", "|", header=("uid", "mid", "stars", "when")),
+        scale=RatingScale(1.0, 10.0, 1.0),
+        movies=FileSpec("films.tsv", "\t"),
+    )
+    monkeypatch.setitem(layouts.LAYOUTS, fake.name, fake)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "scores.psv").write_text(
+        "uid|mid|stars|when\n5|1|7|1000\n5|2|10|1001\n6|1|2.5|1002\n6|2|11|1003\n8|2|1|1004\n"
+    )
+    (raw / "films.tsv").write_text("1\tFirst (1990)\tDrama\n2\tSecond (1991)\tComedy|Drama\n")
+    cfg = _config(raw, tmp_path / "out", "ingest.max_quarantine_share=0.5")
+    report = run_ingest(spark, cfg, now=NOW)
+    target = cfg.ingest_dir()
+
+    assert report["layout"] == "fake-10"
+    assert set(report["files"]) == {"scores.psv", "films.tsv"}
+    assert report["files"]["scores.psv"]["reasons"] == {
+        "rating off the integer grid": 1,
+        "rating outside the scale": 1,
+    }
+    got = sorted(
+        (r[USER_ID], r[MOVIE_ID], r[RATING]) for r in read_ratings(spark, target).collect()
+    )
+    assert got == [(5, 1, 7.0), (5, 2, 10.0), (8, 2, 1.0)]
+    assert sorted((m["movie_id"], m["genres"]) for m in _table(target, "movies")) == [
+        (1, "Drama"),
+        (2, "Comedy|Drama"),
+    ]
+    assert _table(target, "tags") == [] and _table(target, "links") == []
+    assert report["stats"]["rating_histogram"] == {"1": 1, "7": 1, "10": 1}
 
 
 @pytest.mark.slow

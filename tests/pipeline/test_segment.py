@@ -94,7 +94,7 @@ def test_segment_pipeline_end_to_end_on_ml_latest_small(spark, tmp_path, sample_
     )
 
     # the same folder layout from a train run's saved model: source=run loads it
-    from recspark.io.movielens import read_ratings
+    from recspark.io.ingested import read_ratings
     from recspark.models import registry
     from recspark.models.bias import fit_bias
     from recspark.split import random_split

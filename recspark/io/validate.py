@@ -1,67 +1,44 @@
-"""MovieLens readers: layouts, line-numbered text, validation with a quarantine, read-back.
+"""Line-numbered reading and validation of raw MovieLens files, with a quarantine.
 
 Raw files are read as text lines (``spark.read.text``) so every malformed row keeps its raw
 line and exact 1-based line number (:func:`read_lines`). The ``validate_*`` stages parse the
-lines with Spark SQL expressions (no Python per row) and add a ``reason`` column that is
-null for good rows and names the first problem otherwise; :func:`accepted` and
-:func:`quarantined` split the result. :func:`dedupe_ratings` collapses repeated
-(user, movie) pairs. The ``read_*`` functions read the outputs of the ingest job back.
-
-Supported layouts (:data:`LAYOUTS`, detected by :func:`detect_layout`):
-
-- ``csv``: ml-latest-small, ml-25m, ml-32m. ratings.csv, movies.csv, tags.csv, links.csv;
-  ``,``-separated, one header row, UTF-8, quoted titles; half stars 0.5-5.
-- ``ml-10m``: ratings.dat, movies.dat, tags.dat; ``::``-separated, no header; half stars.
-- ``ml-1m``: ratings.dat, movies.dat (latin-1), users.dat; ``::``; whole stars 1-5.
-- ``ml-100k``: u.data (tab-separated), u.item (``|``-separated, latin-1, genre flags);
-  whole stars 1-5.
+lines with Spark SQL expressions (no Python per row), following the file's
+:class:`~recspark.io.layouts.FileSpec` (separator, quoting, header), and add a ``reason``
+column that is null for good rows and names the first problem otherwise (a :class:`Reason`);
+:func:`accepted` and :func:`quarantined` split the result. :func:`dedupe_ratings` collapses
+repeated (user, movie) pairs.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 import time
-from dataclasses import dataclass
 from typing import Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from recspark.errors import ConfigError, DataNotFoundError
-from recspark.io import storage
+from recspark.errors import ConfigError
+from recspark.io.layouts import ENCODINGS, FileSpec, Layout
 from recspark.schema import (
     COPIES,
     GENRES,
     IMDB_ID,
-    INGESTED_RATINGS_SCHEMA,
     LINE_NUMBER,
-    LINKS_SCHEMA,
-    ML_LINKS_HEADER,
-    ML_MOVIES_HEADER,
-    ML_RATINGS_HEADER,
-    ML_TAGS_HEADER,
     MOVIE_ID,
-    MOVIE_INDEX_SCHEMA,
-    MOVIES_SCHEMA,
     QUARANTINE_SCHEMA,
     RATING,
     RAW_LINE,
     REASON,
     SOURCE_FILE,
     TAG,
-    TAGS_SCHEMA,
     TIMESTAMP,
     TITLE,
     TMDB_ID,
     USER_ID,
-    USER_INDEX_SCHEMA,
     require_columns,
 )
-
-_logger = logging.getLogger(__name__)
 
 # Working columns that never leave this module's functions.
 _VALUE, _BLOCK, _ROW_ID, _MIN_ID, _N, _OFFSET = (
@@ -74,17 +51,7 @@ _VALUE, _BLOCK, _ROW_ID, _MIN_ID, _N, _OFFSET = (
 )
 _PARSED, _CORRUPT = "_parsed", "_corrupt"
 
-# Sub-folders of the ingest output folder (written by recspark.pipeline.ingest).
-RATINGS_DIR = "ratings"
-MOVIES_DIR = "movies"
-TAGS_DIR = "tags"
-LINKS_DIR = "links"
-USER_INDEX_DIR = "user_index"
-MOVIE_INDEX_DIR = "movie_index"
-QUARANTINE_DIR = "quarantine"
-STATS_DIR = "stats"
-PLOTS_DIR = "plots"
-REPORT_FILE = "report.json"
+NO_GENRES = "(no genres listed)"
 
 
 class Reason:
@@ -111,145 +78,6 @@ class Reason:
     GENRE_FLAGS = "malformed genre flags"
 
 
-@dataclass(frozen=True)
-class Layout:
-    """How one family of MovieLens releases spells its files.
-
-    ``separator`` is literal; ``header`` the expected first line of the ratings file (None:
-    no header). Ratings must lie in [``rating_min``, ``rating_max``] on multiples of
-    ``rating_step``. ``encoding`` applies to the movie and tag files: ``utf-8`` keeps valid
-    UTF-8 lines and decodes any other line as latin-1; ``latin-1`` decodes every line so.
-    Files set to None do not exist in the layout (their outputs are written empty).
-    """
-
-    name: str
-    ratings_file: str
-    separator: str
-    header: str | None
-    rating_min: float
-    rating_max: float
-    rating_step: float
-    movies_file: str | None
-    tags_file: str | None
-    links_file: str | None
-    encoding: str = "utf-8"
-
-
-LAYOUTS: dict[str, Layout] = {
-    "csv": Layout(
-        "csv",
-        "ratings.csv",
-        ",",
-        ",".join(ML_RATINGS_HEADER),
-        0.5,
-        5.0,
-        0.5,
-        "movies.csv",
-        "tags.csv",
-        "links.csv",
-    ),
-    "ml-10m": Layout(
-        "ml-10m",
-        "ratings.dat",
-        "::",
-        None,
-        0.5,
-        5.0,
-        0.5,
-        "movies.dat",
-        "tags.dat",
-        None,
-    ),
-    "ml-1m": Layout(
-        "ml-1m",
-        "ratings.dat",
-        "::",
-        None,
-        1.0,
-        5.0,
-        1.0,
-        "movies.dat",
-        None,
-        None,
-        "latin-1",
-    ),
-    "ml-100k": Layout(
-        "ml-100k",
-        "u.data",
-        "\t",
-        None,
-        1.0,
-        5.0,
-        1.0,
-        "u.item",
-        None,
-        None,
-        "latin-1",
-    ),
-}
-
-#: The 19 genre flags of ml-100k's u.item, in column order (from u.genre).
-ML100K_GENRES = (
-    "unknown",
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
-NO_GENRES = "(no genres listed)"
-
-
-def detect_layout(spark: SparkSession, data_dir: str, layout: str = "auto") -> Layout:
-    """The layout of ``data_dir``: the configured one, or (``auto``) the one its files match.
-
-    ``auto`` picks ``csv`` for ratings.csv, ``ml-100k`` for u.data, and for ratings.dat
-    ``ml-1m`` when users.dat is present (ml-1m ships it, ml-10m does not), else ``ml-10m``.
-    Raises :class:`ConfigError` for an unknown layout name and :class:`DataNotFoundError`
-    when the layout's ratings file is missing.
-    """
-    names = set(storage.list_dir(spark, data_dir))
-    if layout != "auto":
-        if layout not in LAYOUTS:
-            raise ConfigError(
-                f"data.layout = {layout!r} is unknown; choose auto or one of {', '.join(LAYOUTS)}"
-            )
-        chosen = LAYOUTS[layout]
-    elif "ratings.csv" in names:
-        chosen = LAYOUTS["csv"]
-    elif "u.data" in names:
-        chosen = LAYOUTS["ml-100k"]
-    elif "ratings.dat" in names:
-        chosen = LAYOUTS["ml-1m" if "users.dat" in names else "ml-10m"]
-    else:
-        raise DataNotFoundError(
-            f"no MovieLens ratings file in {data_dir} "
-            f"(found: {', '.join(sorted(names)) or 'nothing'}); "
-            f"expected ratings.csv, ratings.dat or u.data. Set data.dir to the folder that holds "
-            f"them, or set data.layout explicitly."
-        )
-    if chosen.ratings_file not in names:
-        raise DataNotFoundError(
-            f"data.layout = {chosen.name} expects {chosen.ratings_file} in {data_dir}, which has "
-            f"{', '.join(sorted(names)) or 'no files'}; use data.layout = auto or fix data.dir."
-        )
-    _logger.info("layout %s in %s", chosen.name, data_dir)
-    return chosen
-
-
 # --------------------------------------------------------------------------- reading lines
 
 
@@ -270,8 +98,8 @@ def read_lines(
     ``source_file`` is the file's URI as Spark reports it. ``encoding`` is ``utf-8`` (lines
     that are not valid UTF-8 are decoded as latin-1) or ``latin-1``.
     """
-    if encoding not in ("utf-8", "latin-1"):
-        raise ConfigError(f"read_lines: encoding must be utf-8 or latin-1, got {encoding!r}")
+    if encoding not in ENCODINGS:
+        raise ConfigError(f"read_lines: encoding must be one of {ENCODINGS}, got {encoding!r}")
     paths = [paths] if isinstance(paths, str) else list(paths)
     raw = spark.read.text(paths).select(
         F.col("value").alias(_VALUE),
@@ -392,7 +220,7 @@ def _split_stage(lines: DataFrame, separator: str, n: int) -> tuple[DataFrame, l
 
 
 def _csv_stage(
-    lines: DataFrame, n: int
+    lines: DataFrame, separator: str, n: int
 ) -> tuple[DataFrame, list[Column], list[tuple[Column, str]]]:
     """Add ``n`` RFC-4180 fields (``""`` escapes a quote; empty fields are null) via ``from_csv``.
 
@@ -402,7 +230,12 @@ def _csv_stage(
     """
     raw = F.col(RAW_LINE)
     ddl = ", ".join(f"`c{i}` STRING" for i in range(n)) + f", `{_CORRUPT}` STRING"
-    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT, "escape": '"'}
+    options = {
+        "mode": "PERMISSIVE",
+        "columnNameOfCorruptRecord": _CORRUPT,
+        "escape": '"',
+        "sep": separator,
+    }
     df = _stage(lines, {_PARSED: F.from_csv(raw, ddl, options)})
     df = _stage(df, {_field(i): F.col(_PARSED).getField(f"c{i}") for i in range(n)})
     corrupt = F.col(_PARSED).getField(_CORRUPT).isNotNull()
@@ -433,6 +266,34 @@ def _require_lines(lines: DataFrame, stage: str) -> None:
     require_columns(lines, [SOURCE_FILE, LINE_NUMBER, RAW_LINE], stage=stage)
 
 
+def _parse(
+    lines: DataFrame, spec: FileSpec, n: int
+) -> tuple[DataFrame, list[Column], Column, list[tuple[Column, str]]]:
+    """Split lines into ``n`` fields as ``spec`` says; the checks every file shares.
+
+    Returns the frame, the field columns, the "is the valid header line" condition and the
+    checks in order: blank line, bad or repeated header, malformed record (quotes or field
+    count).
+    """
+    raw = F.col(RAW_LINE)
+    header_ok, header_checks = _header_checks(raw, spec.header_line)
+    checks: list[tuple[Column, str]] = [(F.trim(raw) == "", Reason.BLANK_LINE), *header_checks]
+    if spec.quoted:
+        df, fields, malformed = _csv_stage(lines, spec.separator, n)
+        checks += malformed
+    else:
+        df, fields = _split_stage(lines, spec.separator, n)
+        checks.append((F.col(_N_FIELDS) != n, Reason.FIELD_COUNT))
+    return df, fields, header_ok, checks
+
+
+def _spec(layout: Layout, kind: str) -> FileSpec:
+    spec = getattr(layout, kind)
+    if spec is None:
+        raise ConfigError(f"layout {layout.name} has no {kind} file")
+    return spec
+
+
 # --------------------------------------------------------------------------- ratings
 
 
@@ -445,16 +306,15 @@ def validate_ratings(lines: DataFrame, *, layout: Layout, now: int | None = None
     first problem, a :class:`Reason` string). The valid header line is dropped, so every
     output row is a data row: rows read = accepted + quarantined.
 
-    Checks, in order: blank line; bad header (line 1 of a layout with a header) or a repeated
+    Checks, in order: blank line; bad header (line 1 of a file with a header) or a repeated
     header line; field count (4); empty field; user id and movie id are integers > 0; rating
-    is a decimal number within [rating_min, rating_max] on a multiple of rating_step
+    is a decimal number within [scale.min, scale.max] on a multiple of scale.step
     (|r/step - round(r/step)| <= 1e-9); timestamp is an integer in [0, now] (``now``: epoch
     seconds, default the current time).
     """
     _require_lines(lines, "validate_ratings")
-    raw = F.col(RAW_LINE)
-    header_ok, header_checks = _header_checks(raw, layout.header)
-    df, (user, movie, rating, ts) = _split_stage(lines, layout.separator, 4)
+    scale = layout.scale
+    df, (user, movie, rating, ts), header_ok, checks = _parse(lines, layout.ratings, 4)
     df = _stage(
         df,
         {
@@ -466,29 +326,19 @@ def validate_ratings(lines: DataFrame, *, layout: Layout, now: int | None = None
     )
     user_v, movie_v = F.col(_value(USER_ID)), F.col(_value(MOVIE_ID))
     rating_v, ts_v = F.col(_value(RATING)), F.col(_value(TIMESTAMP))
-    steps = rating_v / F.lit(layout.rating_step)
-    off_grid = (
-        Reason.RATING_OFF_WHOLE_STARS if layout.rating_step == 1.0 else Reason.RATING_OFF_HALF_STARS
-    )
-    reason = _first_reason(
-        [
-            (F.trim(raw) == "", Reason.BLANK_LINE),
-            *header_checks,
-            (F.col(_N_FIELDS) != 4, Reason.FIELD_COUNT),
-            (_empty(user) | _empty(movie) | _empty(rating) | _empty(ts), Reason.EMPTY_FIELD),
-            *_id_checks(user_v, Reason.USER_NOT_NUMERIC, Reason.USER_NOT_POSITIVE),
-            *_id_checks(movie_v, Reason.MOVIE_NOT_NUMERIC, Reason.MOVIE_NOT_POSITIVE),
-            (rating_v.isNull(), Reason.RATING_NOT_NUMERIC),
-            (
-                (rating_v < layout.rating_min) | (rating_v > layout.rating_max),
-                Reason.RATING_OUT_OF_SCALE,
-            ),
-            (F.abs(steps - F.round(steps)) > 1e-9, off_grid),
-            *_timestamp_checks(ts_v, _now(now)),
-        ]
-    )
+    steps = rating_v / F.lit(scale.step)
+    off_grid = Reason.RATING_OFF_WHOLE_STARS if scale.whole_stars else Reason.RATING_OFF_HALF_STARS
+    checks += [
+        (_empty(user) | _empty(movie) | _empty(rating) | _empty(ts), Reason.EMPTY_FIELD),
+        *_id_checks(user_v, Reason.USER_NOT_NUMERIC, Reason.USER_NOT_POSITIVE),
+        *_id_checks(movie_v, Reason.MOVIE_NOT_NUMERIC, Reason.MOVIE_NOT_POSITIVE),
+        (rating_v.isNull(), Reason.RATING_NOT_NUMERIC),
+        ((rating_v < scale.min) | (rating_v > scale.max), Reason.RATING_OUT_OF_SCALE),
+        (F.abs(steps - F.round(steps)) > 1e-9, off_grid),
+        *_timestamp_checks(ts_v, _now(now)),
+    ]
     typed = {USER_ID: user_v, MOVIE_ID: movie_v, RATING: rating_v, TIMESTAMP: ts_v}
-    return _finish(df, header_ok, reason, typed)
+    return _finish(df, header_ok, _first_reason(checks), typed)
 
 
 def accepted(validated: DataFrame, schema: T.StructType) -> DataFrame:
@@ -532,38 +382,38 @@ def dedupe_ratings(ratings: DataFrame) -> DataFrame:
 # --------------------------------------------------------------------------- movies, tags, links
 
 
+def _genre_flags(fields: list[Column], names: tuple[str, ...]) -> tuple[Column, Column]:
+    """(``|``-joined genres of the set flags, any flag not 0/1) of trailing flag fields."""
+    flags = fields[-len(names) :]
+    genre_list = F.concat_ws(
+        "|", *[F.when(flag == "1", F.lit(name)) for flag, name in zip(flags, names)]
+    )
+    bad_flag = F.lit(False)
+    for flag in flags:
+        bad_flag = bad_flag | ~flag.isin("0", "1")
+    return F.when(genre_list == "", F.lit(NO_GENRES)).otherwise(genre_list), bad_flag
+
+
 def validate_movies(lines: DataFrame, *, layout: Layout) -> DataFrame:
     """Parse and check movie lines into ``movie_id``, ``title``, ``genres`` plus ``reason``.
 
     csv: ``movieId,title,genres`` with RFC-4180 quoting (titles may hold commas and ``""``).
-    ml-1m / ml-10m: ``movieId::title::genres``. ml-100k (u.item): 24 ``|`` fields, title in
-    the second, 19 genre flags (0/1) last, turned into a ``|``-joined genre list
-    (``(no genres listed)`` when no flag is set). Checks: blank line, header, field count,
-    quotes, genre flags 0/1, empty id, title or genres, id an integer > 0.
+    ml-1m / ml-10m: ``movieId::title::genres``. A file with ``genre_flags`` (ml-100k's
+    u.item: 24 ``|`` fields, title in the second, 19 genre flags 0/1 last) gets a
+    ``|``-joined genre list (``(no genres listed)`` when no flag is set). Checks: blank line,
+    header, field count, quotes, genre flags 0/1, empty id, title or genres, id an
+    integer > 0.
     """
     _require_lines(lines, "validate_movies")
-    raw = F.col(RAW_LINE)
-    header = ",".join(ML_MOVIES_HEADER) if layout.name == "csv" else None
-    header_ok, header_checks = _header_checks(raw, header)
-    checks: list[tuple[Column, str]] = [(F.trim(raw) == "", Reason.BLANK_LINE), *header_checks]
-    if layout.name == "csv":
-        df, (movie, title, genres), malformed = _csv_stage(lines, 3)
-        checks += malformed
-    elif layout.name == "ml-100k":
-        n = 5 + len(ML100K_GENRES)
-        df, fields = _split_stage(lines, "|", n)
-        movie, title, flags = fields[0], fields[1], fields[5:]
-        genre_list = F.concat_ws(
-            "|", *[F.when(flag == "1", F.lit(name)) for flag, name in zip(flags, ML100K_GENRES)]
-        )
-        genres = F.when(genre_list == "", F.lit(NO_GENRES)).otherwise(genre_list)
-        bad_flag = F.lit(False)
-        for flag in flags:
-            bad_flag = bad_flag | ~flag.isin("0", "1")
-        checks += [(F.col(_N_FIELDS) != n, Reason.FIELD_COUNT), (bad_flag, Reason.GENRE_FLAGS)]
+    spec = _spec(layout, "movies")
+    if spec.genre_flags:
+        n = 5 + len(spec.genre_flags)
+        df, fields, header_ok, checks = _parse(lines, spec, n)
+        movie, title = fields[0], fields[1]
+        genres, bad_flag = _genre_flags(fields, spec.genre_flags)
+        checks.append((bad_flag, Reason.GENRE_FLAGS))
     else:
-        df, (movie, title, genres) = _split_stage(lines, layout.separator, 3)
-        checks.append((F.col(_N_FIELDS) != 3, Reason.FIELD_COUNT))
+        df, (movie, title, genres), header_ok, checks = _parse(lines, spec, 3)
     df = _stage(df, {_value(MOVIE_ID): _as_long(movie)})
     movie_v = F.col(_value(MOVIE_ID))
     checks.append((_empty(movie) | _empty(title) | _empty(genres), Reason.EMPTY_FIELD))
@@ -580,16 +430,7 @@ def validate_tags(lines: DataFrame, *, layout: Layout, now: int | None = None) -
     empty field, ids integers > 0, timestamp an integer in [0, now].
     """
     _require_lines(lines, "validate_tags")
-    raw = F.col(RAW_LINE)
-    header = ",".join(ML_TAGS_HEADER) if layout.name == "csv" else None
-    header_ok, header_checks = _header_checks(raw, header)
-    checks: list[tuple[Column, str]] = [(F.trim(raw) == "", Reason.BLANK_LINE), *header_checks]
-    if layout.name == "csv":
-        df, (user, movie, tag, ts), malformed = _csv_stage(lines, 4)
-        checks += malformed
-    else:
-        df, (user, movie, tag, ts) = _split_stage(lines, layout.separator, 4)
-        checks.append((F.col(_N_FIELDS) != 4, Reason.FIELD_COUNT))
+    df, (user, movie, tag, ts), header_ok, checks = _parse(lines, _spec(layout, "tags"), 4)
     df = _stage(
         df,
         {
@@ -618,15 +459,10 @@ def validate_links(lines: DataFrame, *, layout: Layout) -> DataFrame:
     line, header, field count, quotes, empty movie or imdb id, ids numeric.
     """
     _require_lines(lines, "validate_links")
-    raw = F.col(RAW_LINE)
-    header_ok, header_checks = _header_checks(raw, ",".join(ML_LINKS_HEADER))
-    df, (movie, imdb, tmdb), malformed = _csv_stage(lines, 3)
+    df, (movie, imdb, tmdb), header_ok, checks = _parse(lines, _spec(layout, "links"), 3)
     df = _stage(df, {_value(MOVIE_ID): _as_long(movie), _value(TMDB_ID): _as_long(tmdb)})
     movie_v, tmdb_v = F.col(_value(MOVIE_ID)), F.col(_value(TMDB_ID))
-    checks = [
-        (F.trim(raw) == "", Reason.BLANK_LINE),
-        *header_checks,
-        *malformed,
+    checks += [
         (_empty(movie) | _empty(imdb), Reason.EMPTY_FIELD),
         *_id_checks(movie_v, Reason.MOVIE_NOT_NUMERIC, Reason.MOVIE_NOT_POSITIVE),
         (~imdb.rlike("^[0-9]+$"), Reason.IMDB_NOT_NUMERIC),
@@ -634,73 +470,3 @@ def validate_links(lines: DataFrame, *, layout: Layout) -> DataFrame:
     ]
     typed = {MOVIE_ID: movie_v, IMDB_ID: imdb, TMDB_ID: tmdb_v}
     return _finish(df, header_ok, _first_reason(checks), typed)
-
-
-# --------------------------------------------------------------------------- reading outputs back
-
-
-def _require(spark: SparkSession, ingest_dir: str, sub: str) -> str:
-    path = f"{ingest_dir.rstrip('/')}/{sub}"
-    if not storage.exists(spark, path):
-        raise DataNotFoundError(
-            f"no ingested {sub} at {path}. Run the ingest job first (python jobs/ingest.py, with "
-            f"the same data.dataset and ingest.output_dir), or point to the right ingest folder."
-        )
-    return path
-
-
-def read_ratings(spark: SparkSession, ingest_dir: str) -> DataFrame:
-    """The ingested ratings: ``user_id``, ``movie_id``, ``rating``, ``timestamp``, ``user_idx``,
-    ``movie_idx``, ``user_block`` (schema.INGESTED_RATINGS_SCHEMA; Parquet partitioned by
-    ``user_block``, so filtering on it reads only those blocks)."""
-    path = _require(spark, ingest_dir, RATINGS_DIR)
-    return spark.read.schema(INGESTED_RATINGS_SCHEMA).parquet(path)
-
-
-def read_ratings_csv(spark: SparkSession, data_dir: str) -> DataFrame:
-    """``user_id``, ``movie_id``, ``rating``, ``timestamp`` straight from a trusted
-    ml-latest-layout ``<data_dir>/ratings.csv`` (explicit schema, no validation or
-    quarantine: for benchmarks and tests on known-good files; jobs go through ingest)."""
-    types = (T.LongType(), T.LongType(), T.DoubleType(), T.LongType())
-    schema = T.StructType([T.StructField(n, t, False) for n, t in zip(ML_RATINGS_HEADER, types)])
-    raw = spark.read.csv(f"{data_dir.rstrip('/')}/ratings.csv", header=True, schema=schema)
-    return raw.select(
-        *(F.col(src).alias(dst) for src, dst in zip(ML_RATINGS_HEADER, (USER_ID, MOVIE_ID, RATING, TIMESTAMP)))
-    )
-
-
-def read_movies(spark: SparkSession, ingest_dir: str) -> DataFrame:
-    """The ingested movies: ``movie_id``, ``title``, ``genres`` (empty for layouts without one)."""
-    return spark.read.schema(MOVIES_SCHEMA).parquet(_require(spark, ingest_dir, MOVIES_DIR))
-
-
-def read_tags(spark: SparkSession, ingest_dir: str) -> DataFrame:
-    """The ingested tags: ``user_id``, ``movie_id``, ``tag``, ``timestamp``."""
-    return spark.read.schema(TAGS_SCHEMA).parquet(_require(spark, ingest_dir, TAGS_DIR))
-
-
-def read_links(spark: SparkSession, ingest_dir: str) -> DataFrame:
-    """The ingested links: ``movie_id``, ``imdb_id``, ``tmdb_id``."""
-    return spark.read.schema(LINKS_SCHEMA).parquet(_require(spark, ingest_dir, LINKS_DIR))
-
-
-def read_user_index(spark: SparkSession, ingest_dir: str) -> DataFrame:
-    """``user_id`` -> dense 0-based ``user_idx`` (ordered by id)."""
-    return spark.read.schema(USER_INDEX_SCHEMA).parquet(_require(spark, ingest_dir, USER_INDEX_DIR))
-
-
-def read_movie_index(spark: SparkSession, ingest_dir: str) -> DataFrame:
-    """``movie_id`` -> dense 0-based ``movie_idx`` (ordered by id; rated movies only)."""
-    return spark.read.schema(MOVIE_INDEX_SCHEMA).parquet(
-        _require(spark, ingest_dir, MOVIE_INDEX_DIR)
-    )
-
-
-def read_quarantine(spark: SparkSession, ingest_dir: str) -> DataFrame:
-    """Every malformed input row: ``source_file``, ``line_number``, ``raw_line``, ``reason``."""
-    return spark.read.schema(QUARANTINE_SCHEMA).parquet(_require(spark, ingest_dir, QUARANTINE_DIR))
-
-
-def read_report(spark: SparkSession, ingest_dir: str) -> dict:
-    """The ingest report (counts per file, statistics summary) as a dict."""
-    return json.loads(storage.read_text(spark, _require(spark, ingest_dir, REPORT_FILE)))

@@ -1,23 +1,19 @@
-"""MovieLens readers: exact line numbers, validation reasons, dedupe, layouts, read-back."""
+"""Raw-file validation: exact line numbers, quarantine reasons, dedupe, the side tables."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from recspark.errors import ConfigError, DataNotFoundError
-from recspark.io.movielens import (
-    LAYOUTS,
-    NO_GENRES,
+from recspark.io.layouts import LAYOUTS
+from recspark.io.validate import (
     Reason,
     accepted,
     dedupe_ratings,
-    detect_layout,
     quarantined,
     read_lines,
     validate_links,
@@ -27,7 +23,6 @@ from recspark.io.movielens import (
 )
 from recspark.schema import (
     COPIES,
-    GENRES,
     LINE_NUMBER,
     LINKS_SCHEMA,
     MOVIE_ID,
@@ -39,7 +34,6 @@ from recspark.schema import (
     SOURCE_FILE,
     TAGS_SCHEMA,
     TIMESTAMP,
-    TITLE,
     USER_ID,
 )
 
@@ -285,110 +279,3 @@ def test_tags_and_links_csv(spark: SparkSession) -> None:
     expected = spark.createDataFrame([(1, "0114709", 862), (791, "0113610", None)], LINKS_SCHEMA)
     actual = accepted(vl, LINKS_SCHEMA).select(*LINKS_SCHEMA.fieldNames())
     assert_df_equality(actual, expected, ignore_nullable=True, ignore_row_order=True)
-
-
-# --------------------------------------------------------------------------- other layouts
-
-
-def _collect(df: DataFrame) -> list:
-    return sorted(df.collect(), key=lambda r: r[LINE_NUMBER])
-
-
-def test_ml1m_layout_dat_whole_stars_latin1(spark: SparkSession, tmp_path: Path) -> None:
-    (tmp_path / "ratings.dat").write_text(
-        "1::1193::5::978300760\n1::661::3.5::978302109\n2::3408::6::978300275\n"
-    )
-    (tmp_path / "movies.dat").write_bytes(
-        "1193::Amélie (2001)::Comedy|Romance\n661::Bad\n".encode("latin-1")
-    )
-    (tmp_path / "users.dat").write_text("1::F::1::10::48067\n")
-    layout = detect_layout(spark, str(tmp_path))
-    assert layout.name == "ml-1m"
-    ratings = _collect(
-        validate_ratings(read_lines(spark, str(tmp_path / "ratings.dat")), layout=layout, now=NOW)
-    )
-    assert [r[REASON] for r in ratings] == [
-        None,
-        Reason.RATING_OFF_WHOLE_STARS,
-        Reason.RATING_OUT_OF_SCALE,
-    ]
-    assert (ratings[0][USER_ID], ratings[0][MOVIE_ID], ratings[0][RATING]) == (1, 1193, 5.0)
-    lines = read_lines(spark, str(tmp_path / "movies.dat"), encoding=layout.encoding)
-    movies = _collect(validate_movies(lines, layout=layout))
-    assert [(r[MOVIE_ID], r[TITLE], r[GENRES], r[REASON]) for r in movies] == [
-        (1193, "Amélie (2001)", "Comedy|Romance", None),
-        (661, "Bad", None, Reason.FIELD_COUNT),
-    ]
-
-
-def test_ml10m_layout_dat_half_stars_and_tags(spark: SparkSession, tmp_path: Path) -> None:
-    (tmp_path / "ratings.dat").write_text("1::122::3.5::838985046\n1::185::5::838983525\n")
-    (tmp_path / "tags.dat").write_text("15::4973::excellent!::1215184630\n15::4973::1215184630\n")
-    layout = detect_layout(spark, str(tmp_path))
-    assert layout.name == "ml-10m"
-    ratings = validate_ratings(
-        read_lines(spark, str(tmp_path / "ratings.dat")), layout=layout, now=NOW
-    )
-    expected = spark.createDataFrame(
-        [(1, 122, 3.5, 838985046), (1, 185, 5.0, 838983525)], RATINGS_SCHEMA
-    )
-    actual = accepted(ratings, RATINGS_SCHEMA).select(*RATINGS_SCHEMA.fieldNames())
-    assert_df_equality(actual, expected, ignore_nullable=True, ignore_row_order=True)
-    tags = _collect(
-        validate_tags(read_lines(spark, str(tmp_path / "tags.dat")), layout=layout, now=NOW)
-    )
-    # Typed columns of a bad row hold whatever parsed; only the reason matters.
-    assert [(r["tag"], r[REASON]) for r in tags] == [
-        ("excellent!", None),
-        ("1215184630", Reason.FIELD_COUNT),
-    ]
-
-
-def test_ml100k_layout_tab_and_pipe_genre_flags(spark: SparkSession, tmp_path: Path) -> None:
-    (tmp_path / "u.data").write_text(
-        "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1.5\t878887116\n"
-    )
-    flags_toy = "0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0"
-    flags_none = "|".join(["0"] * 19)
-    u_item = (
-        f"1|Toy Story (1995)|01-Jan-1995||http://us.imdb.com/M/title-exact?Toy|{flags_toy}\n"
-        f"2|Café Society (1995)|01-Jan-1995||http://x|{flags_none}\n"
-        f"3|Broken (1995)|01-Jan-1995||http://x|{flags_none[:-1]}2\n"
-    )
-    (tmp_path / "u.item").write_bytes(u_item.encode("latin-1"))
-    layout = detect_layout(spark, str(tmp_path))
-    assert layout.name == "ml-100k"
-    ratings = _collect(
-        validate_ratings(read_lines(spark, str(tmp_path / "u.data")), layout=layout, now=NOW)
-    )
-    assert [(r[USER_ID], r[MOVIE_ID], r[RATING], r[REASON]) for r in ratings] == [
-        (196, 242, 3.0, None),
-        (186, 302, 3.0, None),
-        (22, 377, 1.5, Reason.RATING_OFF_WHOLE_STARS),
-    ]
-    lines = read_lines(spark, str(tmp_path / "u.item"), encoding=layout.encoding)
-    movies = _collect(validate_movies(lines, layout=layout))
-    assert [(r[TITLE], r[GENRES], r[REASON]) for r in movies] == [
-        ("Toy Story (1995)", "Animation|Children's|Comedy", None),
-        ("Café Society (1995)", NO_GENRES, None),
-        ("Broken (1995)", NO_GENRES, Reason.GENRE_FLAGS),
-    ]
-
-
-def test_detect_layout_errors(spark: SparkSession, tmp_path: Path) -> None:
-    (tmp_path / "readme.txt").write_text("hi")
-    with pytest.raises(DataNotFoundError, match="no MovieLens ratings file"):
-        detect_layout(spark, str(tmp_path))
-    with pytest.raises(ConfigError, match="data.layout"):
-        detect_layout(spark, str(tmp_path), "ml-7m")
-    with pytest.raises(DataNotFoundError, match="expects ratings.csv"):
-        detect_layout(spark, str(tmp_path), "csv")
-
-
-def test_read_ratings_csv_renames_and_types_the_ml_latest_columns(spark, tmp_path):
-    from recspark.io.movielens import read_ratings_csv
-
-    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n7,1029,3.0,964982703\n")
-    rows = [tuple(r) for r in read_ratings_csv(spark, str(tmp_path)).collect()]
-    assert rows == [(1, 31, 2.5, 1260759144), (7, 1029, 3.0, 964982703)]
-    assert read_ratings_csv(spark, str(tmp_path)).columns == ["user_id", "movie_id", "rating", "timestamp"]
