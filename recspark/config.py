@@ -15,6 +15,7 @@ is one module plus one registry line.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 import typing
@@ -176,8 +177,8 @@ class GenerateConfig(Section):
 
     The model behind each field is in :mod:`recspark.synthetic`. ``tags`` is approximate
     (duplicate tag applications are dropped); ``ratings`` is exact. Combinations that cannot
-    work (too many ratings for the users and movies, ...) are checked by
-    :func:`recspark.synthetic.check_config`.
+    work (too many ratings for the users and movies, ...) are rejected when the section is
+    built, before Spark starts.
     """
 
     output_dir: str = "out/synthetic/ml-32m-synthetic"
@@ -207,6 +208,33 @@ class GenerateConfig(Section):
     tagging_users: float = Field(0.08, ge=0, le=1)  # share of users who tag
     partitions: int = Field(16, ge=1)
     chunk_ratings: int = Field(250_000, ge=1)
+
+    @property
+    def user_cap(self) -> int:
+        """The most ratings one user may have: ``max_user_share``·movies, rounded down."""
+        return int(math.floor(self.max_user_share * self.movies))
+
+    # The cross-field checks live here rather than in recspark.synthetic (which imports this
+    # module): a shape the generator cannot draw fails when the config is built.
+    @model_validator(mode="after")
+    def _feasible(self) -> "GenerateConfig":
+        cap = self.user_cap
+        if cap < self.min_user_ratings:
+            raise ValueError(
+                f"generate.max_user_share·movies = {cap} is below generate.min_user_ratings = "
+                f"{self.min_user_ratings}: raise generate.movies or generate.max_user_share"
+            )
+        lo, hi = self.users * self.min_user_ratings, self.users * cap
+        if not lo <= self.ratings <= hi:
+            raise ValueError(
+                f"generate.ratings = {self.ratings} is impossible for {self.users} users who "
+                f"rate {self.min_user_ratings}..{cap} movies each: choose between {lo} and {hi}"
+            )
+        if self.segments > self.users:
+            raise ValueError(
+                f"generate.segments = {self.segments} exceeds generate.users = {self.users}"
+            )
+        return self
 
 
 class SegmentConfig(Section):

@@ -11,7 +11,8 @@
 :mod:`recspark.index`), or an ingest output folder (already indexed). ``--replicate K``
 stacks K copies of the ratings with disjoint user ids (K times the users and ratings, same
 movies). ``--synthetic N`` generates N ratings with :mod:`recspark.synthetic`, users and
-movies scaled from the ml-32m shape by N / 32M.
+movies scaled from the ml-32m shape by N / 32M (:func:`recspark.synthetic.scaled_config`),
+1000 tags.
 
 Every step runs in its own process with a fresh JVM and identical Spark settings
 (``--master``, ``--driver-memory``): first one that prepares the data and writes the
@@ -84,11 +85,8 @@ class PhaseClock(logging.Handler):
 def run_child(args: list[str], env: dict[str, str]) -> tuple[int, float, TreeMemory]:
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, __file__, *args], env=env)
-    mem = TreeMemory(proc.pid)
-    mem.start()
-    code = proc.wait()
-    mem.stop.set()
-    mem.join()
+    with TreeMemory(proc.pid) as mem:
+        code = proc.wait()
     return code, time.perf_counter() - start, mem
 
 
@@ -133,16 +131,10 @@ def prepare(a: argparse.Namespace) -> None:
     work = Path(a.work)
     source = a.ratings
     if a.synthetic:
-        from recspark.synthetic import generate_movielens
+        from recspark.synthetic import generate_movielens, scaled_config
 
-        f = a.synthetic / 32_000_204
-        gen = GenerateConfig(
-            users=max(100, round(200_948 * f)),
-            movies=max(50, round(87_585 * f)),
-            ratings=a.synthetic,
-            tags=1000,
-            partitions=8,
-        )
+        full = GenerateConfig(partitions=8)  # the ml-32m shape
+        gen = scaled_config(full, a.synthetic / full.ratings).replace(tags=1000)
         source = str(work / "synthetic")
         generate_movielens(spark, cfg=default_config().replace(seed=a.seed, generate=gen), output=source)
     src = Path(source)
@@ -331,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{model} failed (exit {code})", file=sys.stderr)
             return code
         r = json.loads((work / f"result_{model}.json").read_text())
-        r.update(process_s=wall, peak_rss_gb=mem.peak_rss / 2**20)
+        r.update(process_s=wall, peak_rss_gb=mem.peak_rss / 2**30)
         rows.append(r)
 
     print()

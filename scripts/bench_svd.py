@@ -6,9 +6,9 @@
 Synthetic ratings over the full ml-32m index space (200,948 users x 87,585 movies by
 default, skewed user activity and movie popularity, duplicates dropped) are generated in
 Spark, so the driver-side structures (which scale with users, movies and k) have their
-real size while the number of ratings can be scaled down. A sampler thread records the
-peak resident memory of this process and all its children (the JVM and the Python
-workers) every 0.2 s. Not a test: it asserts nothing.
+real size while the number of ratings can be scaled down. A :class:`memwatch.TreeMemory`
+thread records the peak resident memory of this process and all its children (the JVM and
+the Python workers) every 0.2 s, in all and per role. Not a test: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import threading
 import time
-from pathlib import Path
 
+import psutil
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -30,61 +29,16 @@ from recspark.models.bias import fit_bias
 from recspark.models.svd import fit_iterative_svd, fit_truncated_svd
 from recspark.schema import MOVIE_ID, MOVIE_IDX, RATING, USER_ID, USER_IDX
 
+from memwatch import TreeMemory  # scripts/memwatch.py, beside this script
+
 _logger = logging.getLogger("bench_svd")
 
 
-def _tree_rss(root: int) -> dict[str, int]:
-    """Resident bytes of ``root`` ("driver"), its JVM ("jvm") and every other descendant
-    ("workers"), from Linux /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    name: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            head, tail = (entry / "stat").read_text().rsplit(")", 1)
-            fields = tail.split()
-            ppid, pages = int(fields[1]), int(fields[21])
-        except (OSError, IndexError, ValueError):
-            continue
-        pid = int(entry.name)
-        children.setdefault(ppid, []).append(pid)
-        rss[pid] = pages * os.sysconf("SC_PAGE_SIZE")
-        name[pid] = head.split("(", 1)[-1]
-    out = {"driver": rss.get(root, 0), "jvm": 0, "workers": 0}
-    todo = list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        out["jvm" if name.get(pid) == "java" else "workers"] += rss.get(pid, 0)
-        todo.extend(children.get(pid, []))
-    return out
-
-
-class PeakSampler(threading.Thread):
-    """Samples the process tree's RSS; ``peak`` (total) and ``parts`` (per role, each its
-    own maximum) are the largest seen since ``reset``."""
-
-    def __init__(self, interval: float = 0.2) -> None:
-        super().__init__(daemon=True)
-        self.interval = interval
-        self.peak = 0
-        self.parts: dict[str, int] = {}
-        self._stop_event = threading.Event()
-
-    def reset(self) -> None:
-        self.peak, self.parts = 0, {}
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            sample = _tree_rss(os.getpid())
-            self.peak = max(self.peak, sum(sample.values()))
-            for key, value in sample.items():
-                self.parts[key] = max(self.parts.get(key, 0), value)
-            time.sleep(self.interval)
-
-    def stop(self) -> None:
-        self._stop_event.set()
+def _role(proc: psutil.Process) -> str:
+    """This process is the "driver", its JVM "jvm", every other descendant "workers"."""
+    if proc.pid == os.getpid():
+        return "driver"
+    return "jvm" if proc.name() == "java" else "workers"
 
 
 def synthetic(spark: SparkSession, *, users: int, movies: int, ratings: int, seed: int):
@@ -130,7 +84,8 @@ def main() -> None:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
-    sampler = PeakSampler()
+    # RSS only (pss_every=0): this benchmark has always reported the upper bound, per role.
+    sampler = TreeMemory(os.getpid(), role=_role, pss_every=0)
     sampler.start()
     try:
         with stage("generate", spark):
@@ -146,12 +101,12 @@ def main() -> None:
             sampler.reset()
             start = time.perf_counter()
             model = fit_truncated_svd(ratings, cfg=cfg, bias=bias)
-            figures.append(("truncated SVD", time.perf_counter() - start, sampler.peak, dict(sampler.parts), model))
+            figures.append(("truncated SVD", time.perf_counter() - start, sampler.peak_rss, dict(sampler.peak_parts), model))
         sampler.reset()
         start = time.perf_counter()
         model = fit_iterative_svd(ratings, cfg=cfg, bias=bias, seed=1)
         figures.append(
-            (f"iterative SVD, {args.rounds} rounds", time.perf_counter() - start, sampler.peak, dict(sampler.parts), model)
+            (f"iterative SVD, {args.rounds} rounds", time.perf_counter() - start, sampler.peak_rss, dict(sampler.peak_parts), model)
         )
         print(f"\n{n:,} ratings, {args.users:,} x {args.movies:,}, k = {args.rank}, {args.blocks} blocks")
         for name, seconds, peak, parts, fitted in figures:
@@ -160,7 +115,7 @@ def main() -> None:
             if fitted.history is not None:
                 print(fitted.history.to_string(index=False))
     finally:
-        sampler.stop()
+        sampler.finish()
         spark.stop()
 
 

@@ -1,4 +1,5 @@
-"""Generate a synthetic MovieLens data set in the ml-32m CSV layout (see recspark.synthetic).
+"""Generate a synthetic MovieLens data set in the ml-32m CSV layout (see the package
+recspark/synthetic/, entry point recspark.synthetic.generate_movielens).
 
     python scripts/generate_synthetic.py                       # the full ml-32m shape
     python scripts/generate_synthetic.py --set generate.ratings=2000000 \\

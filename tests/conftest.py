@@ -61,15 +61,16 @@ class _Lent:
 
 @pytest.fixture
 def run_job_script(spark, monkeypatch):
-    """Run ``jobs/<name>.py``'s ``main(argv)`` on the shared session; returns its exit code."""
+    """Run ``<folder>/<name>.py``'s ``main(argv)`` (``jobs/`` unless ``folder`` says, e.g.
+    ``scripts``) on the shared session; returns its exit code."""
     import importlib.util
 
     from recspark import cli
 
     monkeypatch.setattr(cli, "build_session", lambda _cfg: _Lent(spark))
 
-    def run(name: str, argv: list[str]) -> int:
-        spec = importlib.util.spec_from_file_location(f"job_{name}", REPO / "jobs" / f"{name}.py")
+    def run(name: str, argv: list[str], *, folder: str = "jobs") -> int:
+        spec = importlib.util.spec_from_file_location(f"job_{name}", REPO / folder / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module.main(argv)
