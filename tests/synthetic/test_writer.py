@@ -54,7 +54,7 @@ def test_concat_parts_writes_the_header_once_then_parts_in_order(tmp_path):
     assert size == len("id,name\n1,a\n2,b\n3,c\n")
 
 
-def test_script_same_seed_identical_other_seed_differs(small, tmp_path, run_job_script, monkeypatch):
+def test_script_same_seed_identical_other_seed_differs(small, tmp_path, run_job_script):
     out, cfg, _ = small
     args = [a for s in SMALL for a in ("--set", s)]
     again = tmp_path / "again"
