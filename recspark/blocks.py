@@ -30,7 +30,6 @@ from recspark.schema import RATING, require_columns
 R = TypeVar("R")
 
 
-
 def block_key(block: int) -> int:
     """The partition function of every block RDD: block ``b`` lives in partition ``b``.
 
@@ -234,11 +233,6 @@ def build_blocks(
         .persist(storage)
         .setName(f"blocks[{row_col}]")
     )
-
-
-def map_blocks(blocks: RDD, fn: Callable[[Block], R]) -> RDD:
-    """Apply ``fn`` to every block, keeping the block id as key (``(block, fn(block))``)."""
-    return blocks.mapValues(fn)
 
 
 def assemble_rows(parts: Iterable[tuple[np.ndarray, np.ndarray]], out: np.ndarray) -> np.ndarray:

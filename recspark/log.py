@@ -24,18 +24,26 @@ def setup_logging(level: str = "INFO") -> None:
 
 
 @contextlib.contextmanager
-def stage(name: str, spark: SparkSession | None = None) -> Iterator[None]:
-    """Log the start and wall time of a stage; name its Spark jobs in the UI."""
+def job_description(name: str, spark: SparkSession | None = None) -> Iterator[None]:
+    """Name the Spark jobs started inside the block (the UI's job description); no log line."""
     if spark is not None:
         spark.sparkContext.setJobDescription(name)
-    _logger.info("%s ...", name)
-    start = time.perf_counter()
     try:
         yield
-    except BaseException:
-        _logger.error("%s failed after %.1f s", name, time.perf_counter() - start)
-        raise
     finally:
         if spark is not None:
             spark.sparkContext.setJobDescription(None)
+
+
+@contextlib.contextmanager
+def stage(name: str, spark: SparkSession | None = None) -> Iterator[None]:
+    """Log the start and wall time of a stage; name its Spark jobs in the UI."""
+    _logger.info("%s ...", name)
+    start = time.perf_counter()
+    try:
+        with job_description(name, spark):
+            yield
+    except BaseException:
+        _logger.error("%s failed after %.1f s", name, time.perf_counter() - start)
+        raise
     _logger.info("%s done in %.1f s", name, time.perf_counter() - start)

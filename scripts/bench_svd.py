@@ -26,7 +26,8 @@ from recspark.models.bias import BiasConfig
 from recspark.models.svd import SvdConfig
 from recspark.log import setup_logging, stage
 from recspark.models.bias import fit_bias
-from recspark.models.svd import fit_iterative_svd, fit_truncated_svd
+from recspark.models.svd.iterative import fit_iterative_svd
+from recspark.models.svd.truncated import fit_truncated_svd
 from recspark.schema import MOVIE_ID, MOVIE_IDX, RATING, USER_ID, USER_IDX
 
 from memwatch import TreeMemory  # scripts/memwatch.py, beside this script

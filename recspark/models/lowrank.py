@@ -313,30 +313,3 @@ def factor_tables(
     items = table(MOVIE_ID, MOVIE_IDX, space.known_movie, item_factors, fill.item)
     return users, items
 
-
-class EarlyStop:
-    """Tracks the best validation RMSE; ``update`` says whether to stop.
-
-    Without validation (``enabled`` false) it never stops and the last state is kept.
-    """
-
-    def __init__(self, *, patience: int, enabled: bool) -> None:
-        self.patience = patience
-        self.enabled = enabled
-        self.best_rmse = float("inf")
-        self.best_iteration = -1
-        self.best_state: object = None
-        self._bad = 0
-
-    def update(self, iteration: int, rmse: float, state: object) -> bool:
-        """Record ``state`` (after ``iteration``) with validation ``rmse``; True = stop."""
-        if not self.enabled:
-            self.best_iteration, self.best_state = iteration, state
-            return False
-        if rmse < self.best_rmse:
-            self.best_rmse, self.best_iteration, self.best_state = rmse, iteration, state
-            self._bad = 0
-            return False
-        self._bad += 1
-        return self._bad >= self.patience
-

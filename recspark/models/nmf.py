@@ -38,7 +38,7 @@ Multiplicative updates (model ``nmf``, ``nmf.solver = "multiplicative"``)
     near the mean. J, training RMSE and validation RMSE are recorded per iteration
     (iteration 0 = the initial factors); with validation ratings the iterate with the best
     validation RMSE is kept and fitting stops after ``nmf.patience`` iterations without
-    improvement.
+    improvement (the loop of :mod:`recspark.models.iterative`).
 
 Non-negative ALS (model ``nmf_als``, or ``nmf`` with ``nmf.solver = "als"``)
     MLlib's ALS with ``nonnegative=True`` (NNLS per row, ALS-WR regularisation
@@ -48,12 +48,10 @@ Non-negative ALS (model ``nmf_als``, or ``nmf`` with ``nmf.solver = "als"``)
 from __future__ import annotations
 
 import logging
-import time
-from typing import Literal
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import Field
 from pyspark import RDD
 from pyspark.ml.recommendation import ALS
@@ -66,11 +64,12 @@ from recspark.log import stage
 from recspark.models.bias import BiasModel
 from recspark.models.contract import Ability, ModelSpec
 from recspark.models.factor import FactorModel
+from recspark.models.iterative import Iteration, IterationResult, Loop
 from recspark.models.lowrank import (
-    EarlyStop,
     EntryBlock,
     ErrorStats,
     IndexSpace,
+    Offsets,
     block_stats,
     constant_offsets,
     entry_blocks,
@@ -81,16 +80,11 @@ from recspark.models.lowrank import (
 from recspark.schema import (
     BIAS,
     FACTORS,
-    ITERATION,
     MOVIE_ID,
     MOVIE_IDX,
-    OBJECTIVE,
     RATING,
-    SECONDS,
-    TRAIN_RMSE,
     USER_ID,
     USER_IDX,
-    VALIDATION_RMSE,
     require_columns,
 )
 from recspark.seeds import rng
@@ -298,74 +292,20 @@ def fit_nmf(
     spark = ratings.sparkSession
     offset, scale = _scale(cfg, lo, hi)
     with stage(f"{name}: blocks", spark):
-        space = index_space(ratings, bias=bias, lo=lo, hi=hi, validation=validation)
-        fill = constant_offsets(offset, space)
-        blocks = entry_blocks(
-            ratings, space=space, fill=fill, n_blocks=cfg.blocks, name=f"{name}[train]"
-        )
-        val_blocks = None
-        if validation is not None:
-            val_blocks = entry_blocks(
-                validation, space=space, fill=fill, n_blocks=cfg.blocks, name=f"{name}[validation]"
-            )
-        user_counts, movie_counts = _counts(blocks, space)
-    p, q = init_factors(
-        space.n_users, space.n_movies, rank=cfg.rank,
-        mean_target=(bias.global_mean - offset) / scale, seed=seed,
-    )
-    stopper = EarlyStop(patience=cfg.patience, enabled=val_blocks is not None)
-    history: list[dict] = []
-    start = time.perf_counter()
+        data = _blocks(ratings, validation, bias=bias, lo=lo, hi=hi, offset=offset, cfg=cfg, name=name)
+    patience = cfg.patience if data.validation is not None else None
     try:
-        for t in range(cfg.max_iter + 1):
-            update = t < cfg.max_iter
-            with stage(f"{name}: iteration {t}", spark):
-                new_p, train, sse = _user_pass(
-                    blocks, p, q, reg=cfg.reg, offset=offset, scale=scale, lo=lo, hi=hi,
-                    update=update,
-                )
-                val = (
-                    block_stats(val_blocks, p * scale, q, lo=lo, hi=hi)
-                    if val_blocks is not None
-                    else ErrorStats()
-                )
-            penalty = float(user_counts @ np.einsum("ij,ij->i", p, p)) + float(
-                movie_counts @ np.einsum("ij,ij->i", q, q)
-            )
-            history.append(
-                {
-                    ITERATION: t,
-                    TRAIN_RMSE: train.rmse,
-                    VALIDATION_RMSE: val.rmse,
-                    OBJECTIVE: 0.5 * sse + 0.5 * cfg.reg * penalty,
-                    SECONDS: time.perf_counter() - start,
-                }
-            )
-            _logger.debug(
-                "%s iteration %d: objective %.6g, train RMSE %.4f, validation RMSE %.4f",
-                name, t, history[-1][OBJECTIVE], train.rmse, val.rmse,
-            )
-            if stopper.update(t, val.rmse, (p, q)) or not update:
-                break
-            start = time.perf_counter()
-            with stage(f"{name}: iteration {t + 1} movies", spark):
-                q = _movie_pass(
-                    blocks, new_p, q, reg=cfg.reg, movie_counts=movie_counts, scale=scale
-                )
-            p = new_p
+        outcome = Loop(name, spark=spark, patience=patience).run(
+            _Multiplicative(data, cfg=cfg, bias=bias, seed=seed, offset=offset, scale=scale).step,
+            max_iter=cfg.max_iter,
+            first=0,
+        )
     finally:
-        blocks.unpersist()
-        if val_blocks is not None:
-            val_blocks.unpersist()
-    best = stopper.best_iteration
-    p, q = stopper.best_state
-    _logger.info(
-        "%s: kept iteration %d of %d (train RMSE %.4f, validation RMSE %.4f)",
-        name, best, len(history) - 1, history[best][TRAIN_RMSE], history[best][VALIDATION_RMSE],
-    )
+        data.release()
+    p, q = outcome.state
     with stage(f"{name}: factor tables", spark):
         users, items = factor_tables(
-            spark, ratings, user_factors=p * scale, item_factors=q, fill=fill, space=space
+            spark, ratings, user_factors=p * scale, item_factors=q, fill=data.fill, space=data.space
         )
     return FactorModel(
         name=name,
@@ -380,10 +320,94 @@ def fit_nmf(
             **cfg.model_dump(),
             "solver": "multiplicative",
             "seed": seed,
-            "best_iteration": best,
+            "best_iteration": outcome.best_iteration,
         },
-        history=pd.DataFrame(history),
+        history=outcome.history,
     )
+
+
+@dataclass(frozen=True)
+class _Data:
+    """The cached inputs of a multiplicative fit: index space, constant fill, training (and
+    validation) entry blocks, and the rating counts |Ω_u|, |Ω_i|."""
+
+    space: IndexSpace
+    fill: Offsets
+    train: RDD
+    validation: RDD | None
+    user_counts: np.ndarray
+    movie_counts: np.ndarray
+
+    def release(self) -> None:
+        """Unpersist the cached blocks."""
+        self.train.unpersist()
+        if self.validation is not None:
+            self.validation.unpersist()
+
+
+def _blocks(
+    ratings: DataFrame, validation: DataFrame | None, *, bias: BiasModel, lo: float, hi: float,
+    offset: float, cfg: NmfConfig, name: str,
+) -> _Data:
+    """Index space, the ratings (and validation ratings) in cached user blocks holding
+    r − offset, and the counts. Actions: the index space, the block builds, one count pass."""
+    space = index_space(ratings, bias=bias, lo=lo, hi=hi, validation=validation)
+    fill = constant_offsets(offset, space)
+    train = entry_blocks(ratings, space=space, fill=fill, n_blocks=cfg.blocks, name=f"{name}[train]")
+    val = None
+    if validation is not None:
+        val = entry_blocks(
+            validation, space=space, fill=fill, n_blocks=cfg.blocks, name=f"{name}[validation]"
+        )
+    user_counts, movie_counts = _counts(train, space)
+    return _Data(space, fill, train, val, user_counts, movie_counts)
+
+
+class _Multiplicative:
+    """The per-iteration step of :func:`fit_nmf` (its factors between iterations).
+
+    Iteration t reports the errors of (P_t, Q_t); the user pass that measures them also
+    computes P_{t+1} (one pass over the blocks), and iteration t + 1 starts with the movie
+    pass Q_{t+1} from P_{t+1}.
+    """
+
+    def __init__(
+        self, data: _Data, *, cfg: NmfConfig, bias: BiasModel, seed: int, offset: float,
+        scale: float,
+    ) -> None:
+        self.data, self.cfg, self.offset, self.scale = data, cfg, offset, scale
+        self.p, self.q = init_factors(
+            data.space.n_users, data.space.n_movies, rank=cfg.rank,
+            mean_target=(bias.global_mean - self.offset) / scale, seed=seed,
+        )
+        self.next_p: np.ndarray | None = None
+
+    def step(self, it: Iteration) -> IterationResult:
+        """Iteration ``it.number`` (0 = the initial factors)."""
+        cfg, data, space = self.cfg, self.data, self.data.space
+        if it.number > 0:
+            self.q = _movie_pass(
+                data.train, self.next_p, self.q, reg=cfg.reg, movie_counts=data.movie_counts,
+                scale=self.scale,
+            )
+            self.p = self.next_p
+        p, q = self.p, self.q
+        self.next_p, train, sse = _user_pass(
+            data.train, p, q, reg=cfg.reg, offset=self.offset, scale=self.scale, lo=space.lo,
+            hi=space.hi, update=it.number < cfg.max_iter,
+        )
+        val = ErrorStats()
+        if data.validation is not None:
+            val = block_stats(data.validation, p * self.scale, q, lo=space.lo, hi=space.hi)
+        penalty = float(data.user_counts @ np.einsum("ij,ij->i", p, p)) + float(
+            data.movie_counts @ np.einsum("ij,ij->i", q, q)
+        )
+        return IterationResult(
+            train_rmse=train.rmse,
+            validation_rmse=val.rmse,
+            objective=0.5 * sse + 0.5 * cfg.reg * penalty,
+            state=(p, q),
+        )
 
 
 def fit_nmf_als(
@@ -421,22 +445,9 @@ def fit_nmf_als(
         fitted = als.fit(
             ratings.select(USER_IDX, MOVIE_IDX, ((F.col(RATING) - offset) / scale).alias(_TARGET))
         )
-
-    def table(factors: DataFrame, id_col: str, idx_col: str, mult: float) -> DataFrame:
-        values = F.transform(F.col("features").cast("array<double>"), lambda x: x * mult)
-        df = (
-            ratings.select(id_col, idx_col)
-            .distinct()
-            .join(factors.select(F.col("id").alias(idx_col), values.alias(FACTORS)), idx_col)
-            .select(id_col, idx_col, F.lit(0.0).alias(BIAS), FACTORS)
-            .cache()
-        )
-        df.count()
-        return df
-
     with stage(f"{name}: factor tables", ratings.sparkSession):
-        users = table(fitted.userFactors, USER_ID, USER_IDX, scale)
-        items = table(fitted.itemFactors, MOVIE_ID, MOVIE_IDX, 1.0)
+        users = _mllib_table(ratings, fitted.userFactors, USER_ID, USER_IDX, scale)
+        items = _mllib_table(ratings, fitted.itemFactors, MOVIE_ID, MOVIE_IDX, 1.0)
     return FactorModel(
         name=name,
         global_mean=offset,
@@ -448,6 +459,23 @@ def fit_nmf_als(
         hi=hi,
         settings={**cfg.model_dump(), "solver": "als", "seed": seed},
     )
+
+
+def _mllib_table(
+    ratings: DataFrame, factors: DataFrame, id_col: str, idx_col: str, mult: float
+) -> DataFrame:
+    """(id, idx, bias = 0, factors · ``mult``) from MLlib's (id = idx, features) table,
+    for the ids of ``ratings``; cached and materialised."""
+    values = F.transform(F.col("features").cast("array<double>"), lambda x: x * mult)
+    df = (
+        ratings.select(id_col, idx_col)
+        .distinct()
+        .join(factors.select(F.col("id").alias(idx_col), values.alias(FACTORS)), idx_col)
+        .select(id_col, idx_col, F.lit(0.0).alias(BIAS), FACTORS)
+        .cache()
+    )
+    df.count()
+    return df
 
 
 SPEC = ModelSpec(

@@ -22,8 +22,8 @@ MODELS: dict[str, str] = {
     "bias": "recspark.models.bias:SPEC",
     "mllib_als": "recspark.models.mllib_als:SPEC",
     "als": "recspark.models.als:SPEC",
-    "svd": "recspark.models.svd:SPEC",
-    "iterative_svd": "recspark.models.svd:ITERATIVE_SPEC",
+    "svd": "recspark.models.svd.truncated:SPEC",
+    "iterative_svd": "recspark.models.svd.iterative:SPEC",
     "nmf": "recspark.models.nmf:SPEC",
     "nmf_als": "recspark.models.nmf:ALS_SPEC",
 }

@@ -1,0 +1,48 @@
+"""The ALS NumPy kernel (recspark.models.als.kernel) against dense per-row references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recspark.models.als import AlsConfig
+from recspark.models.als.kernel import init_factors, solve_rows, tile_columns
+from tests.models.als._reference import N_MOVIES, N_USERS, RANK, dense_step, small_matrix
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("width, chunk, noise", [(100, 10**9, 0.0), (4, 7, 0.0), (1, 1, 0.0), (4, 7, 0.01)])
+def test_block_solve_matches_dense_normal_equations(weighted, width, chunk, noise):
+    rng = np.random.default_rng(11)
+    ratings, mask = small_matrix()
+    ratings = ratings + noise * rng.normal(size=ratings.shape) * mask  # noise: float64 storage
+    fixed = rng.normal(0, 0.7, (N_MOVIES, RANK + 1))
+    cfg = AlsConfig(rank=RANK, reg_factors=0.3, reg_bias=0.2, weighted_reg=weighted)
+    rows, cols = np.nonzero(mask)
+    indptr = np.concatenate([[0], np.cumsum(mask.sum(1))])
+    tiles = tile_columns(indptr, cols, ratings[rows, cols], n_cols=N_MOVIES, width=width)
+
+    x, sse, reg = solve_rows(
+        tiles, fixed, global_mean=3.1, reg_factors=0.3, reg_bias=0.2, weighted=weighted,
+        chunk_nnz=chunk,
+    )
+
+    expected = dense_step(ratings, mask, fixed, mu=3.1, cfg=cfg)
+    np.testing.assert_allclose(x, expected, atol=1e-10)
+    k = RANK
+    pred = 3.1 + expected[:, [k]] + fixed[:, k][None, :] + expected[:, :k] @ fixed[:, :k].T
+    assert sse == pytest.approx(float(((ratings - pred)[mask] ** 2).sum()), rel=1e-9)
+    scale = mask.sum(1) if weighted else np.ones(N_USERS)
+    penalty = (scale * (0.3 * (expected[:, :k] ** 2).sum(1) + 0.2 * expected[:, k] ** 2)).sum()
+    assert reg == pytest.approx(penalty, rel=1e-9)
+
+
+
+def test_initial_factors_depend_only_on_seed_and_id():
+    a = init_factors(np.array([5, 1, 9]), rank=4, seed=3, std=0.1)
+    b = init_factors(np.array([9, 5]), rank=4, seed=3, std=0.1)
+    np.testing.assert_array_equal(a[[2, 0]], b)
+    assert not np.allclose(a, init_factors(np.array([5, 1, 9]), rank=4, seed=4, std=0.1))
+    big = init_factors(np.arange(20000), rank=10, seed=1, std=0.1)
+    assert big.std() == pytest.approx(0.1, rel=0.02) and abs(big.mean()) < 0.002
+

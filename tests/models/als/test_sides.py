@@ -1,0 +1,54 @@
+"""ALS sides (recspark.models.als.sides): building, tiling and transposing blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recspark.blocks import encode_values, split_by_block
+from recspark.models.als.sides import make_side, transposed_pieces
+from tests.models.als._reference import small_matrix
+
+
+def _sides(rows, cols, vals, n_blocks, width):
+    pieces: dict[int, list] = {}
+    codes, scale = encode_values(vals)
+    for d, r, c, v in split_by_block(rows, cols, codes, n_blocks):
+        pieces.setdefault(d, []).append((r, c, v, scale))
+    return {b: next(make_side(b, p, width=width))[1] for b, p in pieces.items()}
+
+
+def _dense(side, shape):
+    """The ratings a side holds, as a dense (global rows x global columns) matrix."""
+    out = np.full(shape, np.nan)
+    out[side.ids[side.tiles.rows()], side.needed[side.tiles.columns()]] = side.tiles.values()
+    return out
+
+
+def test_sides_hold_the_ratings_and_transposing_them_equals_building_by_column():
+    ratings, mask = small_matrix()
+    rows, cols = np.nonzero(mask)
+    order = np.random.default_rng(3).permutation(rows.size)  # pieces arrive in any order
+    rows, cols, vals = rows[order].astype(np.int32), cols[order].astype(np.int32), ratings[rows, cols][order]
+    users = _sides(rows, cols, vals, n_blocks=3, width=4)
+    for b, side in users.items():
+        assert np.all(side.ids % 3 == b) and np.all(np.diff(side.ids) > 0)
+        np.testing.assert_array_equal(side.tiles.counts, mask[side.ids].sum(1))
+        got, want = _dense(side, mask.shape), np.where(mask, ratings, np.nan)
+        np.testing.assert_array_equal(got[side.ids], want[side.ids])
+        # half stars are stored as one byte each; values in tile order, rows sorted within
+        assert side.tiles.codes.dtype == np.uint8 and side.tiles.scale == 0.5
+        t_of = np.searchsorted(side.tiles.starts, side.tiles.columns(), side="right") - 1
+        assert np.all(np.diff(t_of) >= 0)
+    moved: dict[int, list] = {}
+    for item in users.items():
+        for d, piece in transposed_pieces(item, n_blocks=2):
+            moved.setdefault(d, []).append(piece)
+    movies = {b: next(make_side(b, p, width=4))[1] for b, p in moved.items()}
+    direct = _sides(cols, rows, vals, n_blocks=2, width=4)
+    assert sorted(movies) == sorted(direct)
+    for b in movies:
+        np.testing.assert_array_equal(movies[b].ids, direct[b].ids)
+        np.testing.assert_array_equal(movies[b].needed, direct[b].needed)
+        for field in ("starts", "indptr", "offsets", "codes", "counts"):
+            np.testing.assert_array_equal(getattr(movies[b].tiles, field), getattr(direct[b].tiles, field))
+

@@ -1,0 +1,92 @@
+"""FactorModel (recspark.models.factor): scoring with the fallback, save/load, history."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from chispa import assert_approx_df_equality
+
+from recspark.errors import ModelError
+from recspark.models.bias import BiasModel
+from recspark.models.factor import FactorModel, write_history
+from recspark.schema import ITERATION, OBJECTIVE, TRAIN_RMSE, VALIDATION_RMSE
+from tests.models.als._reference import hand_bias_model
+
+
+def hand_model(spark, *, fallback: BiasModel | None) -> FactorModel:
+    users = spark.createDataFrame(
+        [(1, 0, 0.1, [1.0, 2.0]), (2, 1, 0.0, [2.0, 2.0])],
+        "user_id long, user_idx int, bias double, factors array<double>",
+    )
+    items = spark.createDataFrame(
+        [(10, 0, 0.2, [0.5, -1.0]), (20, 1, 1.0, [1.0, 1.0])],
+        "movie_id long, movie_idx int, bias double, factors array<double>",
+    )
+    return FactorModel("hand", 3.5, 2, users, items, fallback=fallback)
+
+
+def test_predict_scores_known_pairs_and_falls_back_for_unknown_ids(spark):
+    bias = hand_bias_model(spark, user_bias={1: 0.5, 3: 0.25}, movie_bias={10: -0.25, 30: 0.5}, mu=3.0)
+    pairs = spark.createDataFrame(
+        [(1, 10), (2, 20), (3, 10), (1, 30), (99, 99)], "user_id long, movie_id long"
+    )
+    expected_schema = "user_id long, movie_id long, prediction double, personalised boolean"
+    expected = spark.createDataFrame(
+        [
+            (1, 10, 3.5 + 0.1 + 0.2 + (0.5 - 2.0), True),  # 2.3
+            (2, 20, 5.0, True),  # 3.5 + 0 + 1 + 4 = 8.5, clipped
+            (3, 10, 3.0 + 0.25 - 0.25, False),  # bias model: unknown user
+            (1, 30, 3.0 + 0.5 + 0.5, False),  # bias model: unknown movie
+            (99, 99, 3.0, False),
+        ],
+        expected_schema,
+    )
+    got = hand_model(spark, fallback=bias).predict(pairs)
+    assert_approx_df_equality(got, expected, 1e-12, ignore_row_order=True, ignore_nullable=True)
+
+    own = hand_model(spark, fallback=None).predict(pairs)
+    expected_own = spark.createDataFrame(
+        [(1, 10, 2.3, True), (2, 20, 5.0, True), (3, 10, 3.7, False), (1, 30, 3.6, False), (99, 99, 3.5, False)],
+        expected_schema,
+    )
+    assert_approx_df_equality(own, expected_own, 1e-12, ignore_row_order=True, ignore_nullable=True)
+
+
+
+def test_load_explains_missing_incomplete_and_foreign_folders(spark, tmp_path):
+    with pytest.raises(ModelError, match="no saved model at"):
+        FactorModel.load(spark, str(tmp_path / "nothing"))
+    model = hand_model(spark, fallback=None)
+    path = tmp_path / "m"
+    model.save(str(path))
+    FactorModel.load(spark, str(path))  # complete: loads
+
+    (path / "item_factors" / "_SUCCESS").unlink()
+    with pytest.raises(ModelError, match="item_factors/ is missing or was not fully written"):
+        FactorModel.load(spark, str(path))
+    meta = json.loads((path / "model.json").read_text())
+    (path / ".model.json.crc").unlink(missing_ok=True)  # Hadoop's checksum of the original
+    (path / "model.json").write_text(json.dumps({**meta, "version": 99}))
+    with pytest.raises(ModelError, match="layout version 99"):
+        FactorModel.load(spark, str(path))
+    (path / "model.json").write_text(json.dumps({**meta, "format": "something-else"}))
+    with pytest.raises(ModelError, match="not a recspark factor model"):
+        FactorModel.load(spark, str(path))
+    (path / "model.json").unlink()
+    with pytest.raises(ModelError, match="model.json is missing"):
+        FactorModel.load(spark, str(path))
+
+
+def test_write_history_writes_parquet_and_png(spark, tmp_path):
+    history = pd.DataFrame(
+        {ITERATION: [1, 2, 3], TRAIN_RMSE: [0.9, 0.8, 0.75], VALIDATION_RMSE: [0.95, 0.9, 0.89],
+         OBJECTIVE: [3.0, 2.0, 1.5], "seconds": [0.1, 0.1, 0.1]}
+    )
+    model = FactorModel(**{**hand_model(spark, fallback=None).__dict__, "history": history})
+    write_history(spark, model, str(tmp_path))
+    back = pd.read_parquet(tmp_path / "hand_history").sort_values(ITERATION).reset_index(drop=True)
+    pd.testing.assert_frame_equal(back, history, check_dtype=False)
+    assert (tmp_path / "hand_convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
