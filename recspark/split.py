@@ -6,8 +6,6 @@ row order, so the same seed gives the same split on every run and cluster size.
 
 from __future__ import annotations
 
-import dataclasses
-
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -58,7 +56,7 @@ def split_config(cfg: SplitConfig, kind: str) -> SplitConfig:
     """``cfg`` with its kind set to ``kind``; ConfigError for an unknown kind."""
     if kind not in KINDS:
         raise ConfigError(f"unknown split kind {kind!r}: choose from {', '.join(KINDS)}")
-    return dataclasses.replace(cfg, kind=kind)
+    return cfg.replace(kind=kind)
 
 
 def split_ratings(ratings: DataFrame, *, cfg: SplitConfig, seed: int) -> tuple[DataFrame, DataFrame]:

@@ -94,7 +94,7 @@ from recspark.log import stage
 from recspark.models.base import clip
 from recspark.models.bias import BIAS_PREDICTION, BiasModel
 from recspark.models.contract import Ability, ModelSpec
-from recspark.models.factor import FactorModel, factor_frame, factor_schema, write_history
+from recspark.models.factor import FactorModel, factor_frame, factor_schema
 from recspark.schema import (
     BIAS,
     FACTORS,
@@ -122,7 +122,6 @@ __all__ = [
     "solve_rows",
     "tile_columns",
     "tiles_from_triples",
-    "write_history",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -954,7 +953,14 @@ SPEC = ModelSpec(
     summary="recspark's block-partitioned biased ALS",
     fit=fit_als,
     abilities=frozenset(
-        {Ability.PREDICT, Ability.TOP_N, Ability.FACTORS, Ability.SAVE, Ability.FOLD_IN}
+        {
+            Ability.PREDICT,
+            Ability.TOP_N,
+            Ability.FACTORS,
+            Ability.SAVE,
+            Ability.FOLD_IN,
+            Ability.HISTORY,
+        }
     ),
     config=AlsConfig,
     load=FactorModel.load,

@@ -23,7 +23,7 @@ from recspark.models import registry
 from recspark.models.als import AlsConfig
 from recspark.models.bias import BiasConfig
 from recspark.errors import ConfigError, ModelError
-from recspark.evaluate import regression_metrics
+from recspark.evaluation.rating import regression_metrics
 from recspark.index import add_indices, movie_index, user_index
 from recspark.io.movielens import read_ratings_csv
 from recspark.blocks import encode_values, split_by_block
@@ -36,7 +36,7 @@ from recspark.models.als import (
     tile_columns,
 )
 from recspark.models.bias import BiasModel, fit_bias
-from recspark.models.factor import FactorModel, write_history
+from recspark.models.factor import FactorModel
 from recspark.schema import (
     BIAS,
     FACTORS,
@@ -426,18 +426,6 @@ def test_load_explains_missing_incomplete_and_foreign_folders(spark, tmp_path):
     (path / "model.json").unlink()
     with pytest.raises(ModelError, match="model.json is missing"):
         FactorModel.load(spark, str(path))
-
-
-def test_write_history_writes_parquet_and_png(spark, tmp_path):
-    history = pd.DataFrame(
-        {ITERATION: [1, 2, 3], TRAIN_RMSE: [0.9, 0.8, 0.75], VALIDATION_RMSE: [0.95, 0.9, 0.89],
-         OBJECTIVE: [3.0, 2.0, 1.5], "seconds": [0.1, 0.1, 0.1]}
-    )
-    model = FactorModel(**{**hand_model(spark, fallback=None).__dict__, "history": history})
-    write_history(spark, model, str(tmp_path))
-    back = pd.read_parquet(tmp_path / "hand_history").sort_values(ITERATION).reset_index(drop=True)
-    pd.testing.assert_frame_equal(back, history, check_dtype=False)
-    assert (tmp_path / "hand_convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # --------------------------------------------------------------------------- accuracy target
