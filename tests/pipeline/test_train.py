@@ -70,6 +70,11 @@ def test_train_job_end_to_end_on_ml_latest_small(spark, sample_dir, tmp_path, ru
         assert value(model, "leave_last_out/test", "recall@10") == pytest.approx(
             value(model, "leave_last_out/test", "hit_rate@10")
         )
+    # the default models: popularity is fitted, saved and ranked like any model; it cannot
+    # predict, so it has no predictions and no RMSE
+    assert storage.exists(spark, f"{run}/models/popularity/model.json")
+    assert set(predictions[MODEL]) == {"bias", "mllib_als"}
+    assert not ((metrics[MODEL] == "popularity") & (metrics[METRIC] == "rmse")).any()
     lists = spark.read.parquet(f"{run}/splits/leave_last_out/recommendations")
     assert lists.groupBy("user_id", "model").count().where("count != 10").count() == 0
 
