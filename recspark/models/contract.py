@@ -161,7 +161,8 @@ class Saveable(Protocol):
 @runtime_checkable
 class FoldsIn(Protocol):
     """``FOLD_IN``: scores users it did not see in training from their ratings, without
-    refitting. ``ratings``: user_id, movie_id, rating of those users only."""
+    refitting. ``ratings``: user_id, movie_id, rating; the ratings of users the model
+    already knows are ignored (those users keep what training gave them)."""
 
     name: str
 
