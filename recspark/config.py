@@ -153,7 +153,7 @@ class TrainConfig(Section):
     """What ``jobs/train.py`` fits and where it writes the run folder. ``models`` names
     registered models (:mod:`recspark.models.registry`), checked when the config is built."""
 
-    models: tuple[str, ...] = ("bias", "mllib_als")
+    models: tuple[str, ...] = ("bias", "popularity", "mllib_als")
     output_dir: str = "out/runs"
     run_id: str = ""
     validation_fraction: float = Field(0.0, ge=0, lt=1)
@@ -239,7 +239,7 @@ class GenerateConfig(Section):
 
 class SegmentConfig(Section):
     """User segments, segment profiles, similar movies and latent-space plots
-    (see :mod:`recspark.models.cluster`, :mod:`recspark.similar`, :mod:`recspark.pipeline.segment`).
+    (see :mod:`recspark.models.cluster`, :mod:`recspark.serving.similar`, :mod:`recspark.pipeline.segment`).
 
     ``model`` names a model with latent factors; ``source`` is ``run`` (load
     ``models/<model>/`` from train run ``run_id``, empty = latest), ``fit`` (fit on the fly)
@@ -281,14 +281,15 @@ class SegmentConfig(Section):
 
 
 class RecommendConfig(Section):
-    """Top-N lists and ranking metrics (see :mod:`recspark.recommend`, :mod:`recspark.ranking`).
+    """Top-N lists and ranking metrics (see :mod:`recspark.serving.topn`,
+    :mod:`recspark.evaluation.ranking`).
 
     ``enabled``: the train run writes ``recommendations/`` and ranking metrics for every
-    model that can rank and the popularity baseline. ``n``: list length written; ``k``:
-    cut-off of the ranking metrics (k <= n). A test rating is relevant when >=
-    ``relevance_threshold`` (random split; on leave-last-out the held-out item is always
-    relevant). ``block_users``: users scored per Spark task; ``max_chunk_cells``: (users x
-    movies) scores held at once. ``extra_splits``: further split kinds on which the run also
+    model of ``train.models`` that can rank (``popularity`` is the baseline). ``n``: list
+    length written; ``k``: cut-off of the ranking metrics (k <= n). A test rating is
+    relevant when >= ``relevance_threshold`` (random split; on leave-last-out the held-out
+    item is always relevant). ``block_users``: users scored per Spark task;
+    ``max_chunk_cells``: (users x movies) scores held at once. ``extra_splits``: further split kinds on which the run also
     refits every model and writes its RMSE and ranking metrics (split column
     ``<kind>/test``) into the same metrics table, top-N lists under
     ``splits/<kind>/recommendations/``; models and predictions are kept for the main split only.
@@ -299,7 +300,6 @@ class RecommendConfig(Section):
     n: int = Field(10, ge=1)
     k: int = Field(10, ge=1)
     relevance_threshold: float = 4.0
-    popularity: bool = True
     block_users: int = Field(2048, ge=1)
     max_chunk_cells: int = Field(4_000_000, ge=1)
 

@@ -1,6 +1,9 @@
 """PNG plots, drawn with matplotlib's Agg backend and written through the Hadoop file system.
 
-Plot inputs are small pandas frames (summaries, curves), never the ratings themselves.
+Every picture the jobs write is drawn here: line charts (ingest statistics, convergence
+histories, rank sweeps, silhouette and blend curves) and the latent-space PCA scatters.
+Plot inputs are small pandas frames or driver arrays (summaries, curves, samples), never
+the ratings themselves.
 """
 
 from __future__ import annotations
@@ -12,8 +15,21 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from pyspark.sql import SparkSession  # noqa: E402
+
+from recspark.schema import (  # noqa: E402
+    ITERATION,
+    MAE,
+    METRIC,
+    MODEL,
+    RMSE,
+    SWEEP_K,
+    TRAIN_RMSE,
+    VALIDATION_RMSE,
+    VALUE,
+)
 
 
 def save_figure(spark: SparkSession, fig: "plt.Figure", path: str) -> None:
@@ -51,12 +67,78 @@ def line_chart(
         ax.plot(data[x], data[y], marker=marker, markersize=3, label=y)
     ax.set_title(title)
     ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(ylabel or (ys[0] if len(ys) == 1 else "value"))
+    ax.set_ylabel(ylabel or (ys[0] if len(ys) == 1 else VALUE))
     if logx:
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
     if len(ys) > 1:
         ax.legend()
+    ax.grid(True, alpha=0.3)
+    save_figure(spark, fig, path)
+
+
+def sweep_chart(
+    spark: SparkSession, rows: pd.DataFrame, *, out_dir: str, title: str | None = None
+) -> str:
+    """PNG of RMSE and MAE against k from a rank sweep (columns model, k, metric, value;
+    :func:`recspark.evaluation.sweeps.sweep_rows`), written to ``<out_dir>/<model>_sweep.png``
+    (local or any Hadoop file system); returns that path."""
+    wide = rows.pivot_table(index=SWEEP_K, columns=METRIC, values=VALUE).reset_index()
+    name = rows[MODEL].iloc[0] if len(rows) else "svd"
+    path = f"{out_dir.rstrip('/')}/{name}_sweep.png"
+    line_chart(
+        spark,
+        wide.sort_values(SWEEP_K),
+        x=SWEEP_K,
+        ys=[c for c in (RMSE, MAE) if c in wide],
+        path=path,
+        title=title or f"{name}: error by rank",
+        xlabel="k (latent factors)",
+        ylabel="error",
+    )
+    return path
+
+
+def convergence_chart(spark: SparkSession, history: pd.DataFrame, *, path: str, title: str) -> None:
+    """PNG of the training and (when recorded) validation RMSE per iteration of a
+    convergence history (columns iteration, train_rmse[, validation_rmse])."""
+    ys = [TRAIN_RMSE]
+    if VALIDATION_RMSE in history and history[VALIDATION_RMSE].notna().any():
+        ys.append(VALIDATION_RMSE)
+    line_chart(
+        spark, history, x=ITERATION, ys=ys, path=path, title=title, xlabel=ITERATION,
+        ylabel="RMSE",
+    )
+
+
+def pca_scatter(
+    spark: SparkSession,
+    coords: np.ndarray,
+    ratio: np.ndarray,
+    labels: pd.Series,
+    *,
+    path: str,
+    title: str,
+    n_total: int,
+    max_groups: int = 20,
+) -> None:
+    """Scatter of 2-D PCA ``coords`` (n × 2, explained variance ``ratio`` of the two axes),
+    one colour per ``labels`` value (the ``max_groups`` most frequent; the rest grey
+    "other"), saved as PNG; the title says how many of ``n_total`` points are drawn."""
+    fig, ax = plt.subplots(figsize=(7, 6))
+    if len(coords) >= 2:
+        labels = labels.astype(str)
+        keep = labels.value_counts().index[:max_groups]
+        labels = labels.where(labels.isin(keep), "other")
+        for value in sorted(labels.unique(), key=lambda v: (v == "other", v)):
+            hit = (labels == value).to_numpy()
+            colour = {"color": "lightgrey"} if value == "other" else {}
+            ax.scatter(coords[hit, 0], coords[hit, 1], s=4, alpha=0.5,
+                       label=f"{value} ({hit.sum()})", **colour)
+        ax.set_xlabel(f"PC1 ({100 * ratio[0]:.1f}% of variance)")
+        ax.set_ylabel(f"PC2 ({100 * ratio[1]:.1f}% of variance)")
+        ax.legend(markerscale=3, fontsize=7, loc="best")
+    ax.set_title(f"{title}\n{len(coords)} of {n_total} points")
     ax.grid(True, alpha=0.3)
     save_figure(spark, fig, path)

@@ -1,11 +1,14 @@
-"""Column names and Spark schemas: the one place they are spelled out.
+"""Column names, metric names and Spark schemas: the one place they are spelled out.
 
-Every module refers to columns through these constants, so renaming one is a
-one-line change and a typo is an ``AttributeError`` rather than a silent null column.
+Every module refers to columns through these constants, so renaming one is a one-line
+change and a typo is an ``AttributeError`` rather than a silent null column. Grouped by the
+table they belong to; a name shared by several tables is defined with the first and
+mentioned where it is reused.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Iterable
 
 from pyspark.sql import DataFrame
@@ -13,41 +16,11 @@ from pyspark.sql import types as T
 
 from recspark.errors import DataFrameMissingColumnError
 
-# ---- ids and ratings
+# =========================================================================== ratings
 USER_ID = "user_id"
 MOVIE_ID = "movie_id"
 RATING = "rating"
 TIMESTAMP = "timestamp"
-USER_IDX = "user_idx"  # dense 0-based index of a user, from the ingest index table
-MOVIE_IDX = "movie_idx"  # dense 0-based index of a movie
-USER_BLOCK = "user_block"  # partition column of the ingested ratings: user_idx % user_blocks
-
-# ---- movies, tags, links
-TITLE = "title"
-GENRES = "genres"
-TAG = "tag"
-IMDB_ID = "imdb_id"
-TMDB_ID = "tmdb_id"
-
-# ---- quarantine
-RAW_LINE = "raw_line"
-SOURCE_FILE = "source_file"
-LINE_NUMBER = "line_number"
-REASON = "reason"
-
-# ---- predictions and metrics
-PREDICTION = "prediction"
-PERSONALISED = "personalised"  # true when the model itself (not the bias fallback) scored the row
-MODEL = "model"
-RUN_ID = "run_id"
-SPLIT = "split"
-METRIC = "metric"
-VALUE = "value"
-
-# ---- model parameters
-BIAS = "bias"
-FACTORS = "factors"
-GLOBAL_MEAN = "global_mean"
 
 RATINGS_SCHEMA = T.StructType(
     [
@@ -58,13 +31,18 @@ RATINGS_SCHEMA = T.StructType(
     ]
 )
 
-INDEXED_RATINGS_SCHEMA = T.StructType(
-    RATINGS_SCHEMA.fields
-    + [
-        T.StructField(USER_IDX, T.IntegerType(), False),
-        T.StructField(MOVIE_IDX, T.IntegerType(), False),
-    ]
-)
+#: MovieLens CSV headers (the synthetic generator writes them; the readers accept them).
+ML_RATINGS_HEADER = ("userId", "movieId", "rating", "timestamp")
+ML_MOVIES_HEADER = ("movieId", "title", "genres")
+ML_TAGS_HEADER = ("userId", "movieId", "tag", "timestamp")
+ML_LINKS_HEADER = ("movieId", "imdbId", "tmdbId")
+
+# =========================================================================== movies, tags, links
+TITLE = "title"
+GENRES = "genres"  # "|"-separated genre list
+TAG = "tag"
+IMDB_ID = "imdb_id"
+TMDB_ID = "tmdb_id"
 
 MOVIES_SCHEMA = T.StructType(
     [
@@ -91,13 +69,11 @@ LINKS_SCHEMA = T.StructType(
     ]
 )
 
-USER_INDEX_SCHEMA = T.StructType(
-    [T.StructField(USER_ID, T.LongType(), False), T.StructField(USER_IDX, T.IntegerType(), False)]
-)
-
-MOVIE_INDEX_SCHEMA = T.StructType(
-    [T.StructField(MOVIE_ID, T.LongType(), False), T.StructField(MOVIE_IDX, T.IntegerType(), False)]
-)
+# =========================================================================== quarantine
+RAW_LINE = "raw_line"
+SOURCE_FILE = "source_file"
+LINE_NUMBER = "line_number"
+REASON = "reason"
 
 QUARANTINE_SCHEMA = T.StructType(
     [
@@ -107,6 +83,67 @@ QUARANTINE_SCHEMA = T.StructType(
         T.StructField(REASON, T.StringType(), False),
     ]
 )
+
+# =========================================================================== index tables, ingested ratings
+USER_IDX = "user_idx"  # dense 0-based index of a user, from the ingest index table
+MOVIE_IDX = "movie_idx"  # dense 0-based index of a movie
+USER_BLOCK = "user_block"  # partition column of the ingested ratings: user_idx % user_blocks
+COPIES = "copies"  # input rows a deduplicated (user, movie) rating stood for (>= 1)
+
+USER_INDEX_SCHEMA = T.StructType(
+    [T.StructField(USER_ID, T.LongType(), False), T.StructField(USER_IDX, T.IntegerType(), False)]
+)
+
+MOVIE_INDEX_SCHEMA = T.StructType(
+    [T.StructField(MOVIE_ID, T.LongType(), False), T.StructField(MOVIE_IDX, T.IntegerType(), False)]
+)
+
+INDEXED_RATINGS_SCHEMA = T.StructType(
+    RATINGS_SCHEMA.fields
+    + [
+        T.StructField(USER_IDX, T.IntegerType(), False),
+        T.StructField(MOVIE_IDX, T.IntegerType(), False),
+    ]
+)
+
+#: Indexed ratings as written by the ingest job (partitioned by ``user_block``).
+INGESTED_RATINGS_SCHEMA = T.StructType(
+    INDEXED_RATINGS_SCHEMA.fields + [T.StructField(USER_BLOCK, T.IntegerType(), False)]
+)
+
+# =========================================================================== ingest statistics
+N_RATINGS = "n_ratings"  # a histogram bin's, a user's or a movie's number of ratings
+RANK = "rank"  # 1-based rank in a rank-frequency curve (1 = most ratings); also in top-N lists
+
+# the ingest summary, one (metric, value) row per figure: SUMMARY_SCHEMA under metrics
+
+RATING_HISTOGRAM_SCHEMA = T.StructType(
+    [T.StructField(RATING, T.DoubleType(), False), T.StructField(N_RATINGS, T.LongType(), False)]
+)
+
+RANK_FREQUENCY_SCHEMA = T.StructType(
+    [T.StructField(RANK, T.LongType(), False), T.StructField(N_RATINGS, T.LongType(), False)]
+)
+
+# =========================================================================== synthetic ground truth
+SEGMENT = "segment"  # planted user segment 0..K-1 (null when generate.segments = 0); also KMeans'
+POPULARITY = "popularity"  # a synthetic movie's probability in the popularity distribution
+# N_RATINGS (above): the number of ratings a synthetic user was given
+
+# =========================================================================== model parameters, factors
+BIAS = "bias"  # b_u or b_i
+FACTORS = "factors"  # array<double> latent factors p_u or q_i
+GLOBAL_MEAN = "global_mean"
+FEATURES = "features"  # ml Vector of latent factors (KMeans input; MLlib ALS output)
+MLLIB_ID = "id"  # the id column of MLlib ALS factor tables
+USER_BIAS = "user_bias"  # b_u joined onto pairs by the bias model (null when unseen)
+ITEM_BIAS = "item_bias"  # b_i joined onto pairs by the bias model
+BIAS_PREDICTION = "bias_prediction"  # the bias model's unclipped μ + b_u + b_i
+
+# =========================================================================== predictions
+PREDICTION = "prediction"
+PERSONALISED = "personalised"  # true when the model itself (not the bias fallback) scored the row
+MODEL = "model"  # registered model name (partition column of predictions and top-N lists)
 
 PREDICTIONS_SCHEMA = T.StructType(
     [
@@ -119,6 +156,12 @@ PREDICTIONS_SCHEMA = T.StructType(
     ]
 )
 
+# =========================================================================== metrics
+RUN_ID = "run_id"
+SPLIT = "split"  # "<split kind>/train", "<split kind>/test", "validation", ...
+METRIC = "metric"
+VALUE = "value"
+
 METRICS_SCHEMA = T.StructType(
     [
         T.StructField(RUN_ID, T.StringType(), False),
@@ -129,68 +172,79 @@ METRICS_SCHEMA = T.StructType(
     ]
 )
 
-
-def require_columns(df: DataFrame, columns: Iterable[str], *, stage: str) -> None:
-    """Raise :class:`DataFrameMissingColumnError` if ``df`` lacks any of ``columns``."""
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataFrameMissingColumnError(
-            f"{stage} needs column(s) {', '.join(missing)}; the DataFrame has "
-            f"{', '.join(df.columns) or 'no columns'}"
-        )
-
-
-# ---- synthetic generator (recspark.synthetic): MovieLens CSV headers and planted ground truth
-ML_RATINGS_HEADER = ("userId", "movieId", "rating", "timestamp")
-ML_MOVIES_HEADER = ("movieId", "title", "genres")
-ML_TAGS_HEADER = ("userId", "movieId", "tag", "timestamp")
-ML_LINKS_HEADER = ("movieId", "imdbId", "tmdbId")
-SEGMENT = "segment"  # planted user segment, 0..K-1 (null when generate.segments = 0)
-N_RATINGS = "n_ratings"  # number of ratings a synthetic user was given
-POPULARITY = "popularity"  # a synthetic movie's probability in the popularity distribution
-
-# ---------------------------------------------------------------------------
-# Ingest block (recspark.io.validate, recspark.io.ingested, recspark.index, recspark.stats,
-# recspark.pipeline.ingest). Added by the ingest module; additive only.
-# ---------------------------------------------------------------------------
-COPIES = "copies"  # input rows a deduplicated (user, movie) rating stood for (>= 1)
-# N_RATINGS (above) also names a histogram bin's or a user's / movie's count of ratings.
-RANK = "rank"  # 1-based rank in a rank-frequency curve (1 = most ratings)
-
-#: Indexed ratings as written by the ingest job (partitioned by ``user_block``).
-INGESTED_RATINGS_SCHEMA = T.StructType(
-    INDEXED_RATINGS_SCHEMA.fields + [T.StructField(USER_BLOCK, T.IntegerType(), False)]
-)
-
 #: Ingest statistics, one (metric, value) row per figure.
 SUMMARY_SCHEMA = T.StructType(
     [T.StructField(METRIC, T.StringType(), False), T.StructField(VALUE, T.DoubleType(), True)]
 )
 
-RATING_HISTOGRAM_SCHEMA = T.StructType(
-    [T.StructField(RATING, T.DoubleType(), False), T.StructField(N_RATINGS, T.LongType(), False)]
+# ---- metric names (values of the METRIC column); also column names of small curve frames
+RMSE = "rmse"
+MAE = "mae"
+PERSONALISED_SHARE = "personalised_share"  # share of rows the model scored itself
+ROWS = "rows"  # rows evaluated (or written)
+FIT_SECONDS = "fit_seconds"
+RANKING_USERS = "ranking_users"  # users with at least one relevant test item
+BLEND_WEIGHT = "blend_weight"  # segment ablation: the weight chosen on validation
+SIZE_RATIO = "size_ratio"  # segment ablation: largest / smallest segment
+# K and SILHOUETTE (segments, below) are metric names of the ablation too
+
+
+# ranking metrics at cut-off k: ndcg_at(10) == "ndcg@10"
+PRECISION, RECALL, NDCG, MAP, HIT_RATE, COVERAGE = (
+    "precision", "recall", "ndcg", "map", "hit_rate", "coverage"
 )
 
-RANK_FREQUENCY_SCHEMA = T.StructType(
-    [T.StructField(RANK, T.LongType(), False), T.StructField(N_RATINGS, T.LongType(), False)]
-)
 
-# ---------------------------------------------------------------------------
-# Convergence history of iterative models (recspark.models.als, recspark.models.factor).
-# Added by the ALS module; additive only.
-# ---------------------------------------------------------------------------
-ITERATION = "iteration"  # 1-based iteration number
+def at_k(metric: str, k: int) -> str:
+    """``<metric>@<k>``: a ranking metric at cut-off k."""
+    return f"{metric}@{k}"
+
+
+precision_at = functools.partial(at_k, PRECISION)
+recall_at = functools.partial(at_k, RECALL)
+ndcg_at = functools.partial(at_k, NDCG)
+map_at = functools.partial(at_k, MAP)
+hit_rate_at = functools.partial(at_k, HIT_RATE)
+coverage_at = functools.partial(at_k, COVERAGE)
+
+
+def at_iteration(metric: str, iteration: int) -> str:
+    """``<metric>@iter=NNN``: one point of a convergence history in the metrics table."""
+    return f"{metric}@iter={iteration:03d}"
+
+
+def at_rank(model: str, k: int) -> str:
+    """``<model>@k=<k>``: the model column of a rank-sweep row (the model truncated to k)."""
+    return f"{model}@k={k}"
+
+
+# =========================================================================== convergence history
+ITERATION = "iteration"  # 1-based iteration number (0 = the starting point, when recorded)
 TRAIN_RMSE = "train_rmse"  # RMSE on the training ratings after the iteration
 VALIDATION_RMSE = "validation_rmse"  # RMSE on the validation ratings (NaN without them)
 OBJECTIVE = "objective"  # the regularised loss the iteration minimised
 SECONDS = "seconds"  # wall time of the iteration
+RELATIVE_CHANGE = "relative_change"  # ||L_t − L_{t−1}||_F² / ||L_{t−1}||_F² of a round
+SWEEP_K = "k"  # number of latent factors a rank-sweep row was evaluated with
 
-# ---------------------------------------------------------------------------
-# Segments, profiles, similar movies (recspark.models.cluster, recspark.similar,
-# recspark.pipeline.segment). Added by the segment module; additive only.
-# SEGMENT (above) is also the KMeans segment of a user, 0..k-1.
-# ---------------------------------------------------------------------------
-FEATURES = "features"  # ml Vector of a user's / movie's latent factors (KMeans input)
+# =========================================================================== top-N lists, ranking
+# RANK (above): the 1-based position in a user's list
+SCORE = "score"  # the model's raw ranking score (e.g. unclipped μ + b_u + b_i + p_u·q_i)
+RATED = "rated"  # array of the movies a user has rated (excluded from the top-N)
+RELEVANT = "relevant"  # 1 if a recommended movie is a relevant test item, else 0
+
+RECOMMENDATIONS_SCHEMA = T.StructType(
+    [
+        T.StructField(USER_ID, T.LongType(), False),
+        T.StructField(RANK, T.IntegerType(), False),
+        T.StructField(MOVIE_ID, T.LongType(), False),
+        T.StructField(SCORE, T.DoubleType(), False),
+        T.StructField(MODEL, T.StringType(), False),
+    ]
+)
+
+# =========================================================================== segments, profiles
+# SEGMENT (above): the KMeans segment of a user, 0..k-1
 K = "k"  # number of clusters tried
 SILHOUETTE = "silhouette"  # mean silhouette (squared Euclidean) of a k-means clustering
 SIZE = "size"  # users in a segment
@@ -203,33 +257,33 @@ SUPPORT = "support"  # ratings behind a mean
 TOP_GENRES = "top_genres"  # array<struct<genre, lift, mean_rating, support>>
 TOP_MOVIES = "top_movies"  # array<struct<movie_id, title, mean_rating, support>>
 RESIDUAL = "residual"  # shrunk mean residual r − r̂ of a segment on a movie
+WEIGHT = "weight"  # blend weight of a blend-curve row (with RMSE, MAE)
+COUNT = "count"  # the column Spark's ``groupBy(...).count()`` adds
+
+# =========================================================================== similar movies
 SIMILAR_MOVIE_ID = "similar_movie_id"
 SIMILARITY = "similarity"  # cosine of item factors
 SIMILAR_TITLE = "similar_title"
 
-# ---------------------------------------------------------------------------
-# Rank sweeps and convergence of the SVD / NMF models (recspark.models.svd, .nmf).
-# Added by the SVD/NMF module; additive only.
-# ---------------------------------------------------------------------------
-SWEEP_K = "k"  # number of latent factors a rank-sweep row was evaluated with
-RELATIVE_CHANGE = "relative_change"  # ||L_t − L_{t−1}||_F² / ||L_{t−1}||_F² of a round
-
-# ---------------------------------------------------------------------------
-# Top-N recommendations, ranking metrics, batch re-scoring (recspark.recommend,
-# recspark.ranking, recspark.pipeline.rescore). Added by the recommend module; additive only.
-# RANK (above) is also the 1-based position in a user's top-N list.
-# ---------------------------------------------------------------------------
-SCORE = "score"  # raw model score used for ranking (unclipped μ + b_u + b_i + p_u·q_i)
-SCORE_DATE = "score_date"  # partition column of the re-scoring output, YYYY-MM-DD
-RATED = "rated"  # array<long> of the movie ids a user has rated (excluded from the top-N)
-RELEVANT = "relevant"  # 1 if a recommended movie is a relevant test item, else 0
-
-RECOMMENDATIONS_SCHEMA = T.StructType(
+SIMILAR_SCHEMA = T.StructType(
     [
-        T.StructField(USER_ID, T.LongType(), False),
-        T.StructField(RANK, T.IntegerType(), False),
         T.StructField(MOVIE_ID, T.LongType(), False),
-        T.StructField(SCORE, T.DoubleType(), False),
-        T.StructField(MODEL, T.StringType(), False),
+        T.StructField(RANK, T.IntegerType(), False),
+        T.StructField(SIMILAR_MOVIE_ID, T.LongType(), False),
+        T.StructField(SIMILARITY, T.DoubleType(), False),
     ]
 )
+
+# =========================================================================== re-scoring output (scores)
+SCORE_DATE = "score_date"  # partition column of the re-scoring output, YYYY-MM-DD
+# pairs mode: USER_ID, MOVIE_ID, PREDICTION, PERSONALISED, MODEL; top-N modes: RECOMMENDATIONS_SCHEMA
+
+
+def require_columns(df: DataFrame, columns: Iterable[str], *, stage: str) -> None:
+    """Raise :class:`DataFrameMissingColumnError` if ``df`` lacks any of ``columns``."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataFrameMissingColumnError(
+            f"{stage} needs column(s) {', '.join(missing)}; the DataFrame has "
+            f"{', '.join(df.columns) or 'no columns'}"
+        )

@@ -11,7 +11,7 @@ def test_defaults_come_from_base_toml():
     cfg = load_config()
     assert cfg.seed == 42
     assert cfg.data.dataset == "ml-latest-small"
-    assert cfg.train.models == ("bias", "mllib_als")
+    assert cfg.train.models == ("bias", "popularity", "mllib_als")
 
 
 def test_overrides_are_typed():

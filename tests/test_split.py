@@ -1,8 +1,10 @@
+import pytest
 from chispa import assert_df_equality
 
 from recspark.config import SplitConfig
+from recspark.errors import ConfigError
 from recspark.schema import MOVIE_ID, RATING, TIMESTAMP, USER_ID
-from recspark.split import leave_last_out, random_split, split_ratings
+from recspark.split import leave_last_out, random_split, split_config, split_ratings
 
 COLS = [USER_ID, MOVIE_ID, RATING, TIMESTAMP]
 
@@ -51,3 +53,10 @@ def test_leave_last_out_takes_each_users_latest_rating(spark):
     ]
     same_train, same_test = split_ratings(ratings, cfg=SplitConfig(kind="leave_last_out"), seed=0)
     assert_df_equality(same_test, expected_test, ignore_row_order=True)
+
+
+def test_split_config_sets_the_kind_and_rejects_unknown_ones():
+    cfg = SplitConfig(test_fraction=0.3)
+    assert split_config(cfg, "leave_last_out") == SplitConfig(kind="leave_last_out", test_fraction=0.3)
+    with pytest.raises(ConfigError, match="unknown split kind"):
+        split_config(cfg, "by_time")

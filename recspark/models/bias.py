@@ -26,13 +26,21 @@ from recspark.config import Section
 from recspark.errors import DataQualityError
 from recspark.models.base import with_fallback
 from recspark.models.contract import Ability, ModelSpec
-from recspark.schema import BIAS, MOVIE_ID, RATING, USER_ID, require_columns
+from recspark.schema import (
+    BIAS,
+    BIAS_PREDICTION,
+    ITEM_BIAS,
+    MOVIE_ID,
+    RATING,
+    USER_BIAS,
+    USER_ID,
+    require_columns,
+)
 
 _logger = logging.getLogger(__name__)
 
-USER_BIAS = "user_bias"
-ITEM_BIAS = "item_bias"
-BIAS_PREDICTION = "bias_prediction"  # the unclipped baseline, added by :meth:`BiasModel.annotate`
+__all__ = ["BIAS_PREDICTION", "ITEM_BIAS", "SPEC", "USER_BIAS", "BiasConfig", "BiasModel", "fit_bias"]
+
 _RAW = "_bias_raw"
 
 

@@ -48,6 +48,7 @@ from recspark.schema import (
     GENRES,
     K,
     LIFT,
+    MAE,
     MEAN_RATING,
     MEAN_USER_BIAS,
     MOVIE_ID,
@@ -56,6 +57,7 @@ from recspark.schema import (
     RANK,
     RATING,
     RESIDUAL,
+    RMSE,
     SEGMENT,
     SHARE,
     SILHOUETTE,
@@ -65,6 +67,7 @@ from recspark.schema import (
     TOP_GENRES,
     TOP_MOVIES,
     USER_ID,
+    WEIGHT,
     require_columns,
 )
 
@@ -310,13 +313,13 @@ def blend_curve(
     aggs = []
     for j, w in enumerate(weights):
         err = F.col(RATING) - clip(F.col(PREDICTION) + F.lit(float(w)) * F.col(RESIDUAL), lo, hi)
-        aggs += [F.sqrt(F.avg(err * err)).alias(f"rmse_{j}"), F.avg(F.abs(err)).alias(f"mae_{j}")]
+        aggs += [F.sqrt(F.avg(err * err)).alias(f"{RMSE}_{j}"), F.avg(F.abs(err)).alias(f"{MAE}_{j}")]
     row = annotated.agg(*aggs).first()
     return pd.DataFrame(
         {
-            "weight": [float(w) for w in weights],
-            "rmse": [float(row[f"rmse_{j}"]) for j in range(len(weights))],
-            "mae": [float(row[f"mae_{j}"]) for j in range(len(weights))],
+            WEIGHT: [float(w) for w in weights],
+            RMSE: [float(row[f"{RMSE}_{j}"]) for j in range(len(weights))],
+            MAE: [float(row[f"{MAE}_{j}"]) for j in range(len(weights))],
         }
     )
 

@@ -13,12 +13,21 @@ ability             what the fitted model offers
                     the bias fallback scored it). Models that only rank (EASE) lack it.
 ``TOP_N``           ``ranking_inputs()`` → :class:`RankingInputs`: a per-user table and a
                     :class:`BlockScorer` that scores any block of users × every movie it
-                    knows, so :func:`recspark.recommend.recommend` can rank for any model.
+                    knows, so :func:`recspark.serving.topn.recommend` ranks for any model.
 ``FACTORS``         ``user_factors`` (user_id, factors[, bias]) and ``item_factors``
                     (movie_id, factors[, bias]) tables: segments, similar movies, pictures.
-``SAVE``            ``save(path)``, and ``ModelSpec.load(spark, path)`` reads it back.
+``SAVE``            ``save(path)`` writes a folder holding ``model.json`` with at least
+                    ``name`` (the registered name: re-scoring finds the spec by it), and
+                    ``ModelSpec.load(spark, path)`` reads it back.
 ``FOLD_IN``         ``fold_in(ratings)``: the same model, also scoring the users of
                     ``ratings`` (user_id, movie_id, rating) it did not see in training.
+``HISTORY``         ``history``: the per-iteration convergence table of an iterative fit
+                    (``iteration`` plus figures such as ``train_rmse``), or None. The train
+                    run writes it beside the saved model, plots it and adds its points
+                    to the metrics table.
+``RANK_SWEEP``      ``sweep_model``: the model with all its computed components, ordered
+                    so that the first k give the rank-k model (SVD), or None; the train
+                    run evaluates it at every rank of ``settings["sweep"]``.
 ==================  =====================================================================
 
 The generic adapter :meth:`ModelSpec.fit_model` calls every model's fit function the same
@@ -35,6 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
@@ -53,6 +63,8 @@ class Ability(enum.Enum):
     FACTORS = "factors"
     SAVE = "save"
     FOLD_IN = "fold_in"
+    HISTORY = "history"
+    RANK_SWEEP = "rank_sweep"
 
 
 # --------------------------------------------------------------------------- abilities
@@ -108,7 +120,7 @@ class BlockScorer(Protocol):
 
 @dataclass(frozen=True)
 class RankingInputs:
-    """What a ``TOP_N`` model hands to :func:`recspark.recommend.recommend`: ``users``
+    """What a ``TOP_N`` model hands to :func:`recspark.serving.topn.recommend`: ``users``
     (user_id plus the columns its scorer reads, one row per user it can rank) and the
     ``scorer``."""
 
@@ -137,7 +149,9 @@ class LatentFactors(Protocol):
 
 @runtime_checkable
 class Saveable(Protocol):
-    """``SAVE``: writes itself to a folder that the spec's ``load`` reads back."""
+    """``SAVE``: writes itself to a folder that the spec's ``load`` reads back; the folder's
+    ``model.json`` holds at least ``name``, the registered name
+    (:func:`recspark.io.runs.write_model_meta`)."""
 
     name: str
 
@@ -147,11 +161,34 @@ class Saveable(Protocol):
 @runtime_checkable
 class FoldsIn(Protocol):
     """``FOLD_IN``: scores users it did not see in training from their ratings, without
-    refitting. ``ratings``: user_id, movie_id, rating of those users only."""
+    refitting. ``ratings``: user_id, movie_id, rating; the ratings of users the model
+    already knows are ignored (those users keep what training gave them)."""
 
     name: str
 
     def fold_in(self, ratings: DataFrame) -> Any: ...
+
+
+@runtime_checkable
+class Iterative(Protocol):
+    """``HISTORY``: ``history`` is a pandas frame with an ``iteration`` column and one column
+    per recorded figure (``train_rmse``, ``validation_rmse``, ``objective``, ...; NaN where
+    not measured), one row per iteration; None when the fit recorded nothing."""
+
+    name: str
+    history: pd.DataFrame | None
+
+
+@runtime_checkable
+class RankSweepable(Protocol):
+    """``RANK_SWEEP``: ``sweep_model`` is a ``FACTORS`` model (with ``global_mean``,
+    ``fallback``, ``lo``, ``hi``, ``rank``) holding every computed component, ordered so the
+    first k give the best rank-k model, or None when no more than ``rank`` were computed;
+    ``settings["sweep"]`` lists the ranks to evaluate."""
+
+    name: str
+    sweep_model: Any
+    settings: Any
 
 
 #: The protocol each ability promises (tests check fitted models against it).
@@ -161,6 +198,8 @@ PROTOCOLS: dict[Ability, type] = {
     Ability.FACTORS: LatentFactors,
     Ability.SAVE: Saveable,
     Ability.FOLD_IN: FoldsIn,
+    Ability.HISTORY: Iterative,
+    Ability.RANK_SWEEP: RankSweepable,
 }
 
 
@@ -254,4 +293,6 @@ _VERBS = {
     Ability.FACTORS: "provide latent factors",
     Ability.SAVE: "be saved and re-loaded",
     Ability.FOLD_IN: "fold in new users",
+    Ability.HISTORY: "record a convergence history",
+    Ability.RANK_SWEEP: "be evaluated at smaller ranks",
 }

@@ -15,11 +15,17 @@ was given, else this model's own μ + b_u + b_i with unknown biases counted as 0
 A model saves to a folder (published atomically) and loads back with
 :meth:`FactorModel.load`, which raises :class:`~recspark.errors.ModelError` when the folder
 is missing, incomplete or of another format. Models without biases (NMF) store 0.
+
+For top-N lists, :class:`FactorScorer` scores a block of users against every movie,
+
+    s(u, i) = μ + b_u + b_i + p_u · q_i        (raw, unclipped; μ = b = 0 without biases)
+
+with one matrix product per chunk of users (:func:`factor_ranking_inputs`).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -32,22 +38,23 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from recspark.arrow import list_array, list_values
 from recspark.errors import ModelError
-from recspark.io import storage
+from recspark.io import runs, storage
 from recspark.models.base import with_fallback
-from recspark.models.bias import BIAS_PREDICTION, BiasModel
+from recspark.models.bias import BiasModel
+from recspark.models.contract import RankingInputs, UserBlock
 from recspark.schema import (
     BIAS,
+    BIAS_PREDICTION,
     FACTORS,
-    ITERATION,
+    GLOBAL_MEAN,
     MOVIE_ID,
     MOVIE_IDX,
     PERSONALISED,
     PREDICTION,
-    TRAIN_RMSE,
     USER_ID,
     USER_IDX,
-    VALIDATION_RMSE,
     require_columns,
 )
 
@@ -58,7 +65,6 @@ MODEL_FORMAT = "recspark-factor-model"
 #: Bumped whenever the saved layout changes incompatibly.
 MODEL_VERSION = 1
 
-_META = "model.json"
 _USERS = "user_factors"
 _ITEMS = "item_factors"
 _FALLBACK_USERS = "fallback_user_bias"
@@ -95,10 +101,7 @@ def factor_frame(
         {
             idx_col: pa.array(np.asarray(idx, dtype=np.int32)),
             BIAS: pa.array(np.asarray(bias, dtype=np.float64)),
-            FACTORS: pa.ListArray.from_arrays(
-                pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)),
-                pa.array(np.ascontiguousarray(factors, dtype=np.float64).ravel()),
-            ),
+            FACTORS: list_array(np.asarray(factors, dtype=np.float64).reshape(n, k)),
         }
     )
     return spark.createDataFrame(arrow, factor_schema(idx_col))
@@ -118,6 +121,79 @@ def factor_schema(idx_col: str) -> T.StructType:
 def dot(a: Column | str, b: Column | str) -> Column:
     """Σ_k a[k]·b[k] of two array<double> columns, in native Spark SQL (null if either is)."""
     return F.aggregate(F.zip_with(a, b, lambda x, y: x * y), F.lit(0.0), lambda acc, v: acc + v)
+
+
+@dataclass(frozen=True)
+class FactorScorer:
+    """The :class:`~recspark.models.contract.BlockScorer` of a factor model: the (M,) sorted
+    ``item_ids`` with their biases (M,) and factors (M × k), and μ.
+
+    ``scores(block, rows)`` reads ``factors`` (and ``bias``, 0 when absent) of the block's
+    user rows ``rows`` and returns μ + b_u + b_i + p_u·q_i, (rows × M). Raises ModelError
+    when a user's factors do not have the items' length k (a corrupt model).
+    """
+
+    item_ids: np.ndarray
+    item_bias: np.ndarray
+    item_factors: np.ndarray
+    global_mean: float = 0.0
+    shared_scores: np.ndarray | None = None
+
+    def scores(self, block: UserBlock, rows: slice) -> np.ndarray:
+        part = block.columns.slice(rows.start, rows.stop - rows.start)
+        c, k = part.num_rows, self.item_factors.shape[1]
+        offsets, flat = list_values(part.column(FACTORS))
+        if not np.array_equal(np.diff(offsets), np.full(c, k)):
+            raise ModelError(
+                f"user factors do not all have the item factors' length {k}: the model is "
+                "corrupt; re-train it"
+            )
+        bias = (
+            part.column(BIAS).to_numpy().astype(np.float64)
+            if BIAS in part.column_names
+            else np.zeros(c)
+        )
+        scores = flat.astype(np.float64).reshape(c, k) @ self.item_factors.T
+        scores += self.item_bias[None, :]
+        scores += (self.global_mean + bias)[:, None]
+        return scores
+
+
+def factor_ranking_inputs(
+    user_factors: DataFrame, item_factors: DataFrame, *, global_mean: float = 0.0
+) -> RankingInputs:
+    """Ranking inputs of any factor tables: ``user_factors`` (user_id, factors[, bias]) and
+    ``item_factors`` (movie_id, factors[, bias]); a missing ``bias`` counts as 0 (then pass
+    ``global_mean`` 0 too). The users table is user_id, bias, factors; the item table is
+    collected to the driver, sorted by movie id, into a :class:`FactorScorer`.
+
+    Raises ModelError when the item factors have mixed lengths. Action: one collect.
+    """
+    require_columns(user_factors, [USER_ID, FACTORS], stage="ranking inputs (user factors)")
+    require_columns(item_factors, [MOVIE_ID, FACTORS], stage="ranking inputs (item factors)")
+
+    def bias(df: DataFrame) -> Column:
+        return (F.col(BIAS).cast("double") if BIAS in df.columns else F.lit(0.0)).alias(BIAS)
+
+    as_doubles = F.col(FACTORS).cast("array<double>").alias(FACTORS)
+    pdf = item_factors.select(MOVIE_ID, bias(item_factors), as_doubles).orderBy(MOVIE_ID).toPandas()
+    ids = pdf[MOVIE_ID].to_numpy(np.int64)
+    lengths = {len(v) for v in pdf[FACTORS]}
+    if len(lengths) > 1:
+        raise ModelError(
+            f"item factors have mixed lengths {sorted(lengths)}: the model is corrupt; re-train it"
+        )
+    k = lengths.pop() if lengths else 0
+    factors = (
+        np.vstack(pdf[FACTORS].to_numpy()).astype(np.float64).reshape(ids.size, k)
+        if ids.size
+        else np.zeros((0, k))
+    )
+    users = user_factors.select(
+        F.col(USER_ID).cast("long").alias(USER_ID), bias(user_factors), as_doubles
+    )
+    scorer = FactorScorer(ids, pdf[BIAS].to_numpy(np.float64), factors, float(global_mean))
+    return RankingInputs(users=users, scorer=scorer)
 
 
 @dataclass(frozen=True)
@@ -176,6 +252,33 @@ class FactorModel:
             *columns, PREDICTION, PERSONALISED
         )
 
+    def ranking_inputs(self) -> RankingInputs:
+        """``TOP_N``: raw scores μ + b_u + b_i + p_u·q_i for every user in ``user_factors``
+        against every movie in ``item_factors`` (:func:`factor_ranking_inputs`). Action:
+        collects the item table."""
+        return factor_ranking_inputs(
+            self.user_factors, self.item_factors, global_mean=self.global_mean
+        )
+
+    def fold_in(self, ratings: DataFrame) -> "FactorModel":
+        """``FOLD_IN``: this model, also scoring the users of ``ratings`` (user_id, movie_id,
+        rating) that are not in ``user_factors``: each gets the factors and bias of one ALS
+        user half-step against the fixed movie side, with the model's saved regularisation
+        (:mod:`recspark.serving.foldin`). Users who rated no known movie stay unknown (the
+        fallback scores them). The folded-in rows are cached, so later jobs reuse them.
+
+        Raises :class:`ModelError` when the settings lack the regularisation (only recspark
+        ALS records it). Actions: collects the item table; the fold-in itself is lazy.
+        """
+        # serving builds on the models (its solve is the ALS kernel, which imports this
+        # module), so it is imported when a model is folded in, not at import time
+        from recspark.serving.foldin import fold_in_model_users
+
+        new = ratings.join(self.user_factors.select(USER_ID), USER_ID, "left_anti")
+        folded = fold_in_model_users(self, new).cache()
+        users = runs.to_schema(self.user_factors, USER_FACTORS_SCHEMA).unionByName(folded)
+        return dataclasses.replace(self, user_factors=users)
+
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str) -> None:
@@ -190,8 +293,8 @@ class FactorModel:
         meta: dict[str, Any] = {
             "format": MODEL_FORMAT,
             "version": MODEL_VERSION,
-            "name": self.name,
-            "global_mean": self.global_mean,
+            runs.NAME_KEY: self.name,
+            GLOBAL_MEAN: self.global_mean,
             "rank": self.rank,
             "lo": self.lo,
             "hi": self.hi,
@@ -200,19 +303,19 @@ class FactorModel:
             "fallback": None,
         }
         with storage.staged(spark, path) as tmp:
-            _typed(self.user_factors, USER_FACTORS_SCHEMA).write.parquet(f"{tmp}/{_USERS}")
-            _typed(self.item_factors, ITEM_FACTORS_SCHEMA).write.parquet(f"{tmp}/{_ITEMS}")
+            runs.to_schema(self.user_factors, USER_FACTORS_SCHEMA).write.parquet(f"{tmp}/{_USERS}")
+            runs.to_schema(self.item_factors, ITEM_FACTORS_SCHEMA).write.parquet(f"{tmp}/{_ITEMS}")
             if self.fallback is not None:
                 fb = self.fallback
-                _typed(fb.user_bias, _BIAS_SCHEMA_USERS).write.parquet(f"{tmp}/{_FALLBACK_USERS}")
-                _typed(fb.item_bias, _BIAS_SCHEMA_ITEMS).write.parquet(f"{tmp}/{_FALLBACK_ITEMS}")
+                runs.to_schema(fb.user_bias, _BIAS_SCHEMA_USERS).write.parquet(f"{tmp}/{_FALLBACK_USERS}")
+                runs.to_schema(fb.item_bias, _BIAS_SCHEMA_ITEMS).write.parquet(f"{tmp}/{_FALLBACK_ITEMS}")
                 meta["fallback"] = {
                     "name": fb.name,
                     "global_mean": fb.global_mean,
                     "lo": fb.lo,
                     "hi": fb.hi,
                 }
-            storage.write_text(spark, f"{tmp}/{_META}", json.dumps(meta, indent=2, default=str))
+            runs.write_model_meta(spark, tmp, meta)
         _logger.info("saved %s model to %s", self.name, path)
 
     @classmethod
@@ -223,56 +326,40 @@ class FactorModel:
         ``model.json`` (an interrupted or foreign folder), or holds another format, version
         or schema. No Spark job runs; the tables are read lazily.
         """
-        if not storage.exists(spark, path):
+        meta = runs.read_model_meta(spark, path)
+        if meta.get("format") != MODEL_FORMAT:
             raise ModelError(
-                f"no saved model at {path}: check the path, or train and save a model there first"
-            )
-        meta_path = f"{path.rstrip('/')}/{_META}"
-        if not storage.exists(spark, meta_path):
-            raise ModelError(
-                f"{path} is not a complete saved model ({_META} is missing): "
-                "save the model again"
-            )
-        try:
-            meta = json.loads(storage.read_text(spark, meta_path))
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{meta_path} is not valid JSON ({exc}): save the model again") from exc
-        except Exception as exc:  # the Hadoop FS failed (e.g. checksum): say which file
-            raise ModelError(
-                f"could not read {meta_path} ({type(exc).__name__}): save the model again"
-            ) from exc
-        if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-            raise ModelError(
-                f"{path} is not a recspark factor model (format "
-                f"{meta.get('format') if isinstance(meta, dict) else None!r}, expected "
-                f"{MODEL_FORMAT!r}): point at a folder written by FactorModel.save"
+                f"{path} is not a recspark factor model (format {meta.get('format')!r}, "
+                f"expected {MODEL_FORMAT!r}): point at a folder written by FactorModel.save"
             )
         if meta.get("version") != MODEL_VERSION:
             raise ModelError(
                 f"{path} was saved in layout version {meta.get('version')!r}; this recspark "
                 f"reads version {MODEL_VERSION}: re-train and save the model with this version"
             )
-        missing = [k for k in ("name", "global_mean", "rank", "lo", "hi") if k not in meta]
+        missing = [k for k in (GLOBAL_MEAN, "rank", "lo", "hi") if k not in meta]
         if missing:
-            raise ModelError(f"{meta_path} lacks {', '.join(missing)}: save the model again")
+            raise ModelError(
+                f"{path}/{runs.MODEL_META} lacks {', '.join(missing)}: save the model again"
+            )
         rank = int(meta["rank"])
-        users = _read_table(spark, path, _USERS, USER_FACTORS_SCHEMA)
-        items = _read_table(spark, path, _ITEMS, ITEM_FACTORS_SCHEMA)
+        users = runs.read_model_table(spark, path, _USERS, USER_FACTORS_SCHEMA)
+        items = runs.read_model_table(spark, path, _ITEMS, ITEM_FACTORS_SCHEMA)
         fallback = None
         if meta.get("fallback"):
             fb = meta["fallback"]
             fallback = BiasModel(
                 float(fb["global_mean"]),
-                _read_table(spark, path, _FALLBACK_USERS, _BIAS_SCHEMA_USERS),
-                _read_table(spark, path, _FALLBACK_ITEMS, _BIAS_SCHEMA_ITEMS),
+                runs.read_model_table(spark, path, _FALLBACK_USERS, _BIAS_SCHEMA_USERS),
+                runs.read_model_table(spark, path, _FALLBACK_ITEMS, _BIAS_SCHEMA_ITEMS),
                 lo=float(fb["lo"]),
                 hi=float(fb["hi"]),
                 name=str(fb["name"]),
             )
         history = meta.get("history")
         return cls(
-            name=str(meta["name"]),
-            global_mean=float(meta["global_mean"]),
+            name=str(meta[runs.NAME_KEY]),
+            global_mean=float(meta[GLOBAL_MEAN]),
             rank=rank,
             user_factors=users,
             item_factors=items,
@@ -283,10 +370,6 @@ class FactorModel:
             history=None if history is None else _history_frame(history),
         )
 
-    def write_extras(self, spark: SparkSession, out_dir: str) -> None:
-        """Pipeline hook: the convergence history and its plot (see :func:`write_history`)."""
-        write_history(spark, self, out_dir)
-
 
 _BIAS_SCHEMA_USERS = T.StructType(
     [T.StructField(USER_ID, T.LongType(), False), T.StructField(BIAS, T.DoubleType(), False)]
@@ -294,35 +377,6 @@ _BIAS_SCHEMA_USERS = T.StructType(
 _BIAS_SCHEMA_ITEMS = T.StructType(
     [T.StructField(MOVIE_ID, T.LongType(), False), T.StructField(BIAS, T.DoubleType(), False)]
 )
-
-
-def _typed(df: DataFrame, schema: T.StructType) -> DataFrame:
-    """``df``'s columns of ``schema``, in its order and cast to its types."""
-    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
-
-
-def _read_table(spark: SparkSession, path: str, name: str, schema: T.StructType) -> DataFrame:
-    """A saved Parquet table, checked for completeness (``_SUCCESS``) and column types."""
-    where = f"{path.rstrip('/')}/{name}"
-    if not storage.exists(spark, f"{where}/_SUCCESS"):
-        raise ModelError(
-            f"{path} is not a complete saved model ({name}/ is missing or was not fully "
-            "written): save the model again"
-        )
-    df = spark.read.parquet(where)
-    have = {f.name: f.dataType for f in df.schema.fields}
-    wrong = [
-        f"{f.name} ({have.get(f.name, 'missing')}, expected {f.dataType.simpleString()})"
-        for f in schema.fields
-        if have.get(f.name) is None
-        or have[f.name].simpleString() != f.dataType.simpleString()
-    ]
-    if wrong:
-        raise ModelError(
-            f"{where} has an incompatible schema: {'; '.join(wrong)}; save the model again "
-            "with this recspark version"
-        )
-    return df.select(*schema.names)
 
 
 def _history_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -348,35 +402,3 @@ def _history_records(history: pd.DataFrame) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-def write_history(spark: SparkSession, model: FactorModel, out_dir: str) -> None:
-    """Write ``model.history`` into ``out_dir``: ``<name>_history/`` (Parquet, one file) and
-    ``<name>_convergence.png`` (training and, when present, validation RMSE per iteration).
-
-    Does nothing (with a log line) when the model has no history. Action: one small write.
-    """
-    history = model.history
-    if history is None or history.empty:
-        _logger.info("%s has no convergence history to write", model.name)
-        return
-    base = out_dir.rstrip("/")
-    spark.createDataFrame(history).coalesce(1).write.mode("overwrite").parquet(
-        f"{base}/{model.name}_history"
-    )
-    from recspark.plots import line_chart  # matplotlib: only the driver that plots pays for it
-
-    ys = [TRAIN_RMSE]
-    if VALIDATION_RMSE in history and history[VALIDATION_RMSE].notna().any():
-        ys.append(VALIDATION_RMSE)
-    line_chart(
-        spark,
-        history,
-        x=ITERATION,
-        ys=ys,
-        path=f"{base}/{model.name}_convergence.png",
-        title=f"{model.name}: RMSE per iteration (rank {model.rank})",
-        xlabel="iteration",
-        ylabel="RMSE",
-    )
-    _logger.info("wrote %s convergence history to %s", model.name, base)

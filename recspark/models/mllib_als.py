@@ -17,13 +17,19 @@ from pyspark.sql import functions as F
 
 from recspark.config import Section
 from recspark.models.base import with_fallback
-from recspark.models.contract import Ability, ModelSpec
-from recspark.models.bias import BIAS_PREDICTION, ITEM_BIAS, USER_BIAS, BiasModel
+from recspark.models.bias import BiasModel
+from recspark.models.contract import Ability, ModelSpec, RankingInputs
+from recspark.models.factor import factor_ranking_inputs
 from recspark.schema import (
+    BIAS_PREDICTION,
     FACTORS,
+    FEATURES,
+    ITEM_BIAS,
+    MLLIB_ID,
     MOVIE_ID,
     MOVIE_IDX,
     RATING,
+    USER_BIAS,
     USER_ID,
     USER_IDX,
     require_columns,
@@ -81,6 +87,11 @@ class MllibAlsModel:
             scored, _RAW, F.col(BIAS_PREDICTION), lo=self.lo, hi=self.hi
         ).drop(USER_IDX, MOVIE_IDX, USER_BIAS, ITEM_BIAS, BIAS_PREDICTION)
 
+    def ranking_inputs(self) -> RankingInputs:
+        """``TOP_N``: raw scores p_u·q_i (no biases) for every user with factors against
+        every movie with factors. Action: collects the item factors."""
+        return factor_ranking_inputs(self.user_factors, self.item_factors, global_mean=0.0)
+
 
 def fit_mllib_als(
     train: DataFrame,
@@ -117,11 +128,11 @@ def fit_mllib_als(
     users = train.select(USER_ID, USER_IDX).distinct()
     movies = train.select(MOVIE_ID, MOVIE_IDX).distinct()
     user_factors = users.join(
-        model.userFactors.select(F.col("id").alias(USER_IDX), F.col("features").alias(FACTORS)),
+        model.userFactors.select(F.col(MLLIB_ID).alias(USER_IDX), F.col(FEATURES).alias(FACTORS)),
         USER_IDX,
     )
     item_factors = movies.join(
-        model.itemFactors.select(F.col("id").alias(MOVIE_IDX), F.col("features").alias(FACTORS)),
+        model.itemFactors.select(F.col(MLLIB_ID).alias(MOVIE_IDX), F.col(FEATURES).alias(FACTORS)),
         MOVIE_IDX,
     )
     cast = F.col(FACTORS).cast("array<double>").alias(FACTORS)

@@ -482,7 +482,9 @@ SPEC = ModelSpec(
     name="nmf",
     summary="NMF by Lee–Seung multiplicative updates on the observed ratings (or MLlib NNLS ALS)",
     fit=fit_nmf,
-    abilities=frozenset({Ability.PREDICT, Ability.TOP_N, Ability.FACTORS, Ability.SAVE}),
+    abilities=frozenset(
+        {Ability.PREDICT, Ability.TOP_N, Ability.FACTORS, Ability.SAVE, Ability.HISTORY}
+    ),
     config=NmfConfig,
     load=FactorModel.load,
 )

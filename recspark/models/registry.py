@@ -26,6 +26,7 @@ MODELS: dict[str, str] = {
     "iterative_svd": "recspark.models.svd.iterative:SPEC",
     "nmf": "recspark.models.nmf:SPEC",
     "nmf_als": "recspark.models.nmf:ALS_SPEC",
+    "popularity": "recspark.models.popularity:SPEC",
 }
 
 

@@ -1,46 +1,38 @@
-"""The scheduled batch re-scoring job: a saved factor model → scores for today.
+"""The scheduled batch re-scoring job: a saved model → scores for today.
 
 ``run_rescore(spark, cfg)`` loads ``models/<rescore.model>/`` of a train run (``rescore.run_id``,
-or the latest *published* run under ``train.output_dir`` that holds the model: a run folder
-without a ``._staging-`` / ``._old-`` suffix, chosen by sorted run id) with
-:meth:`FactorModel.load`, reads the current ratings (``rescore.ratings`` Parquet, else the
-ingested ratings), and writes one of (``rescore.mode``):
+or the latest published run holding it: :func:`recspark.io.runs.find_run`). The folder's
+``model.json`` names the registered model, whose spec loads it. The job reads the current
+ratings (``rescore.ratings`` Parquet, else the ingested ratings) and writes one of
+(``rescore.mode``):
 
-- ``pairs``: the (user_id, movie_id) pairs of ``rescore.input`` (Parquet folder, or CSV with
-  an optional ``userId,movieId`` header) scored as user_id, movie_id, prediction (clipped to
-  the rating scale), personalised, model. Pairs with an id the model does not know are
-  scored by the bias fallback and counted; malformed CSV lines are quarantined
-  (source_file, line_number, raw_line, reason) like ingest does.
-- ``all``: top ``rescore.n`` for every user (user_id, rank, movie_id, score, model; rated
-  movies of the current ratings excluded).
+- ``pairs`` (a ``PREDICT`` model): the (user_id, movie_id) pairs of ``rescore.input``
+  (Parquet folder, or CSV with an optional ``userId,movieId`` header) scored as user_id,
+  movie_id, prediction (clipped to the rating scale), personalised, model. Pairs the model
+  cannot score get the bias fallback and are counted (for a ``FACTORS`` model also by
+  unknown user and unknown movie); malformed CSV lines are quarantined (source_file,
+  line_number, raw_line, reason) like ingest does.
+- ``all`` (a ``TOP_N`` model): top ``rescore.n`` for every user the model ranks (user_id,
+  rank, movie_id, score, model; rated movies of the current ratings excluded).
 - ``incremental``: the same, only for users with a rating newer than the watermark of the
   latest earlier scoring date (all users when there is none).
 
-Users in the current ratings but not in the model are folded in (one ALS half-step against
-the fixed movie factors, :mod:`recspark.models.foldin`) when ``rescore.foldin``; without
-fold-in, or for users whose movies are all unknown, they get no top-N list and their pairs
-the bias fallback.
+Users in the current ratings but unseen in training are folded in when ``rescore.foldin``
+and the spec has ``FOLD_IN`` (ALS: one half-step against the fixed movie factors,
+:mod:`recspark.serving.foldin`). Otherwise new users get what the model can do: a
+non-personalised ranking (``shared_scores``, e.g. popularity) ranks every user of the
+current ratings; a personalised one gives them no list, and their pairs the bias fallback.
 
-Output: ``<rescore.output_dir>/score_date=YYYY-MM-DD/`` holding the Parquet part files plus
-``_report.json`` (counts), ``_watermark.json`` (max rating timestamp of the ratings read) and,
-in pairs mode, ``_quarantine/``; Spark's reader skips ``_``-names, so
-``spark.read.parquet(output_dir)`` sees the ``score_date`` partitions only (use
-:func:`read_scores` to read published dates only). Everything is written to
-``<output_dir>/_staging/`` first and moved into place with one rename after the last byte:
-a run that dies half-way leaves the earlier output of that date intact; re-running a date
+Output layout (score dates, ``_staging``, report, watermark): :mod:`recspark.io.scores`.
+A run that dies half-way leaves the earlier output of that date intact; re-running a date
 replaces it with the same rows (the computation is deterministic).
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
 import logging
-import re
-import uuid
-from datetime import date, datetime, timezone
-from typing import Any, Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any, Callable
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -48,16 +40,13 @@ from pyspark.sql import types as T
 
 from recspark.config import Config, expand
 from recspark.errors import ConfigError, DataNotFoundError, ModelError
-from recspark.io import storage
+from recspark.io import runs, scores, storage
 from recspark.io.ingested import read_ratings
 from recspark.io.validate import Reason, quarantined, read_lines
 from recspark.log import stage
-from recspark.models.factor import FactorModel
-from recspark.models.foldin import fold_in_model_users
-from recspark.recommend import recommend
+from recspark.models import registry
+from recspark.models.contract import Ability, ModelSpec, RankingInputs, require
 from recspark.schema import (
-    BIAS,
-    FACTORS,
     LINE_NUMBER,
     MODEL,
     MOVIE_ID,
@@ -66,102 +55,76 @@ from recspark.schema import (
     RATING,
     RAW_LINE,
     REASON,
-    SCORE_DATE,
+    ROWS,
     SOURCE_FILE,
     TIMESTAMP,
     USER_ID,
     require_columns,
 )
+from recspark.serving.topn import recommend
 
 _logger = logging.getLogger(__name__)
 
-MODES = ("pairs", "all", "incremental")
-REPORT_FILE = "_report.json"
-WATERMARK_FILE = "_watermark.json"
-QUARANTINE_DIR = "_quarantine"
-STAGING_DIR = "_staging"
-_DATE_DIR = re.compile(rf"^{SCORE_DATE}=(\d{{4}}-\d{{2}}-\d{{2}})$")
+#: What each ``rescore.mode`` needs the model to do.
+MODES = {"pairs": Ability.PREDICT, "all": Ability.TOP_N, "incremental": Ability.TOP_N}
 _PAIR_HEADERS = ("userid,movieid", "user_id,movie_id")
 _INT_RE = r"^[+-]?[0-9]+$"
+_USERS, _UNKNOWN_USER, _UNKNOWN_MOVIE = "users", "unknown_user", "unknown_movie"
 
 #: Called with the staging folder after the scores are written and before publication
 #: (tests inject a failure here).
 Hook = Callable[[str], None]
 
 
-# --------------------------------------------------------------------------- locating things
+# --------------------------------------------------------------------------- the model
 
 
-def _published_runs(spark: SparkSession, runs_dir: str) -> list[str]:
-    return [
-        name
-        for name in storage.list_dir(spark, runs_dir)
-        if not name.startswith(("_", "."))
-        and "._staging-" not in name
-        and "._old-" not in name
-    ]
+def load_model(spark: SparkSession, cfg: Config) -> tuple[str, ModelSpec, Any]:
+    """(folder, spec, model) of the saved model to score with (module docstring).
+
+    Raises ModelError when no published run holds ``models/<rescore.model>``, the folder is
+    missing or incomplete, or the model it names cannot be saved and loaded; ConfigError
+    when the model cannot do what ``rescore.mode`` needs.
+    """
+    rc = cfg.rescore
+    run = runs.find_run(spark, cfg, model=rc.model, run_id=rc.run_id)
+    if run is None:
+        raise ModelError(
+            f"no published train run under {runs.runs_dir(cfg)} holds a saved {rc.model!r} "
+            f"model: train one (python jobs/train.py --set train.models=bias,{rc.model}), or "
+            "point rescore.run_id at a run and rescore.model at one of its models/"
+        )
+    path = runs.model_dir(run, rc.model)
+    name = runs.read_model_meta(spark, path)[runs.NAME_KEY]
+    spec = registry.spec(name)
+    if not spec.can(Ability.SAVE):
+        raise ModelError(f"{path} names model {name!r}, which cannot be saved and re-loaded")
+    saveable = registry.with_ability(Ability.SAVE)
+    require(spec, MODES[rc.mode], setting=f"rescore.mode = {rc.mode}",
+            choices=[n for n in registry.with_ability(MODES[rc.mode]) if n in saveable])
+    return path, spec, spec.load(spark, path)
 
 
-def model_path(spark: SparkSession, cfg: Config) -> str:
-    """The saved model folder to load (see the module docstring). Raises ModelError when no
-    published run holds ``models/<rescore.model>``."""
-    runs_dir = expand(cfg.train.output_dir).rstrip("/")
-    name = cfg.rescore.model
-    if cfg.rescore.run_id:
-        return f"{runs_dir}/{cfg.rescore.run_id}/models/{name}"
-    for run in reversed(_published_runs(spark, runs_dir)):
-        path = f"{runs_dir}/{run}/models/{name}"
-        if storage.exists(spark, path):
-            return path
-    raise ModelError(
-        f"no published train run under {runs_dir} holds a saved {name!r} model: train one "
-        f"(python jobs/train.py --set train.models=bias,{name}), or point rescore.run_id at a "
-        "run and rescore.model at one of its models/"
-    )
-
-
-def score_date(cfg: Config) -> str:
-    """``rescore.score_date`` checked as YYYY-MM-DD, or today's UTC date."""
-    text = cfg.rescore.score_date or datetime.now(timezone.utc).date().isoformat()
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"rescore.score_date must be YYYY-MM-DD, got {text!r}") from None
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        raise ConfigError(f"rescore.score_date must be YYYY-MM-DD, got {text!r}")
-    return text
-
-
-def published_dates(spark: SparkSession, output_dir: str) -> list[str]:
-    """Sorted score dates published under ``output_dir``."""
-    dates = []
-    for name in storage.list_dir(spark, output_dir):
-        m = _DATE_DIR.match(name)
-        if m:
-            dates.append(m.group(1))
-    return sorted(dates)
-
-
-def read_scores(spark: SparkSession, output_dir: str) -> DataFrame:
-    """Every published score date under ``output_dir`` with its ``score_date`` column (half
-    written staging folders are never read). Raises DataNotFoundError when there is none."""
-    dates = published_dates(spark, output_dir)
-    if not dates:
-        raise DataNotFoundError(f"no published scores under {output_dir}: run jobs/rescore.py first")
-    base = output_dir.rstrip("/")
-    return spark.read.option("basePath", base).parquet(
-        *[f"{base}/{SCORE_DATE}={d}" for d in dates]
-    )
-
-
-def previous_watermark(spark: SparkSession, output_dir: str, before: str) -> int | None:
-    """The watermark (max rating timestamp) of the latest published date before ``before``."""
-    base = output_dir.rstrip("/")
-    for d in reversed([d for d in published_dates(spark, output_dir) if d < before]):
-        path = f"{base}/{SCORE_DATE}={d}/{WATERMARK_FILE}"
-        if storage.exists(spark, path):
-            return int(json.loads(storage.read_text(spark, path))["max_timestamp"])
-    return None
+def fold_in_new_users(
+    spark: SparkSession, cfg: Config, spec: ModelSpec, model: Any, ratings: DataFrame,
+    report: dict[str, Any],
+) -> Any:
+    """The model to score with: ``model`` with the new users of ``ratings`` folded in when
+    ``rescore.foldin`` and the spec can, else ``model``. Sets ``report["folded_in_users"]``
+    (counted for ``FACTORS`` models, else None)."""
+    if not (cfg.rescore.foldin and spec.can(Ability.FOLD_IN)):
+        if cfg.rescore.foldin:
+            _logger.info("%s cannot fold in new users: they get what it can do without", spec.name)
+        report["folded_in_users"] = 0
+        return model
+    with stage("rescore: fold in new users", spark):
+        scoring = model.fold_in(ratings)
+        report["folded_in_users"] = (
+            scoring.user_factors.count() - model.user_factors.count()
+            if spec.can(Ability.FACTORS)
+            else None
+        )
+    return scoring
 
 
 # --------------------------------------------------------------------------- inputs
@@ -240,23 +203,6 @@ def read_pairs(spark: SparkSession, path: str, *, fmt: str = "auto") -> tuple[Da
     return df.select(F.col(USER_ID).cast("long"), F.col(MOVIE_ID).cast("long")), None
 
 
-# --------------------------------------------------------------------------- publishing
-
-
-@contextlib.contextmanager
-def _staged_under(spark: SparkSession, output_dir: str, target: str) -> Iterator[str]:
-    """Like :func:`storage.staged`, but the staging folder lives under ``<output_dir>/_staging``
-    so partition discovery on ``output_dir`` never sees a half-written date."""
-    name = target.rstrip("/").rsplit("/", 1)[-1]
-    staging = f"{output_dir.rstrip('/')}/{STAGING_DIR}/{name}-{uuid.uuid4().hex[:8]}"
-    try:
-        yield staging
-    except BaseException:
-        storage.delete(spark, staging)
-        raise
-    storage.publish(spark, staging, target)
-
-
 # --------------------------------------------------------------------------- the job
 
 
@@ -272,116 +218,101 @@ def run_rescore(
     rc = cfg.rescore
     if rc.mode not in MODES:
         raise ConfigError(f"rescore.mode must be one of {', '.join(MODES)}, got {rc.mode!r}")
-    if rc.n < 1:
-        raise ConfigError(f"rescore.n must be at least 1, got {rc.n}")
-    day = score_date(cfg)
+    day = scores.score_date(rc.score_date)
     output_dir = expand(rc.output_dir).rstrip("/")
-    target = f"{output_dir}/{SCORE_DATE}={day}"
-    path = model_path(spark, cfg)
-    model = FactorModel.load(spark, path)
+    path, spec, model = load_model(spark, cfg)
     _logger.info("rescore %s: model %s from %s, date %s", rc.mode, model.name, path, day)
     ratings = current_ratings(spark, cfg)
     report: dict[str, Any] = {
         "score_date": day,
         "mode": rc.mode,
-        "model": model.name,
+        MODEL: model.name,
         "model_path": path,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     with stage("rescore: watermark", spark):
         watermark = ratings.agg(F.max(TIMESTAMP)).first()[0]
     report["watermark"] = None if watermark is None else int(watermark)
-
-    users = model.user_factors
-    folded = None
-    if rc.foldin:
-        with stage("rescore: fold in new users", spark):
-            new = ratings.join(model.user_factors.select(USER_ID), USER_ID, "left_anti")
-            folded = fold_in_model_users(model, new).cache()
-            report["folded_in_users"] = folded.count()
-        users = users.unionByName(folded)
-    else:
-        report["folded_in_users"] = 0
-    scoring = dataclasses.replace(model, user_factors=users)
-
-    with _staged_under(spark, output_dir, target) as staging:
+    scoring = fold_in_new_users(spark, cfg, spec, model, ratings, report)
+    with scores.staged_date(spark, output_dir, day) as staging:
         if rc.mode == "pairs":
-            _score_pairs(spark, cfg, scoring, staging, report)
+            _score_pairs(spark, cfg, spec, scoring, staging, report)
         else:
-            selected = users
-            if rc.mode == "incremental":
-                since = previous_watermark(spark, output_dir, day)
-                report["previous_watermark"] = since
-                if since is not None:
-                    active = ratings.where(F.col(TIMESTAMP) > F.lit(since)).select(USER_ID)
-                    selected = users.join(active.distinct(), USER_ID, "left_semi")
-            recs = recommend(
-                selected.select(USER_ID, BIAS, FACTORS),
-                model.item_factors,
-                ratings.select(USER_ID, MOVIE_ID),
-                n=rc.n,
-                model=model.name,
-                global_mean=model.global_mean,
-                block_users=cfg.recommend.block_users,
-                max_chunk_cells=cfg.recommend.max_chunk_cells,
-            )
-            with stage(f"rescore: top-{rc.n} ({rc.mode})", spark):
-                recs.write.parquet(staging)
-            written = spark.read.parquet(staging).agg(
-                F.count(F.lit(1)).alias("rows"), F.countDistinct(USER_ID).alias("users")
-            ).first()
-            report["rows"], report["users_scored"] = int(written["rows"]), int(written["users"])
+            _score_lists(spark, cfg, scoring, ratings, staging, report, output_dir=output_dir, day=day)
         if hook is not None:
             hook(staging)
         report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        storage.write_text(spark, f"{staging}/{REPORT_FILE}", json.dumps(report, indent=2) + "\n")
-        storage.write_text(
-            spark,
-            f"{staging}/{WATERMARK_FILE}",
-            json.dumps({"max_timestamp": report["watermark"]}) + "\n",
-        )
-    if folded is not None:
-        folded.unpersist()
-    _logger.info("rescore published %s: %s", target, json.dumps(report))
+        scores.write_report(spark, staging, report, watermark=report["watermark"])
+    _logger.info("rescore published %s", scores.date_dir(output_dir, day))
     return report
 
 
-def _score_pairs(
-    spark: SparkSession, cfg: Config, model: FactorModel, staging: str, report: dict[str, Any]
+def _score_lists(
+    spark: SparkSession, cfg: Config, model: Any, ratings: DataFrame, staging: str,
+    report: dict[str, Any], *, output_dir: str, day: str,
 ) -> None:
-    """Pairs mode: score, write, quarantine, count unknown ids into ``report``."""
+    """``all`` / ``incremental`` modes: top-N lists of a ``TOP_N`` model, written to
+    ``staging``; rows and users counted into ``report``."""
+    rc = cfg.rescore
+    inputs = model.ranking_inputs()
+    users = inputs.users
+    if inputs.scorer.shared_scores is not None:  # one ranking for all: anyone can have it
+        users = ratings.select(USER_ID).distinct()
+    if rc.mode == "incremental":
+        since = scores.previous_watermark(spark, output_dir, day)
+        report["previous_watermark"] = since
+        if since is not None:
+            active = ratings.where(F.col(TIMESTAMP) > F.lit(since)).select(USER_ID)
+            users = users.join(active.distinct(), USER_ID, "left_semi")
+    recs = recommend(
+        RankingInputs(users, inputs.scorer),
+        ratings.select(USER_ID, MOVIE_ID, RATING),
+        n=rc.n,
+        model=model.name,
+        block_users=cfg.recommend.block_users,
+        max_chunk_cells=cfg.recommend.max_chunk_cells,
+    )
+    with stage(f"rescore: top-{rc.n} ({rc.mode})", spark):
+        recs.write.parquet(staging)
+    written = spark.read.parquet(staging).agg(
+        F.count(F.lit(1)).alias(ROWS), F.countDistinct(USER_ID).alias(_USERS)
+    ).first()
+    report[ROWS], report["users_scored"] = int(written[ROWS]), int(written[_USERS])
+
+
+def _score_pairs(
+    spark: SparkSession, cfg: Config, spec: ModelSpec, model: Any, staging: str,
+    report: dict[str, Any],
+) -> None:
+    """Pairs mode: score with a ``PREDICT`` model, write, quarantine, and count into
+    ``report`` the rows the bias fallback scored (for a ``FACTORS`` model also the
+    unknown users and movies)."""
     rc = cfg.rescore
     pairs, bad = read_pairs(spark, expand(rc.input), fmt=rc.input_format)
-    known_u = model.user_factors.select(USER_ID, F.lit(True).alias("_known_user"))
-    known_m = model.item_factors.select(MOVIE_ID, F.lit(True).alias("_known_movie"))
     with stage("rescore: score pairs", spark):
         scored = model.predict(pairs).select(
             USER_ID, MOVIE_ID, PREDICTION, PERSONALISED, F.lit(model.name).alias(MODEL)
         )
         scored.write.parquet(staging)
-    with stage("rescore: count unknown ids", spark):
+    with stage("rescore: count fallback rows", spark):
         out = spark.read.parquet(staging)
-        row = (
-            out.join(known_u, USER_ID, "left")
-            .join(known_m, MOVIE_ID, "left")
-            .agg(
-                F.count(F.lit(1)).alias("rows"),
-                F.sum(F.col(PERSONALISED).cast("long")).alias("personalised"),
-                F.sum(F.col("_known_user").isNull().cast("long")).alias("unknown_user"),
-                F.sum(F.col("_known_movie").isNull().cast("long")).alias("unknown_movie"),
-            )
-            .first()
-        )
-    report.update({k: int(row[k] or 0) for k in ("rows", "personalised", "unknown_user", "unknown_movie")})
-    report["bias_fallback"] = report["rows"] - report["personalised"]
+        counts = [F.count(F.lit(1)).alias(ROWS), F.sum(F.col(PERSONALISED).cast("long")).alias(PERSONALISED)]
+        if spec.can(Ability.FACTORS):
+            known_u = model.user_factors.select(USER_ID, F.lit(True).alias(_UNKNOWN_USER))
+            known_m = model.item_factors.select(MOVIE_ID, F.lit(True).alias(_UNKNOWN_MOVIE))
+            out = out.join(known_u, USER_ID, "left").join(known_m, MOVIE_ID, "left")
+            counts += [F.sum(F.col(c).isNull().cast("long")).alias(c) for c in (_UNKNOWN_USER, _UNKNOWN_MOVIE)]
+        row = out.agg(*counts).first().asDict()
+    report.update({k: int(v or 0) for k, v in row.items()})
+    report["bias_fallback"] = report[ROWS] - report[PERSONALISED]
     report["quarantined"] = 0
     if bad is not None:
-        bad.write.parquet(f"{staging}/{QUARANTINE_DIR}")
-        report["quarantined"] = spark.read.parquet(f"{staging}/{QUARANTINE_DIR}").count()
+        bad.write.parquet(f"{staging}/{scores.PAIRS_QUARANTINE_DIR}")
+        report["quarantined"] = spark.read.parquet(f"{staging}/{scores.PAIRS_QUARANTINE_DIR}").count()
     if report["bias_fallback"] or report["quarantined"]:
         _logger.warning(
-            "rescore pairs: %d of %d rows scored by the bias fallback (%d unknown user, %d "
+            "rescore pairs: %d of %d rows scored by the bias fallback (%s unknown user, %s "
             "unknown movie); %d malformed input line(s) quarantined",
-            report["bias_fallback"], report["rows"], report["unknown_user"],
-            report["unknown_movie"], report["quarantined"],
+            report["bias_fallback"], report[ROWS], report.get(_UNKNOWN_USER, "?"),
+            report.get(_UNKNOWN_MOVIE, "?"), report["quarantined"],
         )

@@ -1,17 +1,24 @@
-"""The train pipeline: ingested ratings → split → models → predictions and metrics.
+"""The train pipeline: ingested ratings → split → models → predictions, metrics, top-N lists.
 
-One run writes one folder, ``<train.output_dir>/<run_id>/``, published atomically:
+One run writes one folder, ``<train.output_dir>/<run_id>/`` (layout: :mod:`recspark.io.runs`),
+published atomically. Every model of ``train.models`` is fitted through its registered spec
+(:func:`recspark.models.registry.fit`), and what is written for it follows the abilities the
+spec claims:
 
-- ``predictions/`` Parquet partitioned by ``model``: user_id, movie_id, rating, prediction,
-  personalised (test rows of every model; no row is dropped)
-- ``metrics/`` Parquet: run_id, model, split, metric, value
-- ``recommendations/`` Parquet partitioned by ``model``: top-N lists of every factor model and
-  the popularity baseline (when ``recommend.enabled``; see :mod:`recspark.pipeline.ranking`)
-- ``splits/<kind>/recommendations/``: the same for every ``recommend.extra_splits`` kind, whose
-  models are refitted on that split for its RMSE and ranking metrics (same metrics table)
-- ``models/<name>/`` saved models (for those that can be saved)
-- ``config.toml``: the resolved configuration
-- model-specific extras (convergence curves, sweeps) under ``models/<name>/``
+- ``PREDICT``: ``predictions/`` Parquet partitioned by ``model`` (user_id, movie_id, rating,
+  prediction, personalised; every test row, none dropped) and RMSE, MAE, personalised_share,
+  rows on the train and test parts in ``metrics/``
+- ``SAVE``: ``models/<name>/``
+- ``HISTORY``: ``models/<name>/<name>_history/`` Parquet, ``<name>_convergence.png`` and one
+  metric row per recorded figure and iteration (``train_rmse@iter=003``, ...)
+- ``RANK_SWEEP``: RMSE and MAE at every rank of the model's sweep (model ``<name>@k=<k>``)
+  and ``models/<name>/<name>_sweep.png``
+- ``TOP_N``: ``recommendations/`` partitioned by ``model`` and ranking metrics
+  (:mod:`recspark.pipeline.ranking`), when ``recommend.enabled``
+
+plus ``fit_seconds`` of every model, ``metrics/`` Parquet (run_id, model, split, metric,
+value), ``splits/<kind>/recommendations/`` and the test metrics of every
+``recommend.extra_splits`` kind (every model refitted on that split), and ``config.toml``.
 """
 
 from __future__ import annotations
@@ -19,33 +26,41 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from datetime import datetime, timezone
+from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
-from recspark.config import Config, SplitConfig, expand, to_toml
-from recspark.evaluate import metrics_frame, regression_metrics
-from recspark.io import storage
+from recspark.config import Config, SplitConfig, expand
+from recspark.evaluation.rating import metrics_frame, regression_metrics, union_all
+from recspark.evaluation.sweeps import sweep_rows
+from recspark.io import runs, storage
 from recspark.io.ingested import read_ratings
 from recspark.log import stage
-from recspark.models.bias import BiasModel, fit_bias
 from recspark.models import registry
-from recspark.models.svd import sweep_chart, sweep_rows
+from recspark.models.bias import BiasModel, fit_bias
+from recspark.models.contract import Ability
 from recspark.pipeline.ranking import recommend_and_rank
+from recspark.plots import convergence_chart, sweep_chart
 from recspark.schema import (
+    FIT_SECONDS,
     ITERATION,
-    METRICS_SCHEMA,
-    SWEEP_K,
+    MAE,
     METRIC,
+    METRICS_SCHEMA,
     MODEL,
     MOVIE_ID,
     PERSONALISED,
+    PERSONALISED_SHARE,
     PREDICTION,
     RATING,
+    RMSE,
     SPLIT,
+    SWEEP_K,
     USER_ID,
     VALUE,
+    at_iteration,
+    at_rank,
 )
 from recspark.seeds import derive_seed
 from recspark.split import random_split, split_config, split_ratings
@@ -69,76 +84,60 @@ class TrainResult:
         return table.to_string(float_format=lambda v: f"{v:.4f}")
 
 
-def new_run_id() -> str:
-    """A sortable run id: UTC time to the second."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+@dataclasses.dataclass(frozen=True)
+class _Split:
+    """One split kind's cached parts and the bias model fitted on its train part."""
+
+    kind: str
+    train: DataFrame
+    validation: DataFrame | None
+    test: DataFrame
+    bias: BiasModel
+
+    def unpersist(self) -> None:
+        for df in (self.train, self.validation, self.test):
+            if df is not None:
+                df.unpersist()
 
 
 def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> TrainResult:
     """Fit every model in ``cfg.train.models`` and write the run folder (see module doc)."""
-    run_id = cfg.train.run_id or new_run_id()
-    run_dir = f"{expand(cfg.train.output_dir).rstrip('/')}/{run_id}"
+    run_id = cfg.train.run_id or runs.new_run_id()
+    run_dir = runs.run_path(cfg, run_id)
     ratings = read_ratings(spark, expand(cfg.ingest_dir()))
     extra_kinds = [split_config(cfg.split, k).kind for k in cfg.recommend.extra_splits]  # fail early
     extra_kinds = [k for k in dict.fromkeys(extra_kinds) if k != cfg.split.kind]
-    train, validation, test, bias = _split_and_bias(spark, cfg, ratings, cfg.split)
-
-    rows: list[DataFrame] = []
-    fitted: dict[str, object] = {}  # for the top-N / ranking step after the loop
+    main = _split_and_bias(spark, cfg, ratings, cfg.split)
     with storage.staged(spark, run_dir) as staging:
+        rows: list[DataFrame] = []
+        rankers: dict[str, Any] = {}
         for name in cfg.train.models:
-            with stage(f"fit {name}", spark):
-                start = time.perf_counter()
-                model = registry.fit(name, train, cfg=cfg, bias=bias, validation=validation)
-                fit_seconds = time.perf_counter() - start
-            fitted[name] = model
-            if hasattr(model, "save"):
-                with stage(f"save {name}", spark):
-                    model.save(f"{staging}/models/{name}")
-            if hasattr(model, "write_extras"):
-                model.write_extras(spark, f"{staging}/models/{name}")
-            rows.append(
-                _evaluate(spark, model, name, run_id, f"{cfg.split.kind}/train", train, None)
-            )
-            pred_path = f"{staging}/predictions/{MODEL}={name}"
-            rows.append(
-                _evaluate(spark, model, name, run_id, f"{cfg.split.kind}/test", test, pred_path)
-            )
-            rows.append(
-                metrics_frame(
-                    spark,
-                    run_id=run_id,
-                    model=name,
-                    split=f"{cfg.split.kind}/train",
-                    values={"fit_seconds": fit_seconds, **_history_values(model)},
-                )
-            )
-            if getattr(model, "sweep_model", None) is not None:
-                rows.append(_rank_sweep(spark, model, run_id, f"{cfg.split.kind}/test", test, staging))
-        # ---- top-N recommendations and ranking metrics (recspark.pipeline.ranking)
+            model, more = _fit_and_report(spark, cfg, name, main, run_id=run_id, staging=staging)
+            rows += more
+            if registry.spec(name).can(Ability.TOP_N):
+                rankers[name] = model
         rows += recommend_and_rank(
-            spark, cfg, models=fitted, train=train, test=test, run_id=run_id, out_dir=staging,
-            kind=cfg.split.kind,
+            spark, cfg, rankers=rankers, train=main.train, test=main.test, run_id=run_id,
+            out_dir=staging, kind=main.kind,
         )
-        train.unpersist()
-        test.unpersist()
+        main.unpersist()
         if cfg.recommend.enabled:
             for kind in extra_kinds:
                 rows += _extra_split(spark, cfg, ratings, kind, run_id, staging)
-        metrics = rows[0]
-        for more in rows[1:]:
-            metrics = metrics.unionByName(more)
-        metrics.coalesce(1).write.parquet(f"{staging}/metrics")
-        storage.write_text(spark, f"{staging}/config.toml", to_toml(cfg))
-    result = TrainResult(run_id, run_dir, spark.read.parquet(f"{run_dir}/metrics").toPandas())
+        union_all(rows).coalesce(1).write.parquet(f"{staging}/{runs.METRICS_DIR}")
+        runs.write_run_config(spark, staging, cfg)
+    result = TrainResult(
+        run_id, run_dir, spark.read.parquet(f"{run_dir}/{runs.METRICS_DIR}").toPandas()
+    )
     _logger.info("run %s written to %s", run_id, run_dir)
     return result
 
 
 def _split_and_bias(
     spark: SparkSession, cfg: Config, ratings: DataFrame, split_cfg: SplitConfig
-) -> tuple[DataFrame, DataFrame | None, DataFrame, BiasModel]:
-    """(train, validation or None, test) of ``split_cfg`` (cached) and the bias model on train."""
+) -> _Split:
+    """The (train, validation or None, test) parts of ``split_cfg`` (cached) and the bias
+    model fitted on train."""
     with stage(f"split ({split_cfg.kind})", spark):
         train, test = split_ratings(ratings, cfg=split_cfg, seed=derive_seed(cfg.seed, "split"))
         validation = None
@@ -152,7 +151,45 @@ def _split_and_bias(
         train, test = train.cache(), test.cache()
     with stage("bias model", spark):
         bias = fit_bias(train, cfg=cfg.bias, lo=cfg.train.rating_min, hi=cfg.train.rating_max)
-    return train, validation, test, bias
+    return _Split(split_cfg.kind, train, validation, test, bias)
+
+
+def _fit(spark: SparkSession, cfg: Config, name: str, split: _Split, *, label: str = "") -> Any:
+    """Model ``name`` fitted on ``split`` through its spec."""
+    with stage(f"fit {name}{label}", spark):
+        return registry.fit(
+            name, split.train, cfg=cfg, bias=split.bias, validation=split.validation
+        )
+
+
+def _fit_and_report(
+    spark: SparkSession, cfg: Config, name: str, split: _Split, *, run_id: str, staging: str
+) -> tuple[Any, list[DataFrame]]:
+    """Fit ``name`` on the run's main split and write what its abilities offer (module
+    docstring) except the top-N lists; returns the model and its metric rows."""
+    spec = registry.spec(name)
+    start = time.perf_counter()
+    model = _fit(spark, cfg, name, split)
+    extra = {FIT_SECONDS: time.perf_counter() - start}
+    model_dir = runs.model_dir(staging, name)
+    rows = []
+    if spec.can(Ability.SAVE):
+        with stage(f"save {name}", spark):
+            model.save(model_dir)
+    if spec.can(Ability.HISTORY) and model.history is not None and not model.history.empty:
+        extra.update(write_history(spark, model, model_dir))
+    if spec.can(Ability.PREDICT):
+        pred_path = f"{staging}/{runs.PREDICTIONS_DIR}/{MODEL}={name}"
+        rows.append(_evaluate(spark, model, name, run_id, f"{split.kind}/train", split.train, None))
+        rows.append(
+            _evaluate(spark, model, name, run_id, f"{split.kind}/test", split.test, pred_path)
+        )
+    rows.append(
+        metrics_frame(spark, run_id=run_id, model=name, split=f"{split.kind}/train", values=extra)
+    )
+    if spec.can(Ability.RANK_SWEEP) and model.sweep_model is not None:
+        rows.append(_rank_sweep(spark, model, run_id, f"{split.kind}/test", split.test, model_dir))
+    return model, rows
 
 
 def _extra_split(
@@ -165,47 +202,55 @@ def _extra_split(
 ) -> list[DataFrame]:
     """Refit every model on split ``kind``; its test RMSE/MAE and ranking metric rows."""
     with stage(f"ranking on the {kind} split", spark):
-        train, validation, test, bias = _split_and_bias(
-            spark, cfg, ratings, split_config(cfg.split, kind)
-        )
-        fitted, rows = {}, []
+        split = _split_and_bias(spark, cfg, ratings, split_config(cfg.split, kind))
+        rankers, rows = {}, []
         for name in cfg.train.models:
-            with stage(f"fit {name} ({kind})", spark):
-                fitted[name] = registry.fit(name, train, cfg=cfg, bias=bias, validation=validation)
-            rows.append(_evaluate(spark, fitted[name], name, run_id, f"{kind}/test", test, None))
+            spec = registry.spec(name)
+            model = _fit(spark, cfg, name, split, label=f" ({kind})")
+            if spec.can(Ability.PREDICT):
+                rows.append(_evaluate(spark, model, name, run_id, f"{kind}/test", split.test, None))
+            if spec.can(Ability.TOP_N):
+                rankers[name] = model
         rows += recommend_and_rank(
-            spark, cfg, models=fitted, train=train, test=test, run_id=run_id,
-            out_dir=f"{staging}/splits/{kind}", kind=kind,
+            spark, cfg, rankers=rankers, train=split.train, test=split.test, run_id=run_id,
+            out_dir=f"{staging}/{runs.SPLITS_DIR}/{kind}", kind=kind,
         )
-        for df in (train, test, validation):
-            if df is not None:
-                df.unpersist()
+        split.unpersist()
     return rows
 
 
-def _history_values(model) -> dict[str, float]:
-    """Per-iteration convergence figures of iterative models as metric name → value,
-    e.g. ``train_rmse@iter=003`` (the same table is plotted by the model's extras)."""
-    history = getattr(model, "history", None)
-    if history is None or ITERATION not in history:
-        return {}
+def write_history(spark: SparkSession, model: Any, model_dir: str) -> dict[str, float]:
+    """Write a ``HISTORY`` model's convergence table into its folder (``<name>_history/``
+    Parquet and ``<name>_convergence.png``) and return its points as metric name → value,
+    e.g. ``train_rmse@iter=003`` (NaN and missing figures skipped)."""
+    history, name = model.history, model.name
+    spark.createDataFrame(history).coalesce(1).write.mode("overwrite").parquet(
+        f"{model_dir}/{name}_history"
+    )
+    convergence_chart(
+        spark, history, path=f"{model_dir}/{name}_convergence.png",
+        title=f"{name}: RMSE per iteration",
+    )
+    _logger.info("wrote %s convergence history to %s", name, model_dir)
     values = {}
     for record in history.to_dict("records"):
         for column, value in record.items():
             if column != ITERATION and value is not None and value == value:
-                values[f"{column}@iter={int(record[ITERATION]):03d}"] = float(value)
+                values[at_iteration(column, int(record[ITERATION]))] = float(value)
     return values
 
 
-def _rank_sweep(spark: SparkSession, model, run_id: str, split: str, test: DataFrame, staging: str) -> DataFrame:
-    """RMSE and MAE of an SVD model truncated to every rank of ``svd.sweep``: metric rows
-    with model ``<name>@k=<k>`` and a PNG curve in the model's folder."""
+def _rank_sweep(
+    spark: SparkSession, model: Any, run_id: str, split: str, test: DataFrame, model_dir: str
+) -> DataFrame:
+    """RMSE and MAE of a ``RANK_SWEEP`` model truncated to every rank of its sweep: metric
+    rows with model ``<name>@k=<k>`` and a PNG curve in the model's folder."""
     with stage(f"rank sweep of {model.name}", spark):
         sweep = sweep_rows(model, test)
-        sweep_chart(spark, sweep, out_dir=f"{staging}/models/{model.name}")
+        sweep_chart(spark, sweep, out_dir=model_dir)
     return spark.createDataFrame(
         [
-            (run_id, f"{r[MODEL]}@k={int(r[SWEEP_K])}", split, r[METRIC], float(r[VALUE]))
+            (run_id, at_rank(r[MODEL], int(r[SWEEP_K])), split, r[METRIC], float(r[VALUE]))
             for r in sweep.to_dict("records")
         ],
         METRICS_SCHEMA,
@@ -214,14 +259,15 @@ def _rank_sweep(spark: SparkSession, model, run_id: str, split: str, test: DataF
 
 def _evaluate(
     spark: SparkSession,
-    model,
+    model: Any,
     name: str,
     run_id: str,
     split: str,
     data: DataFrame,
     write_to: str | None,
 ) -> DataFrame:
-    """Predict ``data`` with ``model``; optionally write the predictions; return metric rows.
+    """Predict ``data`` with a ``PREDICT`` model; optionally write the predictions; return
+    metric rows.
 
     When ``write_to`` is given the predictions are written first and the metrics read back
     from Parquet, so the model scores the rows once.
@@ -236,19 +282,6 @@ def _evaluate(
         values = regression_metrics(predicted)
     _logger.info(
         "%s %s: RMSE %.4f  MAE %.4f  personalised %.1f%%",
-        name,
-        split,
-        values["rmse"],
-        values["mae"],
-        100 * values["personalised_share"],
+        name, split, values[RMSE], values[MAE], 100 * values[PERSONALISED_SHARE],
     )
     return metrics_frame(spark, run_id=run_id, model=name, split=split, values=values)
-
-
-def metric_value(metrics: pd.DataFrame, *, model: str, split: str, metric: str) -> float:
-    """One value from a run's metrics frame (raises KeyError if absent)."""
-    hit = metrics[(metrics[MODEL] == model) & (metrics[SPLIT] == split) & (metrics[METRIC] == metric)]
-    if hit.empty:
-        raise KeyError(f"no metric {metric} for {model} on {split}")
-    return float(hit[VALUE].iloc[0])
-

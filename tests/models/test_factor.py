@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 from chispa import assert_approx_df_equality
 
 from recspark.errors import ModelError
 from recspark.models.bias import BiasModel
-from recspark.models.factor import FactorModel, write_history
-from recspark.schema import ITERATION, OBJECTIVE, TRAIN_RMSE, VALIDATION_RMSE
+from recspark.models.factor import FactorModel
 from tests.models.als._reference import hand_bias_model
 
 
@@ -78,15 +76,4 @@ def test_load_explains_missing_incomplete_and_foreign_folders(spark, tmp_path):
     with pytest.raises(ModelError, match="model.json is missing"):
         FactorModel.load(spark, str(path))
 
-
-def test_write_history_writes_parquet_and_png(spark, tmp_path):
-    history = pd.DataFrame(
-        {ITERATION: [1, 2, 3], TRAIN_RMSE: [0.9, 0.8, 0.75], VALIDATION_RMSE: [0.95, 0.9, 0.89],
-         OBJECTIVE: [3.0, 2.0, 1.5], "seconds": [0.1, 0.1, 0.1]}
-    )
-    model = FactorModel(**{**hand_model(spark, fallback=None).__dict__, "history": history})
-    write_history(spark, model, str(tmp_path))
-    back = pd.read_parquet(tmp_path / "hand_history").sort_values(ITERATION).reset_index(drop=True)
-    pd.testing.assert_frame_equal(back, history, check_dtype=False)
-    assert (tmp_path / "hand_convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

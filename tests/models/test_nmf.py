@@ -3,7 +3,7 @@ import pytest
 
 from recspark.config import load_config
 from recspark.errors import ConfigError
-from recspark.evaluate import regression_metrics
+from recspark.evaluation.rating import regression_metrics
 from recspark.models.bias import fit_bias
 from recspark.models import registry
 from recspark.models.nmf import check_scale, fit_nmf, fit_nmf_als, init_factors

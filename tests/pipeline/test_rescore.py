@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from recspark.config import Config, RescoreConfig, TrainConfig, default_config
-from recspark.errors import ModelError
+from recspark.errors import ConfigError, ModelError
+from recspark.io.scores import read_scores
 from recspark.models.factor import ITEM_FACTORS_SCHEMA, USER_FACTORS_SCHEMA, FactorModel
-from recspark.pipeline.rescore import read_scores, run_rescore
+from recspark.models.popularity import fit_popularity
+from recspark.pipeline.rescore import run_rescore
 from recspark.schema import LINE_NUMBER, MOVIE_ID, PREDICTION, RANK, REASON, USER_ID
 
 MU = 3.5
@@ -35,6 +37,12 @@ def runs(spark, tmp_path_factory):
         settings={"reg_factors": 0.1, "reg_bias": 0.1, "weighted_reg": True},
     )
     model.save(str(root / "20250101T000000Z" / "models" / "als"))
+    # popularity: movies 20 and 30 have 3 training ratings each (the smaller id first), 10 and 40 one
+    train = spark.createDataFrame(
+        [(1, 20, 4.0, 1), (2, 20, 3.0, 1), (1, 30, 2.0, 1), (2, 30, 5.0, 1), (9, 20, 1.0, 1),
+         (9, 10, 3.0, 1), (9, 30, 3.0, 1), (2, 40, 3.0, 1)], RATINGS,
+    )
+    fit_popularity(train).save(str(root / "20250101T000000Z" / "models" / "popularity"))
     (root / "20250102T000000Z._staging-deadbeef" / "models").mkdir(parents=True)
     return root
 
@@ -145,3 +153,22 @@ def test_missing_model_is_a_model_error(spark, runs, tmp_path):
         run_rescore(spark, _cfg(runs, tmp_path, run_id="20990101T000000Z"))
     with pytest.raises(ModelError, match="no published train run"):
         run_rescore(spark, _cfg(runs, tmp_path, model="svd"))
+
+
+def test_popularity_ranks_new_users_without_fold_in_and_cannot_score_pairs(spark, runs, tmp_path):
+    _write_ratings(spark, tmp_path, V1)
+    cfg = _cfg(runs, tmp_path, model="popularity", mode="all", n=2, score_date="2025-05-01")
+    report = run_rescore(spark, cfg)
+    assert report["folded_in_users"] == 0  # popularity cannot fold in, and needs not
+    # every user of the current ratings, new user 3 included; rated movies excluded
+    assert _lists(read_scores(spark, str(tmp_path / "scores"))) == {1: [20, 30], 2: [30, 10], 3: [20, 40]}
+    with pytest.raises(ConfigError, match="cannot predict ratings"):
+        run_rescore(spark, _cfg(runs, tmp_path, model="popularity", mode="pairs", input="x.csv"))
+
+
+def test_without_fold_in_new_users_get_no_personalised_list(spark, runs, tmp_path):
+    _write_ratings(spark, tmp_path, V1)
+    cfg = _cfg(runs, tmp_path, mode="all", n=2, score_date="2025-06-01", foldin=False)
+    report = run_rescore(spark, cfg)
+    assert report["folded_in_users"] == 0
+    assert set(_lists(read_scores(spark, str(tmp_path / "scores")))) == {1, 2}

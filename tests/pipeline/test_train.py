@@ -1,11 +1,26 @@
 import logging
 import tomllib
+from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from recspark.config import config_from_dict
 from recspark.io import storage
-from recspark.schema import METRIC, MODEL, PERSONALISED, PREDICTION, RATING, SPLIT, VALUE
+from recspark.pipeline.train import write_history
+from recspark.schema import (
+    ITERATION,
+    METRIC,
+    MODEL,
+    PERSONALISED,
+    PREDICTION,
+    RATING,
+    SPLIT,
+    TRAIN_RMSE,
+    VALIDATION_RMSE,
+    VALUE,
+)
 
 
 @pytest.mark.slow
@@ -55,6 +70,11 @@ def test_train_job_end_to_end_on_ml_latest_small(spark, sample_dir, tmp_path, ru
         assert value(model, "leave_last_out/test", "recall@10") == pytest.approx(
             value(model, "leave_last_out/test", "hit_rate@10")
         )
+    # the default models: popularity is fitted, saved and ranked like any model; it cannot
+    # predict, so it has no predictions and no RMSE
+    assert storage.exists(spark, f"{run}/models/popularity/model.json")
+    assert set(predictions[MODEL]) == {"bias", "mllib_als"}
+    assert not ((metrics[MODEL] == "popularity") & (metrics[METRIC] == "rmse")).any()
     lists = spark.read.parquet(f"{run}/splits/leave_last_out/recommendations")
     assert lists.groupBy("user_id", "model").count().where("count != 10").count() == 0
 
@@ -73,3 +93,17 @@ def test_missing_ingest_output_says_to_run_ingest(spark, tmp_path, run_job_scrip
     caplog.set_level(logging.ERROR)
     assert run_job_script("train", ["--set", f"ingest.output_dir={tmp_path}/none"]) == 2
     assert "ingest" in caplog.text and str(tmp_path / "none") in caplog.text
+
+
+def test_write_history_writes_parquet_png_and_metric_points(spark, tmp_path):
+    history = pd.DataFrame(
+        {ITERATION: [1, 2, 3], TRAIN_RMSE: [0.9, 0.8, 0.75], VALIDATION_RMSE: [np.nan, 0.9, 0.89]}
+    )
+    values = write_history(spark, SimpleNamespace(name="hand", history=history), str(tmp_path))
+    assert values == {
+        "train_rmse@iter=001": 0.9, "train_rmse@iter=002": 0.8, "train_rmse@iter=003": 0.75,
+        "validation_rmse@iter=002": 0.9, "validation_rmse@iter=003": 0.89,
+    }
+    back = pd.read_parquet(tmp_path / "hand_history").sort_values(ITERATION).reset_index(drop=True)
+    pd.testing.assert_frame_equal(back, history, check_dtype=False)
+    assert (tmp_path / "hand_convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -178,7 +178,14 @@ SPEC = ModelSpec(
     summary="recspark's block-partitioned biased ALS",
     fit=fit_als,
     abilities=frozenset(
-        {Ability.PREDICT, Ability.TOP_N, Ability.FACTORS, Ability.SAVE, Ability.FOLD_IN}
+        {
+            Ability.PREDICT,
+            Ability.TOP_N,
+            Ability.FACTORS,
+            Ability.SAVE,
+            Ability.FOLD_IN,
+            Ability.HISTORY,
+        }
     ),
     config=AlsConfig,
     load=FactorModel.load,

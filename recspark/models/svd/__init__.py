@@ -34,19 +34,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Annotated, Literal, Sequence
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 from pyspark import RDD
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recspark.config import Section
 from recspark.errors import ConfigError
-from recspark.models.base import clip
-from recspark.models.bias import BIAS_PREDICTION, BiasModel
+from recspark.models.bias import BiasModel
 from recspark.models.factor import FactorModel
 from recspark.models.lowrank import (
     IndexSpace,
@@ -56,7 +55,6 @@ from recspark.models.lowrank import (
     index_space,
     user_mean_offsets,
 )
-from recspark.plots import line_chart
 from recspark.schema import (
     BIAS,
     FACTORS,
@@ -66,7 +64,6 @@ from recspark.schema import (
     MOVIE_ID,
     MOVIE_IDX,
     RATING,
-    SWEEP_K,
     USER_ID,
     USER_IDX,
     VALUE,
@@ -79,8 +76,6 @@ __all__ = [
     "SvdModel",
     "fill_offsets",
     "history_rows",
-    "sweep_chart",
-    "sweep_rows",
     "truncate",
 ]
 
@@ -115,9 +110,6 @@ class SvdConfig(Section):
     blocks: int = Field(4, ge=1)
     patience: int = Field(2, ge=1)
     rcond: float = Field(1e-9, ge=0)
-
-
-_UB, _UF, _IB, _IF, _PRODS = "_svd_ub", "_svd_uf", "_svd_ib", "_svd_if", "_svd_prods"
 
 
 # --------------------------------------------------------------------------- model
@@ -167,7 +159,6 @@ def fill_offsets(ratings: DataFrame, *, space: IndexSpace, fill: str) -> Offsets
     if fill == "user_mean":
         return user_mean_offsets(ratings, space)
     raise ConfigError(f"svd.fill must be one of {', '.join(FILLS)}, got {fill!r}")
-
 
 
 # --------------------------------------------------------------------------- shared fit steps
@@ -251,87 +242,7 @@ def svd_model(
     )
 
 
-
-# --------------------------------------------------------------------------- sweep and history
-
-
-def _sum_first(prods: Column, k: int) -> Column:
-    return F.aggregate(F.slice(prods, 1, k), F.lit(0.0), lambda acc, x: acc + x)
-
-
-def sweep_rows(
-    model: FactorModel, data: DataFrame, *, ks: Sequence[int] | None = None
-) -> pd.DataFrame:
-    """RMSE and MAE of ``model`` truncated to each rank in ``ks`` on ``data``.
-
-    ``data``: user_id, movie_id, rating. ``ks`` defaults to the fitted ``svd.sweep`` (or
-    the model's rank); ranks above the computed components are skipped with a warning.
-    Uses ``model.sweep_model`` (all computed components) when present. Every k is scored
-    from one join and one aggregation (prefix sums of the factor products; unknown pairs
-    get the bias fallback; predictions clipped). Returns a pandas frame with columns
-    model, k, metric (``rmse`` / ``mae``), value. Action: one aggregation.
-    """
-    require_columns(data, [USER_ID, MOVIE_ID, RATING], stage="svd sweep")
-    full = getattr(model, "sweep_model", None) or model
-    wanted = list(ks) if ks is not None else list(model.settings.get("sweep") or [model.rank])
-    usable = sorted({k for k in wanted if 1 <= k <= full.rank})
-    skipped = sorted(set(wanted) - set(usable))
-    if skipped:
-        _logger.warning(
-            "%s sweep: skipping k=%s (only %d components)", model.name, skipped, full.rank
-        )
-    if not usable:
-        raise ConfigError(f"{model.name} sweep: no rank in {wanted} is between 1 and {full.rank}")
-    users = full.user_factors.select(USER_ID, F.col(BIAS).alias(_UB), F.col(FACTORS).alias(_UF))
-    items = full.item_factors.select(MOVIE_ID, F.col(BIAS).alias(_IB), F.col(FACTORS).alias(_IF))
-    scored = data.select(USER_ID, MOVIE_ID, RATING)
-    if full.fallback is not None:
-        scored = full.fallback.annotate(scored)
-        fallback = F.col(BIAS_PREDICTION)
-    else:
-        fallback = F.lit(full.global_mean) + F.coalesce(F.col(_UB), F.lit(0.0)) + F.coalesce(
-            F.col(_IB), F.lit(0.0)
-        )
-    scored = (
-        scored.join(users, USER_ID, "left")
-        .join(items, MOVIE_ID, "left")
-        .withColumn(_PRODS, F.zip_with(_UF, _IF, lambda x, y: x * y))
-    )
-    base = F.lit(full.global_mean) + F.col(_UB) + F.col(_IB)
-    aggs = []
-    for k in usable:
-        pred = clip(F.coalesce(base + _sum_first(F.col(_PRODS), k), fallback), full.lo, full.hi)
-        err = pred - F.col(RATING)
-        aggs += [F.sqrt(F.avg(err * err)).alias(f"rmse_{k}"), F.avg(F.abs(err)).alias(f"mae_{k}")]
-    row = scored.agg(*aggs).first().asDict()
-    return pd.DataFrame(
-        [
-            {MODEL: model.name, SWEEP_K: k, METRIC: metric, VALUE: float(row[f"{metric}_{k}"])}
-            for k in usable
-            for metric in ("rmse", "mae")
-        ]
-    )
-
-
-def sweep_chart(
-    spark: SparkSession, rows: pd.DataFrame, *, out_dir: str, title: str | None = None
-) -> str:
-    """PNG of RMSE and MAE against k from :func:`sweep_rows` output, written to
-    ``<out_dir>/<model>_sweep.png`` (local or any Hadoop file system); returns that path."""
-    wide = rows.pivot_table(index=SWEEP_K, columns=METRIC, values=VALUE).reset_index()
-    name = rows[MODEL].iloc[0] if len(rows) else "svd"
-    path = f"{out_dir.rstrip('/')}/{name}_sweep.png"
-    line_chart(
-        spark,
-        wide.sort_values(SWEEP_K),
-        x=SWEEP_K,
-        ys=[c for c in ("rmse", "mae") if c in wide],
-        path=path,
-        title=title or f"{name}: error by rank",
-        xlabel="k (latent factors)",
-        ylabel="error",
-    )
-    return path
+# --------------------------------------------------------------------------- history
 
 
 def history_rows(model: FactorModel) -> pd.DataFrame:

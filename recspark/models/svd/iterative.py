@@ -287,7 +287,9 @@ SPEC = ModelSpec(
     name="iterative_svd",
     summary="SVD imputation (soft-impute) by randomised subspace iteration",
     fit=fit_iterative_svd,
-    abilities=frozenset({Ability.PREDICT, Ability.TOP_N, Ability.FACTORS, Ability.SAVE}),
+    abilities=frozenset(
+        {Ability.PREDICT, Ability.TOP_N, Ability.FACTORS, Ability.SAVE, Ability.HISTORY}
+    ),
     config=SvdConfig,
     section="svd",
     load=FactorModel.load,

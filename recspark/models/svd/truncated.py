@@ -192,7 +192,9 @@ SPEC = ModelSpec(
     name="svd",
     summary="truncated SVD of the baseline-filled residuals (RowMatrix.computeSVD)",
     fit=fit_truncated_svd,
-    abilities=frozenset({Ability.PREDICT, Ability.TOP_N, Ability.FACTORS, Ability.SAVE}),
+    abilities=frozenset(
+        {Ability.PREDICT, Ability.TOP_N, Ability.FACTORS, Ability.SAVE, Ability.RANK_SWEEP}
+    ),
     config=SvdConfig,
     load=FactorModel.load,
 )

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from recspark.config import load_config
 from recspark.errors import ConfigError
-from recspark.evaluate import regression_metrics
+from recspark.evaluation.rating import regression_metrics
 from recspark.models import registry
 from recspark.models.als import AlsConfig
 from recspark.models.bias import BiasConfig, fit_bias

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from recspark.evaluate import regression_metrics
+from recspark.evaluation.rating import regression_metrics
 from recspark.models.als import AlsConfig, fit_als, init_factors
 from recspark.models.bias import BiasConfig, fit_bias
 from recspark.models.factor import FactorModel

@@ -6,7 +6,7 @@ import pytest
 
 from recspark.blocks import build_blocks
 from recspark.config import load_config
-from recspark.evaluate import regression_metrics
+from recspark.evaluation.rating import regression_metrics
 from recspark.models import registry
 from recspark.models.bias import fit_bias
 from recspark.models.lowrank import STORAGE

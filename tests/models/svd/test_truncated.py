@@ -6,22 +6,16 @@ import pytest
 
 from recspark.config import load_config
 from recspark.errors import ConfigError
-from recspark.evaluate import regression_metrics
 from recspark.models import registry
 from recspark.models.bias import fit_bias
-from recspark.models.svd import sweep_chart, sweep_rows, truncate
 from recspark.models.svd.truncated import fit_truncated_svd, spark_svd_mode
 from recspark.schema import (
     BIAS,
-    METRIC,
     MOVIE_ID,
     MOVIE_IDX,
     PERSONALISED,
     PREDICTION,
-    RATING,
-    SWEEP_K,
     USER_ID,
-    VALUE,
 )
 from tests.models.svd._frames import ratings_frame
 
@@ -111,27 +105,6 @@ def test_unknown_ids_fall_back_to_the_bias_model(spark, sparse_fit):
         assert got[pair][PERSONALISED] is False
         assert got[pair][PREDICTION] == pytest.approx(expected[pair])
     assert got[(1000, 5000)][PERSONALISED] is True
-
-
-def test_sweep_rows_score_each_truncation_and_draw_a_curve(spark, sparse_fit, tmp_path):
-    df, _, _, _, model = sparse_fit
-    data = df.select(USER_ID, MOVIE_ID, RATING)
-    rows = sweep_rows(model, data, ks=[1, 4, 99])
-    assert sorted(set(sweep_rows(model, data)[SWEEP_K])) == [2, 8]  # the fitted svd.sweep
-
-    assert sorted(set(rows[SWEEP_K])) == [1, 4]  # 99 > computed components: skipped
-    for k in (1, 4):
-        direct = regression_metrics(truncate(model.sweep_model, k).predict(data))
-        got = rows[(rows[SWEEP_K] == k)].set_index(METRIC)[VALUE]
-        assert got["rmse"] == pytest.approx(direct["rmse"], rel=1e-9)
-        assert got["mae"] == pytest.approx(direct["mae"], rel=1e-9)
-    # more components fit the training ratings better
-    rmse = rows[rows[METRIC] == "rmse"].set_index(SWEEP_K)[VALUE]
-    assert rmse[4] < rmse[1]
-    path = sweep_chart(spark, rows, out_dir=str(tmp_path))
-    assert path == f"{tmp_path}/svd_sweep.png"
-    assert (tmp_path / "svd_sweep.png").stat().st_size > 1000
-
 
 
 def test_bad_svd_settings_are_rejected():

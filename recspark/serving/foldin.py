@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +31,7 @@ from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from recspark.arrow import arrow_task, list_array
 from recspark.errors import ModelError
 from recspark.models.als import solve_rows, tile_columns, tile_width
 from recspark.models.factor import USER_FACTORS_SCHEMA
@@ -117,10 +118,7 @@ def _solve_block(
         )
     else:
         x = np.zeros((0, k + 1))
-    factors = pa.ListArray.from_arrays(
-        pa.array(np.arange(0, (ids.size + 1) * k, k, dtype=np.int32)),
-        pa.array(np.ascontiguousarray(x[:, :k]).ravel(), pa.float64()),
-    )
+    factors = list_array(x[:, :k])
     return pa.Table.from_arrays(
         [
             pa.array(ids, pa.int64()),
@@ -130,15 +128,6 @@ def _solve_block(
         ],
         schema=_ARROW_SCHEMA,
     )
-
-
-def _arrow_task(fn: Callable[[pa.Table], pa.Table]) -> Callable[[pa.Table], pa.Table]:
-    # applyInArrow picks its calling convention from annotations; a partial has none.
-    def task(table: pa.Table) -> pa.Table:
-        return fn(table)
-
-    task.__annotations__ = {"table": pa.Table, "return": pa.Table}
-    return task
 
 
 def fold_in(
@@ -172,7 +161,7 @@ def fold_in(
     fixed = np.hstack([factors, pdf[BIAS].to_numpy(np.float64)[:, None]])
     items = spark.sparkContext.broadcast((item_ids, fixed))
     n_blocks = blocks or int(spark.conf.get("spark.sql.shuffle.partitions"))
-    task = _arrow_task(
+    task = arrow_task(
         functools.partial(
             _solve_block,
             items=items,

@@ -16,7 +16,7 @@ from recspark.schema import (
     SIMILAR_TITLE,
     TITLE,
 )
-from recspark.similar import similar_movies, top_k_cosine, with_min_support, with_titles
+from recspark.serving.similar import similar_movies, top_k_cosine, with_min_support, with_titles
 
 _ITEMS = T.StructType(
     [

@@ -1,4 +1,4 @@
-"""Ranking metrics of top-N lists, and the popularity baseline they are compared with.
+"""Ranking metrics of top-N lists.
 
 Binary relevance. A test rating (u, i, r) is *relevant* when r >= ``threshold`` (random
 split, default 4.0); on the leave-last-out split every held-out item is relevant
@@ -21,11 +21,6 @@ A list shorter than k still divides precision by k.
 over every user's list (not only evaluated users); the catalogue is the set of movies in
 training. All of it is computed in Spark (join lists with relevance, aggregate per user,
 then average); only the final figures reach the driver.
-
-Popularity baseline: every user gets the most-rated training movies they have not rated,
-ranked by their number of training ratings (ties: smaller movie id). It is the top-N of a
-rank-0 factor model whose item bias is the count, so it goes through
-:func:`recspark.recommend.recommend` unchanged.
 """
 
 from __future__ import annotations
@@ -36,34 +31,38 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from recspark.errors import ConfigError
-from recspark.recommend import MAX_CHUNK_CELLS, recommend
 from recspark.schema import (
-    BIAS,
-    FACTORS,
     MOVIE_ID,
     RANK,
+    RANKING_USERS,
     RATING,
     RELEVANT,
     USER_ID,
+    coverage_at,
+    hit_rate_at,
+    map_at,
+    ndcg_at,
+    precision_at,
+    recall_at,
     require_columns,
 )
 
 _logger = logging.getLogger(__name__)
 
-POPULARITY_MODEL = "popularity"
 _CUM, _NREL, _HITS, _DCG, _AP = "_cum_hits", "_n_relevant", "_hits", "_dcg", "_ap_sum"
+_COVERED, _TOTAL = "_covered", "_total"
 
 
 def metric_names(k: int) -> list[str]:
     """The metric names :func:`ranking_metrics` returns, in order."""
     return [
-        f"precision@{k}",
-        f"recall@{k}",
-        f"ndcg@{k}",
-        f"map@{k}",
-        f"hit_rate@{k}",
-        f"coverage@{k}",
-        "ranking_users",
+        precision_at(k),
+        recall_at(k),
+        ndcg_at(k),
+        map_at(k),
+        hit_rate_at(k),
+        coverage_at(k),
+        RANKING_USERS,
     ]
 
 
@@ -119,45 +118,10 @@ def ranking_metrics(
         F.avg((F.col(_HITS) > 0).cast("double")).alias(names[4]),
         F.count(F.lit(1)).cast("double").alias(names[6]),
     )
-    covered = top.agg(F.countDistinct(MOVIE_ID).alias("_covered"))
-    total = catalogue.agg(F.countDistinct(MOVIE_ID).alias("_total"))
+    covered = top.agg(F.countDistinct(MOVIE_ID).alias(_COVERED))
+    total = catalogue.agg(F.countDistinct(MOVIE_ID).alias(_TOTAL))
     row = means.crossJoin(covered).crossJoin(total).first()
     values = {name: (float(row[name]) if row[name] is not None else float("nan"))
               for name in names if name != names[5]}
-    values[names[5]] = float(row["_covered"]) / row["_total"] if row["_total"] else float("nan")
+    values[names[5]] = float(row[_COVERED]) / row[_TOTAL] if row[_TOTAL] else float("nan")
     return {name: values[name] for name in names}
-
-
-def popularity_tables(train: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """The popularity baseline as a rank-0 factor model: ``(user_table, item_table)``.
-
-    user_table: user_id, bias 0, factors [] (every training user); item_table: movie_id,
-    bias = number of training ratings, factors []. Lazy.
-    """
-    require_columns(train, [USER_ID, MOVIE_ID], stage="popularity baseline")
-    empty = F.array().cast("array<double>").alias(FACTORS)
-    users = train.select(USER_ID).distinct().select(USER_ID, F.lit(0.0).alias(BIAS), empty)
-    items = train.groupBy(MOVIE_ID).agg(F.count(F.lit(1)).cast("double").alias(BIAS))
-    return users, items.select(MOVIE_ID, BIAS, empty)
-
-
-def popularity_recommendations(
-    train: DataFrame,
-    *,
-    n: int,
-    block_users: int = 2048,
-    max_chunk_cells: int = MAX_CHUNK_CELLS,
-) -> DataFrame:
-    """Top-``n`` most-rated training movies per training user, excluding the user's own
-    (``train``: user_id, movie_id). Output as :func:`recspark.recommend.recommend`, model
-    ``popularity``, score = the movie's number of training ratings."""
-    users, items = popularity_tables(train)
-    return recommend(
-        users,
-        items,
-        train.select(USER_ID, MOVIE_ID),
-        n=n,
-        model=POPULARITY_MODEL,
-        block_users=block_users,
-        max_chunk_cells=max_chunk_cells,
-    )

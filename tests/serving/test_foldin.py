@@ -6,7 +6,7 @@ import pytest
 from recspark.models.als import AlsConfig
 from recspark.errors import ModelError
 from recspark.models.als import fit_als
-from recspark.models.foldin import FOLDED_USER_IDX, fold_in, fold_in_model_users, foldin_settings
+from recspark.serving.foldin import FOLDED_USER_IDX, fold_in, fold_in_model_users, foldin_settings
 from recspark.schema import BIAS, FACTORS, MOVIE_ID, USER_ID, USER_IDX
 
 
@@ -76,3 +76,24 @@ def test_fold_in_reproduces_trained_als_user_factors(spark):
 def test_missing_settings_is_a_model_error():
     with pytest.raises(ModelError, match="rescore.foldin = false"):
         foldin_settings({"rank": 10}, model="svd")
+
+
+def test_factor_model_fold_in_adds_only_unknown_users(spark):
+    rng = np.random.default_rng(2)
+    rows = [(u + 1, i + 1, u, i, float(rng.integers(1, 11)) / 2) for u in range(6) for i in range(5)]
+    train = spark.createDataFrame(
+        rows, "user_id long, movie_id long, user_idx int, movie_idx int, rating double"
+    )
+    model = fit_als(train, cfg=AlsConfig(rank=2, max_iter=3, blocks=2, mode="broadcast"), seed=3)
+    new = spark.createDataFrame(
+        [(1, 2, 5.0), (50, 1, 4.0), (50, 3, 2.0), (60, 999, 3.0)],  # known user 1; 60: unknown movie
+        "user_id long, movie_id long, rating double",
+    )
+    folded = model.fold_in(new)
+    before = {r[USER_ID]: r[FACTORS] for r in model.user_factors.collect()}
+    after = {r[USER_ID]: r for r in folded.user_factors.collect()}
+    assert set(after) == set(before) | {50}  # 60 rated no known movie: stays unknown
+    assert all(after[u][FACTORS] == f for u, f in before.items())  # trained users untouched
+    direct = fold_in_model_users(model, new.where("user_id = 50"), blocks=2).first()
+    np.testing.assert_allclose(after[50][FACTORS], direct[FACTORS])
+    assert after[50][USER_IDX] == FOLDED_USER_IDX

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from chispa import assert_approx_df_equality
 
 from recspark.errors import ConfigError
-from recspark.recommend import recommend, top_n, with_titles
-from recspark.schema import BIAS, FACTORS, MODEL, MOVIE_ID, RANK, SCORE, TITLE, USER_ID
+from recspark.models.contract import RankingInputs
+from recspark.models.factor import FactorScorer, factor_ranking_inputs
+from recspark.models.popularity import PopularityScorer
+from recspark.schema import BIAS, FACTORS, MODEL, MOVIE_ID, RANK, RATING, SCORE, TITLE, USER_ID
+from recspark.serving.topn import recommend, top_n, user_block, with_titles
 
 
 def brute_top_n(scores: np.ndarray, rated: list[set[int]], n: int) -> list[list[tuple[int, float]]]:
@@ -19,17 +23,28 @@ def brute_top_n(scores: np.ndarray, rated: list[set[int]], n: int) -> list[list[
     return out
 
 
-def _csr(rated: list[set[int]]) -> tuple[np.ndarray, np.ndarray]:
-    indptr = np.cumsum([0] + [len(r) for r in rated])
-    cols = np.array([j for r in rated for j in sorted(r)], dtype=np.int64)
-    return indptr, cols
+def _block(p: np.ndarray, bu: np.ndarray, rated: list[set[int]], item_ids: np.ndarray):
+    """A UserBlock of users 0..U-1 with factor/bias columns and the given rated positions."""
+    movies = np.array([item_ids[j] for r in rated for j in sorted(r)], dtype=np.int64)
+    columns = pa.table(
+        {
+            USER_ID: pa.array(np.arange(len(rated), dtype=np.int64)),
+            BIAS: pa.array(bu),
+            FACTORS: pa.array([row.tolist() for row in p], pa.list_(pa.float64())),
+        }
+    )
+    return user_block(
+        np.arange(len(rated), dtype=np.int64), columns, movies, np.full(movies.size, 4.0),
+        np.array([len(r) for r in rated]), item_ids=item_ids,
+    )
 
 
-@pytest.mark.parametrize("k", [3, 0])  # k = 0: the shared-order (popularity) path
+@pytest.mark.parametrize("kind", ["factors", "biases only", "shared"])
 @pytest.mark.parametrize("chunk_cells", [1, 37, 10_000])
-def test_top_n_kernel_matches_brute_force_with_ties_and_exclusions(chunk_cells, k):
+def test_top_n_kernel_matches_brute_force_with_ties_and_exclusions(chunk_cells, kind):
     rng = np.random.default_rng(3)
     users, items, n = 23, 17, 5
+    k = 3 if kind == "factors" else 0
     # integer factors and biases make many exact ties, so the tie rule is exercised
     p = rng.integers(-2, 3, (users, k)).astype(float)
     q = rng.integers(-2, 3, (items, k)).astype(float)
@@ -39,22 +54,30 @@ def test_top_n_kernel_matches_brute_force_with_ties_and_exclusions(chunk_cells, 
              for _ in range(users)]
     rated[0] = set(range(items))  # rated everything: no row
     rated[1] = set(range(items - 2))  # two left: a short list
-    indptr, cols = _csr(rated)
-    idx, score = top_n(p, bu, q, bi, rated_indptr=indptr, rated_cols=cols, n=n,
-                       global_mean=3.5, max_chunk_cells=chunk_cells)
-    expected = brute_top_n(3.5 + bu[:, None] + bi[None, :] + p @ q.T, rated, n)
+    item_ids = np.arange(100, 100 + 3 * items, 3, dtype=np.int64)
+    if kind == "shared":  # one order for every user: the O(n + rated) path
+        scorer = PopularityScorer(item_ids, bi)
+        expected = brute_top_n(np.broadcast_to(bi, (users, items)), rated, n)
+    else:
+        scorer = FactorScorer(item_ids, bi, q, global_mean=3.5)
+        expected = brute_top_n(3.5 + bu[:, None] + bi[None, :] + p @ q.T, rated, n)
+    idx, score = top_n(scorer, _block(p, bu, rated, item_ids), n=n, max_chunk_cells=chunk_cells)
     for u in range(users):
         got = [(int(j), float(s)) for j, s in zip(idx[u], score[u]) if np.isfinite(s)]
         assert got == expected[u], u
     assert not np.isfinite(score[0]).any() and np.isfinite(score[1]).sum() == 2
 
 
-def test_top_n_rank_zero_is_a_bias_ranking():
-    bi = np.array([1.0, 5.0, 5.0, 2.0])
-    idx, score = top_n(np.zeros((2, 0)), np.zeros(2), np.zeros((4, 0)), bi,
-                       rated_indptr=np.array([0, 1, 1]), rated_cols=np.array([1]), n=2)
-    assert idx.tolist() == [[2, 3], [1, 2]]
-    assert score.tolist() == [[5.0, 2.0], [5.0, 5.0]]
+def test_user_block_keeps_known_movies_with_their_ratings():
+    item_ids = np.array([10, 20, 30])
+    block = user_block(
+        np.array([1, 2]), pa.table({USER_ID: [1, 2]}), np.array([30, 99, 10, 20]),
+        np.array([4.5, 1.0, 2.0, 3.0]), np.array([2, 2]), item_ids=item_ids,
+    )
+    # user 1 rated 30 and an unknown 99; user 2 rated 10 and 20
+    assert block.rated_indptr.tolist() == [0, 1, 3]
+    assert block.rated_items.tolist() == [2, 0, 1]
+    assert block.rated_values.tolist() == [4.5, 2.0, 3.0]
 
 
 def _tables(spark, rng, users, items, k, *, biased=True):
@@ -80,12 +103,12 @@ def test_recommend_equals_numpy_brute_force(spark, biased):
     user_ids, movie_ids, p, q, bu, bi, udf, idf = _tables(spark, rng, users, items, k, biased=biased)
     rated = [set(rng.choice(items, size=rng.integers(0, 8), replace=False).tolist())
              for _ in range(users)]
-    pairs = [(int(user_ids[u]), int(movie_ids[j])) for u in range(users) for j in rated[u]]
-    pairs.append((int(user_ids[0]), 999_999))  # a rated movie unknown to the model: ignored
-    rated_df = spark.createDataFrame(pairs, f"{USER_ID} long, {MOVIE_ID} long")
+    pairs = [(int(user_ids[u]), int(movie_ids[j]), 4.0) for u in range(users) for j in rated[u]]
+    pairs.append((int(user_ids[0]), 999_999, 1.0))  # a rated movie unknown to the model: ignored
+    rated_df = spark.createDataFrame(pairs, f"{USER_ID} long, {MOVIE_ID} long, {RATING} double")
     mean = mu if biased else 0.0
-    got = recommend(udf, idf, rated_df, n=n, model="m", global_mean=mean,
-                    block_users=5, max_chunk_cells=20)
+    inputs = factor_ranking_inputs(udf, idf, global_mean=mean)
+    got = recommend(inputs, rated_df, n=n, model="m", block_users=5, max_chunk_cells=20)
     expected = brute_top_n(mean + bu[:, None] + bi[None, :] + p @ q.T, rated, n)
     rows = [
         (int(user_ids[u]), r + 1, int(movie_ids[j]), float(s), "m")
@@ -105,5 +128,6 @@ def test_with_titles_and_bad_n(spark):
     movies = spark.createDataFrame([(10, "Heat (1995)", "Action")], "movie_id long, title string, genres string")
     out = with_titles(recs, movies).orderBy(RANK).select(TITLE).collect()
     assert [r[TITLE] for r in out] == ["Heat (1995)", None]
+    inputs = RankingInputs(recs.select(USER_ID), PopularityScorer(np.array([10]), np.array([1.0])))
     with pytest.raises(ConfigError, match="recommend.n"):
-        recommend(recs, recs, recs, n=0, model="m")
+        recommend(inputs, recs, n=0, model="m")

@@ -25,14 +25,15 @@ import pyarrow as pa
 from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from recspark.errors import ConfigError
 from recspark.schema import (
+    COUNT,
     FACTORS,
     MOVIE_ID,
     RANK,
     SIMILAR_MOVIE_ID,
+    SIMILAR_SCHEMA,
     SIMILAR_TITLE,
     SIMILARITY,
     TITLE,
@@ -41,14 +42,6 @@ from recspark.schema import (
 
 _logger = logging.getLogger(__name__)
 
-SIMILAR_SCHEMA = T.StructType(
-    [
-        T.StructField(MOVIE_ID, T.LongType(), False),
-        T.StructField(RANK, T.IntegerType(), False),
-        T.StructField(SIMILAR_MOVIE_ID, T.LongType(), False),
-        T.StructField(SIMILARITY, T.DoubleType(), False),
-    ]
-)
 _BLOCK = "_block"
 
 
@@ -140,9 +133,7 @@ def similar_movies(item_factors: DataFrame, *, k: int = 10, block: int = 2048) -
         "similar movies: %d movies × rank %d, %d block(s) of %d", ids.size, factors.shape[1],
         n_blocks, block,
     )
-    blocks = spark.range(0, n_blocks, 1, numPartitions=n_blocks).select(
-        F.col("id").alias(_BLOCK)
-    )
+    blocks = spark.range(0, n_blocks, 1, numPartitions=n_blocks).toDF(_BLOCK)
     task = functools.partial(_similar_task, table=table, k=k, block=block)
     return blocks.mapInArrow(task, SIMILAR_SCHEMA)
 
@@ -157,7 +148,7 @@ def with_min_support(item_factors: DataFrame, ratings: DataFrame, min_ratings: i
     if min_ratings <= 1:
         return item_factors
     supported = (
-        ratings.groupBy(MOVIE_ID).count().where(F.col("count") >= min_ratings).select(MOVIE_ID)
+        ratings.groupBy(MOVIE_ID).count().where(F.col(COUNT) >= min_ratings).select(MOVIE_ID)
     )
     return item_factors.join(supported, MOVIE_ID, "left_semi")
 

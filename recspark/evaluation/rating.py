@@ -1,17 +1,26 @@
-"""Accuracy metrics of rating predictions, as rows of the run's metrics table."""
+"""Accuracy metrics of rating predictions, and the rows of the run's metrics table."""
 
 from __future__ import annotations
 
 from typing import Mapping
 
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recspark.schema import (
+    MAE,
+    METRIC,
     METRICS_SCHEMA,
+    MODEL,
     PERSONALISED,
+    PERSONALISED_SHARE,
     PREDICTION,
     RATING,
+    RMSE,
+    ROWS,
+    SPLIT,
+    VALUE,
     require_columns,
 )
 
@@ -26,10 +35,10 @@ def regression_metrics(predictions: DataFrame) -> dict[str, float]:
     require_columns(predictions, [RATING, PREDICTION, PERSONALISED], stage="regression_metrics")
     err = F.col(RATING) - F.col(PREDICTION)
     row = predictions.agg(
-        F.sqrt(F.avg(err * err)).alias("rmse"),
-        F.avg(F.abs(err)).alias("mae"),
-        F.avg(F.col(PERSONALISED).cast("double")).alias("personalised_share"),
-        F.count(F.lit(1)).cast("double").alias("rows"),
+        F.sqrt(F.avg(err * err)).alias(RMSE),
+        F.avg(F.abs(err)).alias(MAE),
+        F.avg(F.col(PERSONALISED).cast("double")).alias(PERSONALISED_SHARE),
+        F.count(F.lit(1)).cast("double").alias(ROWS),
     ).first()
     return {k: (float(v) if v is not None else float("nan")) for k, v in row.asDict().items()}
 
@@ -41,3 +50,19 @@ def metrics_frame(
     return spark.createDataFrame(
         [(run_id, model, split, name, float(v)) for name, v in values.items()], METRICS_SCHEMA
     )
+
+
+def union_all(frames: list[DataFrame]) -> DataFrame:
+    """The rows of every frame of ``frames`` (same columns, matched by name); at least one."""
+    out = frames[0]
+    for more in frames[1:]:
+        out = out.unionByName(more)
+    return out
+
+
+def metric_value(metrics: pd.DataFrame, *, model: str, split: str, metric: str) -> float:
+    """One value of a metrics table read into pandas (raises KeyError if absent)."""
+    hit = metrics[(metrics[MODEL] == model) & (metrics[SPLIT] == split) & (metrics[METRIC] == metric)]
+    if hit.empty:
+        raise KeyError(f"no metric {metric} for {model} on {split}")
+    return float(hit[VALUE].iloc[0])

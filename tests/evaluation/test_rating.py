@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from recspark.evaluate import metrics_frame, regression_metrics
+from recspark.evaluation.rating import metrics_frame, regression_metrics
 from recspark.schema import METRIC, MODEL, PERSONALISED, PREDICTION, RATING, VALUE
 
 
