@@ -10,7 +10,8 @@ from recspark.evaluation.rating import regression_metrics
 from recspark.models import registry
 from recspark.models.bias import fit_bias
 from recspark.models.lowrank import STORAGE
-from recspark.models.svd import history_rows, sweep_rows
+from recspark.evaluation.sweeps import sweep_rows
+from recspark.models.svd import history_rows
 from recspark.models.svd.iterative import fit_iterative_svd, randomized_svd
 from recspark.schema import (
     ITERATION,
