@@ -58,5 +58,5 @@ def test_leave_last_out_takes_each_users_latest_rating(spark):
 def test_split_config_sets_the_kind_and_rejects_unknown_ones():
     cfg = SplitConfig(test_fraction=0.3)
     assert split_config(cfg, "leave_last_out") == SplitConfig(kind="leave_last_out", test_fraction=0.3)
-    with pytest.raises(ConfigError, match="unknown split kind"):
+    with pytest.raises(ConfigError, match="kind: input should be .random. or .leave_last_out."):
         split_config(cfg, "by_time")
