@@ -15,6 +15,7 @@ is one module plus one registry line.
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import tomllib
@@ -390,6 +391,8 @@ def parse_override(text: str) -> dict[str, Any]:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()  # bare strings need no quotes on the command line
+    if isinstance(value, (datetime.date, datetime.time)):
+        value = raw.strip()  # TOML reads 2025-01-01 as a date; every date setting is text
     nested: dict[str, Any] = {keys[-1]: value}
     for key in reversed(keys[:-1]):
         nested = {key: nested}

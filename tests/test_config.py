@@ -64,6 +64,9 @@ def test_resolved_config_round_trips_through_toml():
 def test_override_values_are_read_as_toml_when_they_can_be():
     assert parse_override("a.b.c=1") == {"a": {"b": {"c": 1}}}
     assert parse_override("a.b=hello world") == {"a": {"b": "hello world"}}
+    # TOML would read these as a date and a time; settings keep them as the text typed
+    assert parse_override("rescore.score_date=2025-01-01") == {"rescore": {"score_date": "2025-01-01"}}
+    assert load_config([], ["rescore.score_date=2025-01-01"]).rescore.score_date == "2025-01-01"
 
 
 def test_base_toml_documents_exactly_the_defaults():
