@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recspark.config import config_from_dict, load_config
+from recspark.config import config_from_dict
 from recspark.io import storage
-from recspark.pipeline.ingest import run_ingest
 from recspark.pipeline.train import write_history
 from recspark.schema import (
     ITERATION,
@@ -116,27 +115,6 @@ def test_write_history_writes_parquet_png_and_metric_points(spark, tmp_path):
     assert (tmp_path / "hand_convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def tiny(spark, tmp_path_factory):
-    """An ingested data set of 8 users × 6 movies; the settings every tiny run shares."""
-    root = tmp_path_factory.mktemp("tiny")
-    raw = root / "raw"
-    raw.mkdir()
-    lines = ["userId,movieId,rating,timestamp"] + [
-        f"{u},{m},{((u * 7 + m) % 9 + 1) / 2},{1_000_000 + 100 * u + m}"
-        for u in range(1, 9) for m in range(10, 70, 10) if (u + m // 10) % 5
-    ]
-    (raw / "ratings.csv").write_text("\n".join(lines) + "\n")
-    (raw / "movies.csv").write_text(
-        "movieId,title,genres\n" + "".join(f"{m},Movie {m},Drama\n" for m in range(10, 70, 10))
-    )
-    common = ["--set", f"data.dir={raw}", "--set", "data.dataset=tiny",
-              "--set", f"ingest.output_dir={root}/ingest", "--set", f"train.output_dir={root}/runs",
-              "--set", "recommend.extra_splits=", "--set", "mllib_als.num_blocks=2"]
-    run_ingest(spark, load_config(overrides=common[1::2]))
-    return root, common
-
-
 def _scratch(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if "._" in p.name)
 
@@ -159,17 +137,19 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 @pytest.mark.slow
-def test_a_killed_run_leaves_scratch_that_the_next_run_removes(spark, tiny, run_job_script, caplog):
-    root, common = tiny
+def test_a_killed_run_leaves_scratch_that_the_next_run_removes(
+    spark, tiny, run_job_script, caplog, tmp_path
+):
+    _, common = tiny
+    runs_dir = tmp_path / "runs"
     args = common + ["--set", "train.run_id=r1", "--set", "train.models=bias,mllib_als",
-                     "--set", "spark.checkpoint_dir=", "--set", "spark.shuffle_partitions=2"]
+                     "--set", "spark.checkpoint_dir=", "--set", f"train.output_dir={runs_dir}"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [sys.executable, "-c", _KILLED_AFTER_THE_FIRST_MODEL, str(REPO / "jobs" / "train.py"), *args],
         env=env, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
-    runs_dir = root / "runs"
     left = _scratch(runs_dir)
     assert [n.split("._")[1].split("-")[0] for n in left] == ["checkpoints", "staging"]
     staging = runs_dir / next(n for n in left if "._staging-" in n)
@@ -188,10 +168,12 @@ def test_a_killed_run_leaves_scratch_that_the_next_run_removes(spark, tiny, run_
 
 
 @pytest.mark.slow
-def test_150_mllib_als_iterations_complete_without_a_checkpoint_dir(spark, tiny, run_job_script):
+def test_150_mllib_als_iterations_complete_without_a_checkpoint_dir(
+    spark, tiny, run_job_script, tmp_path
+):
     """Without a checkpoint directory MLlib's ALS never cuts its lineage and dies of
     StackOverflowError well before 150 iterations; the run gives it a folder of its own."""
-    root, common = tiny
+    _, common = tiny
     sc = spark.sparkContext
     session_dir = sc.getCheckpointDir()
     set_dir = getattr(sc._jsc.sc(), "checkpointDir_$eq")
@@ -199,12 +181,12 @@ def test_150_mllib_als_iterations_complete_without_a_checkpoint_dir(spark, tiny,
     try:
         args = common + ["--set", "train.run_id=long", "--set", "train.models=bias,mllib_als",
                          "--set", "spark.checkpoint_dir=", "--set", "mllib_als.max_iter=150",
-                         "--set", "recommend.enabled=false"]
+                         "--set", "recommend.enabled=false", "--set", f"train.output_dir={tmp_path}"]
         assert run_job_script("train", args) == 0
         assert sc.getCheckpointDir() is None  # restored after the run
     finally:
         set_dir(sc._jvm.scala.Option.apply(session_dir))
-    assert _scratch(root / "runs") == []
-    metrics = pd.read_parquet(root / "runs" / "long" / "metrics")
+    assert _scratch(tmp_path) == []
+    metrics = pd.read_parquet(tmp_path / "long" / "metrics")
     rmse = metrics[(metrics[MODEL] == "mllib_als") & (metrics[METRIC] == "rmse")][VALUE]
     assert len(rmse) == 2 and rmse.notna().all()
