@@ -108,3 +108,9 @@ def test_a_model_without_a_claimed_ability_fails_its_protocol(data):
         assert not isinstance(bias, PROTOCOLS[ability])
     with pytest.raises(TypeError, match="claims SAVE but its spec has no load"):
         ModelSpec("x", "", fit=lambda train: None, abilities=frozenset({Ability.SAVE}))
+
+
+def test_every_registered_model_can_be_saved_and_rescored():
+    """Issue 10: every model (later ones too) is saved with its run, so jobs/rescore.py can
+    load it; a new model without SAVE fails here."""
+    assert registry.with_ability(Ability.SAVE) == [s.name for s in registry.specs()]
