@@ -54,13 +54,16 @@ launch() {  # launch NAME CLASS ARGS...: a daemon in the background, its pid and
   echo $! >"$state/$name.pid"
 }
 
-wait_for() {  # wait_for SECONDS COMMAND...: until COMMAND succeeds
-  local limit="$1"; shift
-  for _ in $(seq "$limit"); do
-    if "$@"; then return 0; fi
+master_up() { [ -n "$(master_json)" ]; }
+
+workers_up() { [ "$(alive_workers)" -ge "$workers" ]; }
+
+wait_for() {  # wait_for SECONDS COMMAND...: until COMMAND succeeds (it is run again each time)
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
     sleep 1
   done
-  return 1
 }
 
 start() {
@@ -77,7 +80,7 @@ start() {
   echo "spark://$host:$port" >"$state/master.url"
   echo "http://$host:$ui/json/" >"$state/master.json_url"
   launch master org.apache.spark.deploy.master.Master --host "$host" --port "$port" --webui-port "$ui"
-  if ! wait_for 90 test -n "$(master_json)"; then
+  if ! wait_for 180 master_up; then
     echo "the master did not start; see $state/master.log" >&2; stop; exit 1
   fi
   for i in $(seq "$workers"); do
@@ -88,7 +91,7 @@ start() {
       --work-dir "$state/work/worker$i"
     echo "http://$host:$wui/json/" >>"$state/workers.ui"
   done
-  if ! wait_for 90 test "$(alive_workers)" -ge "$workers"; then
+  if ! wait_for 180 workers_up; then
     echo "the workers did not register; see $state/worker*.log" >&2; stop; exit 1
   fi
   cat "$state/master.url"
