@@ -41,7 +41,7 @@ def cluster(tmp_path):
     state = tmp_path / "cluster"
     env = {**os.environ, "RECSPARK_CLUSTER_DIR": str(state), "PYTHON": sys.executable}
     script = str(REPO / "scripts" / "cluster.sh")
-    started = subprocess.run([script, "start"], env=env, capture_output=True, text=True, timeout=300)
+    started = subprocess.run([script, "start"], env=env, capture_output=True, text=True, timeout=600)
     try:
         assert started.returncode == 0, started.stderr
         yield started.stdout.split()[-1], state
