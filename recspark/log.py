@@ -23,16 +23,27 @@ def setup_logging(level: str = "INFO") -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
+#: The SparkContext's local properties behind the UI's job description and job group.
+_JOB_PROPERTIES = ("spark.job.description", "spark.jobGroup.id")
+
+
 @contextlib.contextmanager
 def job_description(name: str, spark: SparkSession | None = None) -> Iterator[None]:
-    """Name the Spark jobs started inside the block (the UI's job description); no log line."""
-    if spark is not None:
-        spark.sparkContext.setJobDescription(name)
+    """Name the Spark jobs started inside the block, no log line: ``name`` becomes their
+    description and their job group in the UI (``statusTracker().getJobIdsForGroup(name)``
+    finds them). On exit the enclosing block's name is restored, so blocks nest."""
+    if spark is None:
+        yield
+        return
+    sc = spark.sparkContext
+    saved = [(key, sc.getLocalProperty(key)) for key in _JOB_PROPERTIES]
+    for key, _ in saved:
+        sc.setLocalProperty(key, name)
     try:
         yield
     finally:
-        if spark is not None:
-            spark.sparkContext.setJobDescription(None)
+        for key, value in saved:
+            sc.setLocalProperty(key, value)  # None removes it
 
 
 @contextlib.contextmanager

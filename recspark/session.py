@@ -1,34 +1,122 @@
-"""Build the SparkSession from :class:`~recspark.config.SparkConfig`."""
+"""Build the SparkSession: a Spark setting made by whoever launched recspark wins.
+
+recspark's ``[spark]`` config (master, driver memory, shuffle partitions, ``extra``) and the
+few settings it always wants (UTC session time zone, Arrow, no console progress bar) apply
+only to the keys nobody else set. Who else can set them, highest first:
+
+1. **spark-submit.** Under ``spark-submit`` the driver JVM is already running (PySpark finds
+   it through ``PYSPARK_GATEWAY_PORT``) and its system properties hold every ``spark.*``
+   setting spark-submit resolved: its command line (``--master``, ``--driver-memory``, ...),
+   ``--conf``, ``--properties-file`` and ``spark-defaults.conf``. spark-submit always sets a
+   master (``local[*]`` when given none). Settings that size the driver JVM
+   (``spark.driver.memory``) cannot change once it runs, so the config's value is not applied
+   there.
+2. **The environment**, when recspark is started with plain ``python`` and launches the JVM
+   itself: ``PYSPARK_SUBMIT_ARGS`` (its options, then its ``--conf`` values), then the
+   properties file (``--properties-file`` of ``PYSPARK_SUBMIT_ARGS``, else
+   ``$SPARK_CONF_DIR/spark-defaults.conf`` or ``$SPARK_HOME/conf/spark-defaults.conf``),
+   then ``$MASTER``: the order spark-submit itself applies, since PySpark launches the JVM
+   through it.
+3. **A SparkSession already running** in this process (a notebook, the tests): its settings.
+4. recspark's config.
+
+:func:`resolve` is the rule as a pure function; :func:`launcher_settings` gathers what the
+launcher set; :func:`build_session` applies both and logs the master in use and who chose it.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import shlex
 import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
 
-from pyspark import SparkConf
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
-from recspark.config import SparkConfig, expand
+from recspark.config import SparkConfig
 
 _logger = logging.getLogger(__name__)
 
+#: Who set a setting (the log line names it).
+SPARK_SUBMIT = "spark-submit"
+DEFAULTS_FILE = "spark-defaults.conf"
+SUBMIT_ARGS = "environment (PYSPARK_SUBMIT_ARGS)"
+MASTER_ENV = "environment (MASTER)"
+RUNNING = "the running SparkSession"
+RECSPARK = "recspark config"
 
-def build_session(cfg: SparkConfig) -> SparkSession:
-    """Create (or reuse) the SparkSession.
+MASTER = "spark.master"
+DRIVER_MEMORY = "spark.driver.memory"
+#: Settings read only when the driver JVM starts: useless once it runs.
+LAUNCH_ONLY = frozenset({DRIVER_MEMORY})
 
-    ``cfg.master`` is used only when nothing set ``spark.master`` already, so the same job
-    runs in local mode by default and on a cluster unchanged under ``spark-submit --master``.
-    The checkpoint directory is set here because iterative algorithms need it. In local
-    mode the Python workers run the driver's interpreter unless ``PYSPARK_PYTHON`` says
-    otherwise.
+#: spark-submit options (also valid in PYSPARK_SUBMIT_ARGS) and the setting each one sets.
+SUBMIT_OPTIONS = {
+    "--master": MASTER,
+    "--deploy-mode": "spark.submit.deployMode",
+    "--name": "spark.app.name",
+    "--driver-memory": DRIVER_MEMORY,
+    "--driver-cores": "spark.driver.cores",
+    "--driver-java-options": "spark.driver.extraJavaOptions",
+    "--driver-library-path": "spark.driver.extraLibraryPath",
+    "--driver-class-path": "spark.driver.extraClassPath",
+    "--executor-memory": "spark.executor.memory",
+    "--executor-cores": "spark.executor.cores",
+    "--total-executor-cores": "spark.cores.max",
+    "--num-executors": "spark.executor.instances",
+    "--queue": "spark.yarn.queue",
+    "--jars": "spark.jars",
+    "--packages": "spark.jars.packages",
+    "--py-files": "spark.submit.pyFiles",
+    "--files": "spark.files",
+    "--archives": "spark.archives",
+}
+#: Other spark-submit options that take a value (skipped with it).
+_VALUE_OPTIONS = frozenset(
+    {"--class", "--exclude-packages", "--repositories", "--principal", "--keytab",
+     "--proxy-user", "--kill", "--status"}
+)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A setting's value and who set it (``SPARK_SUBMIT``, ``RECSPARK``, ...)."""
+
+    value: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The outcome of :func:`resolve`.
+
+    ``settings``: every key recspark wants plus every key the launcher set → the
+    :class:`Setting` in effect. ``apply``: what recspark passes to the session builder.
+    ``overruled``: recspark's values that lost (key → recspark's value), to log.
     """
-    builder = SparkSession.builder.appName(cfg.app_name)
-    conf = SparkConf()
-    if not conf.contains("spark.master"):
-        builder = builder.master(cfg.master)
-    settings = {
-        "spark.driver.memory": cfg.driver_memory,
+
+    settings: dict[str, Setting]
+    apply: dict[str, str] = field(default_factory=dict)
+    overruled: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def master(self) -> Setting:
+        """The master in use and who chose it."""
+        return self.settings[MASTER]
+
+
+def wanted_settings(cfg: SparkConfig) -> dict[str, str]:
+    """Every ``spark.*`` setting recspark would like: the ``[spark]`` config section plus
+    the fixed ones (UTC, Arrow, no console progress bar)."""
+    return {
+        MASTER: cfg.master,
+        "spark.app.name": cfg.app_name,
+        DRIVER_MEMORY: cfg.driver_memory,
         "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
         # progress bars garble the log lines the jobs print; the UI still shows stages.
@@ -37,16 +125,164 @@ def build_session(cfg: SparkConfig) -> SparkSession:
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         **dict(cfg.extra),
     }
-    if (conf.get("spark.master") or cfg.master).startswith("local"):
-        # Local workers run this interpreter (with NumPy and pyarrow), not whatever
-        # "python3" is first on PATH (PySpark reads only the environment variable; under
-        # spark-submit, spark.pyspark.python sets it). On a cluster the cluster's setting rules.
+
+
+def resolve(
+    preset: Mapping[str, Setting], wanted: Mapping[str, str], *, jvm_running: bool
+) -> Resolution:
+    """The precedence rule: a key of ``preset`` (what the launcher set) keeps its value;
+    ``wanted`` (recspark's config) fills the others, except settings of ``LAUNCH_ONLY``
+    when ``jvm_running`` (they can no longer change; the launcher's default stands).
+
+    ``wanted`` must hold ``spark.master`` unless ``preset`` does (raises ValueError).
+    """
+    if MASTER not in preset and MASTER not in wanted:
+        raise ValueError("no master: neither the launcher nor the config sets spark.master")
+    settings = dict(preset)
+    apply, overruled = {}, {}
+    for key, value in wanted.items():
+        if key in preset:
+            if preset[key].value != value:
+                overruled[key] = value
+        elif jvm_running and key in LAUNCH_ONLY:
+            overruled[key] = value
+        else:
+            settings[key] = Setting(value, RECSPARK)
+            apply[key] = value
+    return Resolution(settings, apply, overruled)
+
+
+def read_properties(text: str) -> dict[str, str]:
+    """The ``spark.*`` entries of a ``spark-defaults.conf``-style file: ``key value``,
+    ``key=value`` or ``key: value`` per line, ``#`` / ``!`` comments (the Java properties
+    syntax without line continuations; spark-submit ignores keys other than ``spark.*``)."""
+    out = {}
+    for line in text.splitlines():
+        m = _PROPERTY.match(line.strip())
+        if m and m["key"].startswith("spark."):
+            out[m["key"]] = m["value"].strip()
+    return out
+
+
+_PROPERTY = re.compile(r"^(?P<key>[^\s=:#!][^\s=:]*)\s*[=:]?\s*(?P<value>.*)$")
+
+
+def parse_submit_args(text: str) -> tuple[dict[str, str], dict[str, str], str | None, bool]:
+    """Parse ``PYSPARK_SUBMIT_ARGS``: (settings of spark-submit options, ``--conf`` settings,
+    the ``--properties-file`` or None, whether ``--load-spark-defaults`` is given).
+    ``--opt value`` and ``--opt=value`` both work; other words (``pyspark-shell``) are skipped."""
+    options: dict[str, str] = {}
+    confs: dict[str, str] = {}
+    properties, load_defaults = None, False
+    words = shlex.split(text)
+    i = 0
+    while i < len(words):
+        word, value = words[i], None
+        if word.startswith("--") and "=" in word:
+            word, value = word.split("=", 1)
+        takes_value = word in SUBMIT_OPTIONS or word in _VALUE_OPTIONS or word in (
+            "--conf", "-c", "--properties-file")
+        if takes_value and value is None:
+            i += 1
+            value = words[i] if i < len(words) else ""
+        if word in ("--conf", "-c") and "=" in value:
+            key, conf_value = value.split("=", 1)
+            confs[key] = conf_value
+        elif word == "--properties-file":
+            properties = value
+        elif word in SUBMIT_OPTIONS:
+            options[SUBMIT_OPTIONS[word]] = value
+        elif word == "--load-spark-defaults":
+            load_defaults = True
+        i += 1
+    return options, confs, properties, load_defaults
+
+
+def python_launch_settings(
+    environ: Mapping[str, str], read_file=lambda path: Path(path).read_text(encoding="utf-8")
+) -> dict[str, Setting]:
+    """What the environment sets when recspark launches the JVM itself (plain ``python``):
+    ``$MASTER``, the properties file, ``PYSPARK_SUBMIT_ARGS``' ``--conf`` values, then its
+    options, each overriding the ones before (spark-submit's own order). ``read_file(path)``
+    returns a file's text (missing defaults files are skipped; a missing
+    ``--properties-file`` raises FileNotFoundError, as spark-submit fails on it)."""
+    options, confs, properties, load_defaults = parse_submit_args(
+        environ.get("PYSPARK_SUBMIT_ARGS", "")
+    )
+    out: dict[str, Setting] = {}
+    if environ.get("MASTER"):
+        out[MASTER] = Setting(environ["MASTER"], MASTER_ENV)
+    files = []
+    if properties is None or load_defaults:
+        files.append((defaults_file(environ), DEFAULTS_FILE))
+    if properties is not None:
+        files.append((properties, "--properties-file of PYSPARK_SUBMIT_ARGS"))
+    for path, source in files:
+        try:
+            text = read_file(path)
+        except FileNotFoundError:
+            if source != DEFAULTS_FILE:
+                raise
+            continue
+        out.update({k: Setting(v, source) for k, v in read_properties(text).items()})
+    out.update({k: Setting(v, SUBMIT_ARGS) for k, v in {**confs, **options}.items()})
+    return out
+
+
+def defaults_file(environ: Mapping[str, str]) -> str:
+    """Where spark-submit looks for ``spark-defaults.conf``: ``$SPARK_CONF_DIR``, else the
+    ``conf/`` folder of ``$SPARK_HOME`` (PySpark's own Spark when unset)."""
+    if environ.get("SPARK_CONF_DIR"):
+        return str(Path(environ["SPARK_CONF_DIR"]) / DEFAULTS_FILE)
+    home = environ.get("SPARK_HOME")
+    if not home:
+        from pyspark.find_spark_home import _find_spark_home
+
+        home = _find_spark_home()
+    return str(Path(home) / "conf" / DEFAULTS_FILE)
+
+
+def launcher_settings() -> tuple[dict[str, Setting], bool]:
+    """(what the launcher set, whether the driver JVM is already running): a running
+    SparkContext's settings, else spark-submit's (the JVM's system properties), else
+    :func:`python_launch_settings` of this process's environment."""
+    active = SparkContext._active_spark_context
+    if active is not None:
+        return {k: Setting(v, RUNNING) for k, v in active.getConf().getAll()}, True
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        SparkContext._ensure_initialized()  # connects to spark-submit's JVM; starts nothing
+        return {k: Setting(v, SPARK_SUBMIT) for k, v in SparkConf().getAll()}, True
+    return python_launch_settings(os.environ), False
+
+
+def build_session(cfg: SparkConfig) -> SparkSession:
+    """Create (or reuse) the SparkSession with the settings :func:`resolve` leaves to
+    recspark's config (module docstring); log the master in use and who chose it.
+
+    With a local master the Python workers run this interpreter unless ``PYSPARK_PYTHON``
+    says otherwise (PySpark reads only that variable; under spark-submit,
+    ``spark.pyspark.python`` sets it). On a cluster the cluster's setting rules. The
+    checkpoint directory is set per run (:func:`recspark.io.storage.checkpoints`).
+    """
+    preset, jvm_running = launcher_settings()
+    res = resolve(preset, wanted_settings(cfg), jvm_running=jvm_running)
+    if res.master.value.startswith("local"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    for key, value in settings.items():
+    builder = SparkSession.builder
+    for key, value in res.apply.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)
-    if cfg.checkpoint_dir:
-        spark.sparkContext.setCheckpointDir(expand(cfg.checkpoint_dir))
-    _logger.info("Spark %s, master %s", spark.version, spark.sparkContext.master)
+    for key, value in res.overruled.items():
+        kept = res.settings.get(key)
+        _logger.info(
+            "%s: the recspark config's %s is not applied; %s", key, value,
+            f"{kept.value} from {kept.source} stands" if kept else
+            "the driver JVM was already running (give it to spark-submit, e.g. --driver-memory)",
+        )
+    _logger.info(
+        "Spark %s, application %s, master %s (chosen by %s)",
+        spark.version, spark.sparkContext.applicationId, spark.sparkContext.master,
+        res.master.source,
+    )
     return spark

@@ -4,7 +4,10 @@ and the saved config.
 A train run is one folder ``<train.output_dir>/<run_id>/`` (see
 :mod:`recspark.pipeline.train` for its contents), published atomically by
 :func:`recspark.io.storage.staged`: while it is written it is called
-``<run_id>._staging-<hex>``, and a replaced run is moved aside as ``<run_id>._old-<hex>``.
+``<run_id>._staging-<owner>``, and a replaced run is moved aside as ``<run_id>._old-<owner>``;
+its checkpoints go to ``<run_id>._checkpoints-<owner>`` when ``spark.checkpoint_dir`` is
+empty. A train run removes what killed runs left there before it starts (the scratch
+folders and the rule of :mod:`recspark.io.storage`).
 Saved models live in ``models/<name>/``, each with a ``model.json`` that names the
 registered model (:func:`write_model_meta`).
 
@@ -100,12 +103,15 @@ def write_model_meta(spark: SparkSession, path: str, meta: dict[str, Any]) -> No
     storage.write_text(spark, f"{path.rstrip('/')}/{MODEL_META}", json.dumps(meta, indent=2, default=str))
 
 
-def read_model_meta(spark: SparkSession, path: str) -> dict[str, Any]:
+def read_model_meta(
+    spark: SparkSession, path: str, *, expect: tuple[str, int] | None = None, what: str = "model"
+) -> dict[str, Any]:
     """The ``model.json`` of the saved model folder ``path``, as a dict with ``name``.
 
     Raises :class:`ModelError` when the folder does not exist, has no ``model.json`` (an
     interrupted or foreign folder), or the file is unreadable, not a JSON object or lacks
-    ``name``; each message says what to do.
+    ``name``, or (with ``expect`` = (format, version)) records another ``format`` or
+    ``version`` than a loader of a ``what`` reads; each message says what to do.
     """
     if not storage.exists(spark, path):
         raise ModelError(
@@ -128,6 +134,11 @@ def read_model_meta(spark: SparkSession, path: str) -> dict[str, Any]:
         raise ModelError(
             f"{meta_path} does not name its model (no {NAME_KEY!r}): save the model again "
             "with this recspark version"
+        )
+    if expect is not None and (meta.get("format"), meta.get("version")) != expect:
+        raise ModelError(
+            f"{path} is not a version-{expect[1]} {what} (format {meta.get('format')!r}, "
+            f"version {meta.get('version')!r}): re-train it"
         )
     return meta
 

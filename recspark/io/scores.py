@@ -7,6 +7,8 @@ read) and, in pairs mode, ``_quarantine/``. Spark's reader skips ``_``-names, so
 :func:`read_scores` to read published dates only. A date is written under
 ``<output_dir>/_staging/`` and moved into place with one rename after the last byte
 (:func:`staged_date`): partition discovery on ``output_dir`` never sees a half-written date.
+What a killed run left in ``_staging/`` is removed by the next run (the rule:
+:mod:`recspark.io.storage`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import uuid
 from datetime import date, datetime, timezone
 from typing import Any, Iterator
 
@@ -83,16 +84,13 @@ def previous_watermark(spark: SparkSession, output_dir: str, before: str) -> int
 def staged_date(spark: SparkSession, output_dir: str, day: str) -> Iterator[str]:
     """Yield a staging folder under ``<output_dir>/_staging/`` for score date ``day``; on
     success publish it as :func:`date_dir` (replacing an earlier output of that date), on
-    failure delete it and leave the published date untouched."""
-    target = date_dir(output_dir, day)
-    name = target.rsplit("/", 1)[-1]
-    staging = f"{output_dir.rstrip('/')}/{STAGING_DIR}/{name}-{uuid.uuid4().hex[:8]}"
-    try:
+    failure delete it and leave the published date untouched. Staging folders that killed
+    runs left in ``_staging/`` are removed first (:func:`recspark.io.storage.clean_scratch`)."""
+    staging_dir = f"{output_dir.rstrip('/')}/{STAGING_DIR}"
+    storage.clean_scratch(spark, staging_dir, all_scratch=True)
+    storage.clean_scratch(spark, output_dir)
+    with storage.staged(spark, date_dir(output_dir, day), under=staging_dir) as staging:
         yield staging
-    except BaseException:
-        storage.delete(spark, staging)
-        raise
-    storage.publish(spark, staging, target)
 
 
 def write_report(spark: SparkSession, staging: str, report: dict[str, Any], *, watermark: int | None) -> None:

@@ -11,6 +11,10 @@ updates (each is the exact minimiser with the other side fixed):
 
 starting from b_u = 0, so one round is the classic "damped means" baseline (Koren 2008).
 All sums are DataFrame aggregations; nothing is collected but μ.
+
+Saved as ``user_bias/`` (user_id, bias), ``item_bias/`` (movie_id, bias) and ``model.json``
+(μ, rating scale); factor models save their fallback with the same tables
+(:meth:`BiasModel.write_tables`).
 """
 
 from __future__ import annotations
@@ -19,16 +23,19 @@ import logging
 from dataclasses import dataclass
 
 from pydantic import Field
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from recspark.config import Section
 from recspark.errors import DataQualityError
+from recspark.io import runs, storage
 from recspark.models.base import with_fallback
 from recspark.models.contract import Ability, ModelSpec
 from recspark.schema import (
     BIAS,
     BIAS_PREDICTION,
+    GLOBAL_MEAN,
     ITEM_BIAS,
     MOVIE_ID,
     RATING,
@@ -42,6 +49,17 @@ _logger = logging.getLogger(__name__)
 __all__ = ["BIAS_PREDICTION", "ITEM_BIAS", "SPEC", "USER_BIAS", "BiasConfig", "BiasModel", "fit_bias"]
 
 _RAW = "_bias_raw"
+
+MODEL_FORMAT = "recspark-bias-model"
+MODEL_VERSION = 1
+USER_BIAS_SCHEMA = T.StructType(
+    [T.StructField(USER_ID, T.LongType(), False), T.StructField(BIAS, T.DoubleType(), False)]
+)
+ITEM_BIAS_SCHEMA = T.StructType(
+    [T.StructField(MOVIE_ID, T.LongType(), False), T.StructField(BIAS, T.DoubleType(), False)]
+)
+#: Folder names of the two tables in a saved bias model.
+TABLES = ("user_bias", "item_bias")
 
 
 class BiasConfig(Section):
@@ -94,6 +112,52 @@ class BiasModel:
             annotated, _RAW, F.col(BIAS_PREDICTION), lo=self.lo, hi=self.hi
         ).drop(USER_BIAS, ITEM_BIAS, BIAS_PREDICTION)
 
+    # ------------------------------------------------------------------ persistence
+
+    def meta(self) -> dict:
+        """What ``model.json`` records besides the tables: name, μ, rating scale."""
+        return {runs.NAME_KEY: self.name, GLOBAL_MEAN: self.global_mean, "lo": self.lo, "hi": self.hi}
+
+    def write_tables(self, folder: str, names: tuple[str, str] = TABLES) -> None:
+        """Write the user and item bias tables into ``folder`` as ``names``. Action."""
+        runs.to_schema(self.user_bias, USER_BIAS_SCHEMA).write.parquet(f"{folder}/{names[0]}")
+        runs.to_schema(self.item_bias, ITEM_BIAS_SCHEMA).write.parquet(f"{folder}/{names[1]}")
+
+    @classmethod
+    def read_tables(
+        cls, spark: SparkSession, folder: str, meta: dict, names: tuple[str, str] = TABLES
+    ) -> "BiasModel":
+        """The model whose tables :meth:`write_tables` wrote into ``folder`` and whose
+        :meth:`meta` is ``meta`` (lazily). Raises ModelError for a missing or bad table."""
+        return cls(
+            float(meta[GLOBAL_MEAN]),
+            runs.read_model_table(spark, folder, names[0], USER_BIAS_SCHEMA),
+            runs.read_model_table(spark, folder, names[1], ITEM_BIAS_SCHEMA),
+            lo=float(meta["lo"]),
+            hi=float(meta["hi"]),
+            name=str(meta[runs.NAME_KEY]),
+        )
+
+    def save(self, path: str) -> None:
+        """``SAVE``: the two tables and ``model.json`` into the folder ``path`` (replaced
+        atomically). Action: writes the tables."""
+        spark = self.user_bias.sparkSession
+        with storage.staged(spark, path) as tmp:
+            self.write_tables(tmp)
+            runs.write_model_meta(
+                spark, tmp, {**self.meta(), "format": MODEL_FORMAT, "version": MODEL_VERSION}
+            )
+        _logger.info("saved %s model to %s", self.name, path)
+
+    @classmethod
+    def load(cls, spark: SparkSession, path: str) -> "BiasModel":
+        """Read what :meth:`save` wrote (lazily). Raises :class:`ModelError` when the folder
+        is missing, incomplete or of another format or version."""
+        meta = runs.read_model_meta(
+            spark, path, expect=(MODEL_FORMAT, MODEL_VERSION), what="bias model"
+        )
+        return cls.read_tables(spark, path, meta)
+
 
 def fit_bias(
     ratings: DataFrame, *, cfg: BiasConfig, lo: float = 0.5, hi: float = 5.0
@@ -136,6 +200,7 @@ SPEC = ModelSpec(
     name="bias",
     summary="μ + b_u + b_i, damped; the fallback of every other model",
     fit=_baseline,
-    abilities=frozenset({Ability.PREDICT}),
+    abilities=frozenset({Ability.PREDICT, Ability.SAVE}),
     config=BiasConfig,
+    load=BiasModel.load,
 )

@@ -67,8 +67,8 @@ MODEL_VERSION = 1
 
 _USERS = "user_factors"
 _ITEMS = "item_factors"
-_FALLBACK_USERS = "fallback_user_bias"
-_FALLBACK_ITEMS = "fallback_item_bias"
+#: Folder names of the fallback bias model's tables in a saved model.
+FALLBACK_TABLES = ("fallback_user_bias", "fallback_item_bias")
 
 _RAW = "_factor_raw"
 _UB, _UF, _IB, _IF = "_fm_user_bias", "_fm_user_factors", "_fm_item_bias", "_fm_item_factors"
@@ -306,15 +306,8 @@ class FactorModel:
             runs.to_schema(self.user_factors, USER_FACTORS_SCHEMA).write.parquet(f"{tmp}/{_USERS}")
             runs.to_schema(self.item_factors, ITEM_FACTORS_SCHEMA).write.parquet(f"{tmp}/{_ITEMS}")
             if self.fallback is not None:
-                fb = self.fallback
-                runs.to_schema(fb.user_bias, _BIAS_SCHEMA_USERS).write.parquet(f"{tmp}/{_FALLBACK_USERS}")
-                runs.to_schema(fb.item_bias, _BIAS_SCHEMA_ITEMS).write.parquet(f"{tmp}/{_FALLBACK_ITEMS}")
-                meta["fallback"] = {
-                    "name": fb.name,
-                    "global_mean": fb.global_mean,
-                    "lo": fb.lo,
-                    "hi": fb.hi,
-                }
+                self.fallback.write_tables(tmp, FALLBACK_TABLES)
+                meta["fallback"] = self.fallback.meta()
             runs.write_model_meta(spark, tmp, meta)
         _logger.info("saved %s model to %s", self.name, path)
 
@@ -347,15 +340,7 @@ class FactorModel:
         items = runs.read_model_table(spark, path, _ITEMS, ITEM_FACTORS_SCHEMA)
         fallback = None
         if meta.get("fallback"):
-            fb = meta["fallback"]
-            fallback = BiasModel(
-                float(fb["global_mean"]),
-                runs.read_model_table(spark, path, _FALLBACK_USERS, _BIAS_SCHEMA_USERS),
-                runs.read_model_table(spark, path, _FALLBACK_ITEMS, _BIAS_SCHEMA_ITEMS),
-                lo=float(fb["lo"]),
-                hi=float(fb["hi"]),
-                name=str(fb["name"]),
-            )
+            fallback = BiasModel.read_tables(spark, path, meta["fallback"], FALLBACK_TABLES)
         history = meta.get("history")
         return cls(
             name=str(meta[runs.NAME_KEY]),
@@ -369,14 +354,6 @@ class FactorModel:
             settings=dict(meta.get("settings") or {}),
             history=None if history is None else _history_frame(history),
         )
-
-
-_BIAS_SCHEMA_USERS = T.StructType(
-    [T.StructField(USER_ID, T.LongType(), False), T.StructField(BIAS, T.DoubleType(), False)]
-)
-_BIAS_SCHEMA_ITEMS = T.StructType(
-    [T.StructField(MOVIE_ID, T.LongType(), False), T.StructField(BIAS, T.DoubleType(), False)]
-)
 
 
 def _history_frame(records: list[dict[str, Any]]) -> pd.DataFrame:

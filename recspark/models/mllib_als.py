@@ -3,6 +3,11 @@
 MLlib minimises Σ (r_ui − p_u·q_i)² + λ (n_u ||p_u||² + n_i ||q_i||²) by alternating least
 squares with no bias terms. It trains on the dense indices; predictions for pairs it
 cannot score (unseen user or movie) fall back to the bias model.
+
+Saved as ``als/`` (MLlib's own ALSModel format, so a loaded model predicts exactly as the
+fitted one), ``user_factors/`` (user_id, user_idx, factors), ``item_factors/`` (movie_id,
+movie_idx, factors), the fallback's bias tables and ``model.json``. It ranks with p_u·q_i
+and cannot fold in users it did not see in training.
 """
 
 from __future__ import annotations
@@ -12,12 +17,16 @@ from dataclasses import dataclass
 
 from pydantic import Field
 from pyspark.ml.recommendation import ALS, ALSModel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from recspark.config import Section
+from recspark.errors import ModelError
+from recspark.io import runs, storage
 from recspark.models.base import with_fallback
 from recspark.models.bias import BiasModel
+from recspark.models.factor import FALLBACK_TABLES
 from recspark.models.contract import Ability, ModelSpec, RankingInputs
 from recspark.models.factor import factor_ranking_inputs
 from recspark.schema import (
@@ -37,6 +46,18 @@ from recspark.schema import (
 
 _logger = logging.getLogger(__name__)
 _RAW = "_mllib_raw"
+
+MODEL_FORMAT = "recspark-mllib-als-model"
+MODEL_VERSION = 1
+_ALS, _USERS, _ITEMS = "als", "user_factors", "item_factors"
+USER_FACTORS_SCHEMA = T.StructType(
+    [T.StructField(USER_ID, T.LongType(), False), T.StructField(USER_IDX, T.IntegerType(), False),
+     T.StructField(FACTORS, T.ArrayType(T.DoubleType()), False)]
+)
+ITEM_FACTORS_SCHEMA = T.StructType(
+    [T.StructField(MOVIE_ID, T.LongType(), False), T.StructField(MOVIE_IDX, T.IntegerType(), False),
+     T.StructField(FACTORS, T.ArrayType(T.DoubleType()), False)]
+)
 
 
 class MllibAlsConfig(Section):
@@ -92,6 +113,41 @@ class MllibAlsModel:
         every movie with factors. Action: collects the item factors."""
         return factor_ranking_inputs(self.user_factors, self.item_factors, global_mean=0.0)
 
+    def save(self, path: str) -> None:
+        """``SAVE``: write the folder ``path`` (module docstring; replaced atomically).
+        Action: writes the tables."""
+        spark = self.user_factors.sparkSession
+        with storage.staged(spark, path) as tmp:
+            self.als.write().save(f"{tmp}/{_ALS}")
+            runs.to_schema(self.user_factors, USER_FACTORS_SCHEMA).write.parquet(f"{tmp}/{_USERS}")
+            runs.to_schema(self.item_factors, ITEM_FACTORS_SCHEMA).write.parquet(f"{tmp}/{_ITEMS}")
+            self.bias.write_tables(tmp, FALLBACK_TABLES)
+            runs.write_model_meta(spark, tmp, {
+                runs.NAME_KEY: self.name, "format": MODEL_FORMAT, "version": MODEL_VERSION,
+                "lo": self.lo, "hi": self.hi, "fallback": self.bias.meta(),
+            })
+        _logger.info("saved %s model to %s", self.name, path)
+
+    @classmethod
+    def load(cls, spark: SparkSession, path: str) -> "MllibAlsModel":
+        """Read what :meth:`save` wrote. Raises :class:`ModelError` when the folder is
+        missing, incomplete or of another format or version. Action: MLlib reads the ALS
+        model's metadata; the tables are read lazily."""
+        meta = runs.read_model_meta(
+            spark, path, expect=(MODEL_FORMAT, MODEL_VERSION), what="MLlib ALS model"
+        )
+        if not storage.exists(spark, f"{path}/{_ALS}/metadata"):
+            raise ModelError(f"{path} is not a complete saved model ({_ALS}/ is missing): re-train it")
+        return cls(
+            als=ALSModel.load(f"{path}/{_ALS}"),
+            user_factors=runs.read_model_table(spark, path, _USERS, USER_FACTORS_SCHEMA),
+            item_factors=runs.read_model_table(spark, path, _ITEMS, ITEM_FACTORS_SCHEMA),
+            bias=BiasModel.read_tables(spark, path, meta["fallback"], FALLBACK_TABLES),
+            lo=float(meta["lo"]),
+            hi=float(meta["hi"]),
+            name=str(meta[runs.NAME_KEY]),
+        )
+
 
 def fit_mllib_als(
     train: DataFrame,
@@ -104,12 +160,18 @@ def fit_mllib_als(
 ) -> MllibAlsModel:
     """Fit MLlib ALS on ``train`` (user_idx, movie_idx, rating, plus the ids).
 
-    ``seed``: the stage seed of MLlib's ALS; ``checkpointInterval`` cuts lineage (the
-    session's checkpoint directory must be set, as :func:`recspark.session.build_session`
-    does). MLlib has no early stopping, so no validation ratings are taken.
+    ``seed``: the stage seed of MLlib's ALS; ``checkpointInterval`` cuts lineage when the
+    SparkContext has a checkpoint directory (the jobs fit inside
+    :func:`recspark.io.storage.checkpoints`). MLlib has no early stopping, so no validation ratings are taken.
     """
     require_columns(train, [USER_ID, MOVIE_ID, USER_IDX, MOVIE_IDX, RATING], stage="mllib_als fit")
     c = cfg
+    if c.max_iter > c.checkpoint_interval and not train.sparkSession.sparkContext.getCheckpointDir():
+        _logger.warning(
+            "mllib_als: no checkpoint directory, so the lineage of %d iterations is never cut "
+            "and a long fit can die of StackOverflowError: fit inside "
+            "recspark.io.storage.checkpoints (the jobs do)", c.max_iter,
+        )
     als = ALS(
         rank=c.rank,
         maxIter=c.max_iter,
@@ -150,6 +212,7 @@ SPEC = ModelSpec(
     name="mllib_als",
     summary="MLlib ALS, explicit feedback, no biases; the baseline of recspark's ALS",
     fit=fit_mllib_als,
-    abilities=frozenset({Ability.PREDICT, Ability.TOP_N, Ability.FACTORS}),
+    abilities=frozenset({Ability.PREDICT, Ability.TOP_N, Ability.FACTORS, Ability.SAVE}),
     config=MllibAlsConfig,
+    load=MllibAlsModel.load,
 )

@@ -23,7 +23,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from recspark.errors import ModelError
 from recspark.io import runs, storage
 from recspark.models.contract import Ability, ModelSpec, RankingInputs, UserBlock
 from recspark.schema import MOVIE_ID, N_RATINGS, USER_ID, require_columns
@@ -86,12 +85,9 @@ class PopularityModel:
     def load(cls, spark: SparkSession, path: str) -> "PopularityModel":
         """Read what :meth:`save` wrote (lazily). Raises :class:`ModelError` when the folder
         is missing, incomplete or of another format or version."""
-        meta = runs.read_model_meta(spark, path)
-        if (meta.get("format"), meta.get("version")) != (MODEL_FORMAT, MODEL_VERSION):
-            raise ModelError(
-                f"{path} is not a version-{MODEL_VERSION} popularity model (format "
-                f"{meta.get('format')!r}, version {meta.get('version')!r}): re-train it"
-            )
+        meta = runs.read_model_meta(
+            spark, path, expect=(MODEL_FORMAT, MODEL_VERSION), what="popularity model"
+        )
         return cls(
             counts=runs.read_model_table(spark, path, _COUNTS, COUNTS_SCHEMA),
             users=runs.read_model_table(spark, path, _USERS, USERS_SCHEMA),

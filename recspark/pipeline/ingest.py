@@ -91,6 +91,7 @@ def run_ingest(spark: SparkSession, cfg: Config, *, now: int | None = None) -> d
     _logger.info(
         "ingesting %s (%s layout) from %s into %s", cfg.data.dataset, layout.name, data_dir, target
     )
+    storage.clean_scratch(spark, target.rsplit("/", 1)[0] if "/" in target else ".")
     with storage.staged(spark, target) as out:
         report = _ingest(
             spark, cfg, data_dir=data_dir, layout=layout, out=out, target=target, now=now

@@ -220,7 +220,8 @@ def run_rescore(
         raise ConfigError(f"rescore.mode must be one of {', '.join(MODES)}, got {rc.mode!r}")
     day = scores.score_date(rc.score_date)
     output_dir = expand(rc.output_dir).rstrip("/")
-    path, spec, model = load_model(spark, cfg)
+    with stage("rescore: load model", spark):
+        path, spec, model = load_model(spark, cfg)
     _logger.info("rescore %s: model %s from %s, date %s", rc.mode, model.name, path, day)
     ratings = current_ratings(spark, cfg)
     report: dict[str, Any] = {
@@ -254,29 +255,30 @@ def _score_lists(
     """``all`` / ``incremental`` modes: top-N lists of a ``TOP_N`` model, written to
     ``staging``; rows and users counted into ``report``."""
     rc = cfg.rescore
-    inputs = model.ranking_inputs()
-    users = inputs.users
-    if inputs.scorer.shared_scores is not None:  # one ranking for all: anyone can have it
-        users = ratings.select(USER_ID).distinct()
-    if rc.mode == "incremental":
-        since = scores.previous_watermark(spark, output_dir, day)
-        report["previous_watermark"] = since
-        if since is not None:
-            active = ratings.where(F.col(TIMESTAMP) > F.lit(since)).select(USER_ID)
-            users = users.join(active.distinct(), USER_ID, "left_semi")
-    recs = recommend(
-        RankingInputs(users, inputs.scorer),
-        ratings.select(USER_ID, MOVIE_ID, RATING),
-        n=rc.n,
-        model=model.name,
-        block_users=cfg.recommend.block_users,
-        max_chunk_cells=cfg.recommend.max_chunk_cells,
-    )
     with stage(f"rescore: top-{rc.n} ({rc.mode})", spark):
+        inputs = model.ranking_inputs()
+        users = inputs.users
+        if inputs.scorer.shared_scores is not None:  # one ranking for all: anyone can have it
+            users = ratings.select(USER_ID).distinct()
+        if rc.mode == "incremental":
+            since = scores.previous_watermark(spark, output_dir, day)
+            report["previous_watermark"] = since
+            if since is not None:
+                active = ratings.where(F.col(TIMESTAMP) > F.lit(since)).select(USER_ID)
+                users = users.join(active.distinct(), USER_ID, "left_semi")
+        recs = recommend(
+            RankingInputs(users, inputs.scorer),
+            ratings.select(USER_ID, MOVIE_ID, RATING),
+            n=rc.n,
+            model=model.name,
+            block_users=cfg.recommend.block_users,
+            max_chunk_cells=cfg.recommend.max_chunk_cells,
+        )
         recs.write.parquet(staging)
-    written = spark.read.parquet(staging).agg(
-        F.count(F.lit(1)).alias(ROWS), F.countDistinct(USER_ID).alias(_USERS)
-    ).first()
+    with stage("rescore: count rows", spark):
+        written = spark.read.parquet(staging).agg(
+            F.count(F.lit(1)).alias(ROWS), F.countDistinct(USER_ID).alias(_USERS)
+        ).first()
     report[ROWS], report["users_scored"] = int(written[ROWS]), int(written[_USERS])
 
 
@@ -307,8 +309,11 @@ def _score_pairs(
     report["bias_fallback"] = report[ROWS] - report[PERSONALISED]
     report["quarantined"] = 0
     if bad is not None:
-        bad.write.parquet(f"{staging}/{scores.PAIRS_QUARANTINE_DIR}")
-        report["quarantined"] = spark.read.parquet(f"{staging}/{scores.PAIRS_QUARANTINE_DIR}").count()
+        with stage("rescore: quarantine malformed pairs", spark):
+            bad.write.parquet(f"{staging}/{scores.PAIRS_QUARANTINE_DIR}")
+            report["quarantined"] = spark.read.parquet(
+                f"{staging}/{scores.PAIRS_QUARANTINE_DIR}"
+            ).count()
     if report["bias_fallback"] or report["quarantined"]:
         _logger.warning(
             "rescore pairs: %d of %d rows scored by the bias fallback (%s unknown user, %s "

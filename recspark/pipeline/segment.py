@@ -150,25 +150,29 @@ def run_segment(spark: SparkSession, cfg: Config, args: object | None = None) ->
     run_dir = _locate_run(spark, cfg, spec)
     run_cfg = _run_config(spark, run_dir, cfg) if run_dir else cfg
     run_id = runs.run_id_of(run_dir) if run_dir else runs.new_run_id()
-    out_dir = f"{expand(sc.output_dir).rstrip('/')}/{run_id}"
+    root = expand(sc.output_dir).rstrip("/")
+    out_dir = f"{root}/{run_id}"
+    storage.clean_scratch(spark, root)
     parts = _split(spark, cfg, run_cfg, ratings, run_id=run_id, from_run=run_dir is not None)
-    model, user_bias = _model(spark, cfg, spec, run_dir, parts)
     scale = run_cfg.train.rating_min, run_cfg.train.rating_max
-    with storage.staged(spark, out_dir) as tmp:
-        segments, k, curve, sizes = _segments(spark, cfg, model, tmp)
-        profiles = _profiles(spark, cfg, ratings, movies, segments, user_bias, tmp)
-        weight = _ablation(spark, cfg, model, parts, segments, scale, run_id=run_id, out=tmp,
-                           k=k, curve=curve, sizes=sizes)
-        _similar(spark, cfg, model, parts.fit_train, movies, tmp)
-        _pictures(spark, cfg, model, segments, movies, int(sizes[COUNT].sum()), tmp)
-        runs.write_run_config(spark, tmp, cfg)
+    with storage.checkpoints(spark, cfg.spark.checkpoint_dir, work_dir=root, name=run_id):
+        model, user_bias = _model(spark, cfg, spec, run_dir, parts)
+        with storage.staged(spark, out_dir) as tmp:
+            segments, k, curve, sizes = _segments(spark, cfg, model, tmp)
+            profiles = _profiles(spark, cfg, ratings, movies, segments, user_bias, tmp)
+            weight = _ablation(spark, cfg, model, parts, segments, scale, run_id=run_id, out=tmp,
+                               k=k, curve=curve, sizes=sizes)
+            _similar(spark, cfg, model, parts.fit_train, movies, tmp)
+            _pictures(spark, cfg, model, segments, movies, int(sizes[COUNT].sum()), tmp)
+            runs.write_run_config(spark, tmp, cfg)
     segments.unpersist()
     parts.unpersist()
     source = "run" if run_dir else "fit"
+    with stage("segment: read metrics back", spark):
+        metrics = spark.read.parquet(f"{out_dir}/{runs.METRICS_DIR}").toPandas()
     result = SegmentResult(
         run_id=run_id, output_dir=out_dir, model=sc.model, source=source, k=k,
-        blend_weight=weight, metrics=spark.read.parquet(f"{out_dir}/{runs.METRICS_DIR}").toPandas(),
-        profiles=profiles,
+        blend_weight=weight, metrics=metrics, profiles=profiles,
     )
     _logger.info("segment run %s (%s from %s, k=%d) written to %s", run_id, sc.model, source, k, out_dir)
     return result

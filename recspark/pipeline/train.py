@@ -104,11 +104,14 @@ def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> T
     """Fit every model in ``cfg.train.models`` and write the run folder (see module doc)."""
     run_id = cfg.train.run_id or runs.new_run_id()
     run_dir = runs.run_path(cfg, run_id)
+    storage.clean_scratch(spark, runs.runs_dir(cfg))
     ratings = read_ratings(spark, expand(cfg.ingest_dir()))
     extra_kinds = [split_config(cfg.split, k).kind for k in cfg.recommend.extra_splits]  # fail early
     extra_kinds = [k for k in dict.fromkeys(extra_kinds) if k != cfg.split.kind]
     main = _split_and_bias(spark, cfg, ratings, cfg.split)
-    with storage.staged(spark, run_dir) as staging:
+    with storage.staged(spark, run_dir) as staging, storage.checkpoints(
+        spark, cfg.spark.checkpoint_dir, work_dir=runs.runs_dir(cfg), name=run_id
+    ):
         rows: list[DataFrame] = []
         rankers: dict[str, Any] = {}
         for name in cfg.train.models:
@@ -124,11 +127,12 @@ def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> T
         if cfg.recommend.enabled:
             for kind in extra_kinds:
                 rows += _extra_split(spark, cfg, ratings, kind, run_id, staging)
-        union_all(rows).coalesce(1).write.parquet(f"{staging}/{runs.METRICS_DIR}")
+        with stage("train: write metrics", spark):
+            union_all(rows).coalesce(1).write.parquet(f"{staging}/{runs.METRICS_DIR}")
         runs.write_run_config(spark, staging, cfg)
-    result = TrainResult(
-        run_id, run_dir, spark.read.parquet(f"{run_dir}/{runs.METRICS_DIR}").toPandas()
-    )
+    with stage("train: read metrics back", spark):
+        metrics = spark.read.parquet(f"{run_dir}/{runs.METRICS_DIR}").toPandas()
+    result = TrainResult(run_id, run_dir, metrics)
     _logger.info("run %s written to %s", run_id, run_dir)
     return result
 

@@ -1,8 +1,9 @@
 import pytest
 from chispa import assert_approx_df_equality
 
-from recspark.models.bias import BiasConfig
-from recspark.models.bias import fit_bias
+from recspark.errors import ModelError
+from recspark.models.bias import BiasConfig, BiasModel, fit_bias
+from recspark.models.popularity import fit_popularity
 from recspark.schema import BIAS, MOVIE_ID, PERSONALISED, PREDICTION, RATING, USER_ID
 
 MU = 11 / 3
@@ -44,3 +45,20 @@ def test_prediction_falls_back_and_clips(spark, ratings):
     assert got[(9, 2)] == (pytest.approx(MU - 5 / 6), False)  # unseen user: μ + b_i
     assert got[(9, 9)] == (pytest.approx(MU), False)  # nothing known: μ
     assert got[(2, 1)] == (pytest.approx(3.8), True)  # μ + 7/18 + 5/9 = 4.61 clipped to 3.8
+
+
+def test_a_saved_model_loads_back_and_predicts_the_same(spark, ratings, tmp_path):
+    model = fit_bias(ratings, cfg=BiasConfig(rounds=2, user_reg=1.0, item_reg=1.0), lo=1.0, hi=4.5)
+    model.save(str(tmp_path / "bias"))
+    loaded = BiasModel.load(spark, str(tmp_path / "bias"))
+    assert (loaded.global_mean, loaded.lo, loaded.hi, loaded.name) == (model.global_mean, 1.0, 4.5, "bias")
+    pairs = spark.createDataFrame([(1, 1), (2, 2), (9, 1), (1, 9)], [USER_ID, MOVIE_ID])
+    before = {(r[USER_ID], r[MOVIE_ID]): (r[PREDICTION], r[PERSONALISED]) for r in model.predict(pairs).collect()}
+    after = {(r[USER_ID], r[MOVIE_ID]): (r[PREDICTION], r[PERSONALISED]) for r in loaded.predict(pairs).collect()}
+    assert after == before and after[(9, 1)][1] is False
+
+
+def test_loading_another_models_folder_says_what_to_do(spark, ratings, tmp_path):
+    fit_popularity(ratings).save(str(tmp_path / "popularity"))
+    with pytest.raises(ModelError, match="not a version-1 bias model .* re-train it"):
+        BiasModel.load(spark, str(tmp_path / "popularity"))

@@ -102,9 +102,15 @@ def test_claimed_abilities_work(spark, fitted, data, tmp_path):
 
 
 def test_a_model_without_a_claimed_ability_fails_its_protocol(data):
-    bias = data[2]  # BiasModel: predicts, cannot rank or save
+    bias = data[2]  # BiasModel: predicts and saves, cannot rank, has no factors
     assert isinstance(bias, PROTOCOLS[Ability.PREDICT])
-    for ability in (Ability.TOP_N, Ability.SAVE, Ability.FACTORS, Ability.FOLD_IN):
+    for ability in (Ability.TOP_N, Ability.FACTORS, Ability.FOLD_IN):
         assert not isinstance(bias, PROTOCOLS[ability])
     with pytest.raises(TypeError, match="claims SAVE but its spec has no load"):
         ModelSpec("x", "", fit=lambda train: None, abilities=frozenset({Ability.SAVE}))
+
+
+def test_every_registered_model_can_be_saved_and_rescored():
+    """Issue 10: every model (later ones too) is saved with its run, so jobs/rescore.py can
+    load it; a new model without SAVE fails here."""
+    assert registry.with_ability(Ability.SAVE) == [s.name for s in registry.specs()]

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -8,6 +13,8 @@ import pytest
 from recspark.config import Config, RescoreConfig, TrainConfig, default_config
 from recspark.errors import ConfigError, ModelError
 from recspark.io.scores import read_scores
+from recspark.models import registry
+from recspark.models.bias import fit_bias
 from recspark.models.factor import ITEM_FACTORS_SCHEMA, USER_FACTORS_SCHEMA, FactorModel
 from recspark.models.popularity import fit_popularity
 from recspark.pipeline.rescore import run_rescore
@@ -172,3 +179,65 @@ def test_without_fold_in_new_users_get_no_personalised_list(spark, runs, tmp_pat
     report = run_rescore(spark, cfg)
     assert report["folded_in_users"] == 0
     assert set(_lists(read_scores(spark, str(tmp_path / "scores")))) == {1, 2}
+
+
+@pytest.fixture(scope="module")
+def bias_and_mllib_run(spark, tmp_path_factory):
+    """A run holding saved bias and mllib_als models fitted on 6 users × 5 movies."""
+    root = tmp_path_factory.mktemp("rescore_bias_mllib")
+    rows = [(u, 10 * m, float((u + 2 * m) % 5 + 1), u - 1, m - 1)
+            for u in range(1, 7) for m in range(1, 6) if (u + m) % 4]
+    train = spark.createDataFrame(rows, "user_id long, movie_id long, rating double, user_idx int, movie_idx int")
+    cfg = default_config().replace(
+        mllib_als=default_config().mllib_als.replace(rank=2, max_iter=3, num_blocks=2)
+    )
+    bias = fit_bias(train, cfg=cfg.bias)
+    mllib = registry.fit("mllib_als", train, cfg=cfg, bias=bias)
+    run = root / "20250103T000000Z" / "models"
+    bias.save(str(run / "bias"))
+    mllib.save(str(run / "mllib_als"))
+    return root, bias, mllib, rows
+
+
+def test_bias_and_mllib_als_are_rescored_from_the_run(spark, bias_and_mllib_run, tmp_path):
+    root, bias, mllib, rows = bias_and_mllib_run
+    _write_ratings(spark, tmp_path, [(u, m, r, 100) for u, m, r, _, _ in rows])
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("userId,movieId\n1,20\n2,50\n99,10\n")
+    cfg = _cfg(root, tmp_path, model="bias", mode="pairs", input=str(pairs), score_date="2025-08-01")
+    report = run_rescore(spark, cfg)
+    assert report["model_path"].endswith("20250103T000000Z/models/bias") and report["rows"] == 3
+    day = str(tmp_path / "scores" / "score_date=2025-08-01")
+    got = {(r[USER_ID], r[MOVIE_ID]): r[PREDICTION] for r in spark.read.parquet(day).collect()}
+    want = bias.predict(spark.createDataFrame([(1, 20), (2, 50), (99, 10)], "user_id long, movie_id long"))
+    assert got == {(r[USER_ID], r[MOVIE_ID]): r[PREDICTION] for r in want.collect()}
+
+    cfg = _cfg(root, tmp_path, model="mllib_als", mode="all", n=2, score_date="2025-08-02")
+    assert run_rescore(spark, cfg)["folded_in_users"] == 0  # MLlib ALS cannot fold in
+    lists = _lists(spark.read.parquet(str(tmp_path / "scores" / "score_date=2025-08-02")))
+    p = {r[USER_ID]: r["factors"] for r in mllib.user_factors.collect()}
+    q = {r[MOVIE_ID]: r["factors"] for r in mllib.item_factors.collect()}
+    rated = {(u, m) for u, m, *_ in rows}
+    for user, got_list in lists.items():  # p_u·q_i over the unrated movies, best first
+        ranked = sorted((m for m in q if (user, m) not in rated), key=lambda m: (-np.dot(p[user], q[m]), m))
+        assert got_list == ranked[:2]
+    assert set(lists) == {u for u in p if any((u, m) not in rated for m in q)}
+
+
+def test_staging_folders_of_killed_runs_are_removed_by_the_next_run(spark, runs, tmp_path, caplog):
+    _write_ratings(spark, tmp_path, V1)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    staging = tmp_path / "scores" / "_staging"
+    mine = staging / f"score_date=2025-09-01._staging-{socket.gethostname()}-{gone.pid}-abcdef12"
+    legacy = staging / "score_date=2025-09-01-deadbeef"  # an older recspark's name, 2 days old
+    for folder in (mine, legacy):
+        (folder / "part").mkdir(parents=True)
+    two_days_ago = time.time() - 48 * 3600
+    for path in (legacy / "part", legacy):
+        os.utime(path, (two_days_ago, two_days_ago))
+    caplog.set_level(logging.WARNING, logger="recspark.io.storage")
+    run_rescore(spark, _cfg(runs, tmp_path, mode="all", n=2, score_date="2025-09-01"))
+    assert not list(staging.iterdir())
+    assert f"process {gone.pid} of this host is gone" in caplog.text
+    assert "left by an unknown process, untouched for 48" in caplog.text

@@ -1,5 +1,10 @@
 import logging
+import os
+import signal
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,6 +26,7 @@ from recspark.schema import (
     VALIDATION_RMSE,
     VALUE,
 )
+from tests.conftest import REPO
 
 
 @pytest.mark.slow
@@ -107,3 +113,80 @@ def test_write_history_writes_parquet_png_and_metric_points(spark, tmp_path):
     back = pd.read_parquet(tmp_path / "hand_history").sort_values(ITERATION).reset_index(drop=True)
     pd.testing.assert_frame_equal(back, history, check_dtype=False)
     assert (tmp_path / "hand_convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _scratch(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if "._" in p.name)
+
+
+_KILLED_AFTER_THE_FIRST_MODEL = """
+import os, runpy, signal, sys
+from recspark.pipeline import train
+
+fit_and_report = train._fit_and_report
+
+def killed(*args, **kwargs):
+    result = fit_and_report(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)  # no clean-up runs: as a kill -9 of the driver
+    return result
+
+train._fit_and_report = killed
+sys.argv = [sys.argv[1], *sys.argv[2:]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_scratch_that_the_next_run_removes(
+    spark, tiny, run_job_script, caplog, tmp_path
+):
+    _, common = tiny
+    runs_dir = tmp_path / "runs"
+    args = common + ["--set", "train.run_id=r1", "--set", "train.models=bias,mllib_als",
+                     "--set", "spark.checkpoint_dir=", "--set", f"train.output_dir={runs_dir}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", _KILLED_AFTER_THE_FIRST_MODEL, str(REPO / "jobs" / "train.py"), *args],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    left = _scratch(runs_dir)
+    assert [n.split("._")[1].split("-")[0] for n in left] == ["checkpoints", "staging"]
+    staging = runs_dir / next(n for n in left if "._staging-" in n)
+    assert (staging / "models" / "bias" / "model.json").is_file()  # output was written
+    assert not (staging / "metrics").exists()
+
+    caplog.set_level(logging.WARNING, logger="recspark.io.storage")
+    assert run_job_script("train", args) == 0
+    assert _scratch(runs_dir) == [] and sorted(p.name for p in runs_dir.iterdir()) == ["r1"]
+    assert caplog.text.count("left behind by a killed run") == 2
+    run = runs_dir / "r1"
+    for model in ("bias", "mllib_als"):
+        assert (run / "models" / model / "model.json").is_file()
+    metrics = pd.read_parquet(run / "metrics")
+    assert {"bias", "mllib_als"} <= set(metrics[MODEL]) and (run / "config.toml").is_file()
+
+
+@pytest.mark.slow
+def test_150_mllib_als_iterations_complete_without_a_checkpoint_dir(
+    spark, tiny, run_job_script, tmp_path
+):
+    """Without a checkpoint directory MLlib's ALS never cuts its lineage and dies of
+    StackOverflowError well before 150 iterations; the run gives it a folder of its own."""
+    _, common = tiny
+    sc = spark.sparkContext
+    session_dir = sc.getCheckpointDir()
+    set_dir = getattr(sc._jsc.sc(), "checkpointDir_$eq")
+    set_dir(sc._jvm.scala.Option.apply(None))  # a session without one, as a job starts
+    try:
+        args = common + ["--set", "train.run_id=long", "--set", "train.models=bias,mllib_als",
+                         "--set", "spark.checkpoint_dir=", "--set", "mllib_als.max_iter=150",
+                         "--set", "recommend.enabled=false", "--set", f"train.output_dir={tmp_path}"]
+        assert run_job_script("train", args) == 0
+        assert sc.getCheckpointDir() is None  # restored after the run
+    finally:
+        set_dir(sc._jvm.scala.Option.apply(session_dir))
+    assert _scratch(tmp_path) == []
+    metrics = pd.read_parquet(tmp_path / "long" / "metrics")
+    rmse = metrics[(metrics[MODEL] == "mllib_als") & (metrics[METRIC] == "rmse")][VALUE]
+    assert len(rmse) == 2 and rmse.notna().all()

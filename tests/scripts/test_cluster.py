@@ -1,0 +1,114 @@
+"""scripts/cluster.sh and scripts/submit.sh on a real Spark standalone cluster.
+
+The README's cluster commands are ``scripts/submit.sh MASTER ...``: this test starts a master
+and two 1-core workers on 127.0.0.1 (``scripts/cluster.sh start``), runs ingest → train →
+segment → rescore through ``scripts/submit.sh`` (spark-submit with ``--py-files
+dist/recspark.zip`` and the packed environment in ``--archives``), without this test's
+PYTHONPATH or PYSPARK_PYTHON, and checks that
+
+- each job logged the master spark-submit gave it, chosen by spark-submit;
+- the master lists each job's application as completed, and the workers ran its executors;
+- the train run's metrics equal a local-mode run of the same jobs with the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recspark.schema import FIT_SECONDS, METRIC, MODEL, SPLIT, VALUE
+
+REPO = Path(__file__).resolve().parent.parent.parent
+JOBS = ("ingest", "train", "segment", "rescore")
+
+
+def _json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """(master URL, state folder) of a cluster this test starts and stops."""
+    state = tmp_path / "cluster"
+    env = {**os.environ, "RECSPARK_CLUSTER_DIR": str(state), "PYTHON": sys.executable}
+    script = str(REPO / "scripts" / "cluster.sh")
+    started = subprocess.run([script, "start"], env=env, capture_output=True, text=True, timeout=600)
+    try:
+        assert started.returncode == 0, started.stderr
+        yield started.stdout.split()[-1], state
+    finally:
+        subprocess.run([script, "stop"], env=env, timeout=300, check=False)
+
+
+def _args(sample_dir: Path, out: Path) -> list[str]:
+    """Cheap settings on ml-latest-small, every output under ``out``."""
+    sets = {
+        "data.dir": sample_dir, "data.dataset": "ml-latest-small",
+        "ingest.output_dir": out / "ingest", "ingest.user_blocks": 2,
+        "train.output_dir": out / "runs", "train.run_id": "same", "train.models": "bias,mllib_als",
+        "mllib_als.max_iter": 5, "mllib_als.num_blocks": 2, "recommend.extra_splits": "",
+        "spark.shuffle_partitions": 2, "spark.checkpoint_dir": "",
+        "segment.model": "mllib_als", "segment.source": "run", "segment.k": 2,
+        "segment.output_dir": out / "segments",
+        "rescore.model": "mllib_als", "rescore.output_dir": out / "scores",
+        "rescore.score_date": '"2025-01-01"',
+    }
+    return [word for key, value in sets.items() for word in ("--set", f"{key}={value}")]
+
+
+def _metrics(run_dir: Path) -> pd.DataFrame:
+    table = pd.read_parquet(run_dir / "metrics")
+    table = table[table[METRIC] != FIT_SECONDS]
+    return table[[MODEL, SPLIT, METRIC, VALUE]].sort_values([MODEL, SPLIT, METRIC]).reset_index(drop=True)
+
+
+@pytest.mark.slow
+def test_the_readme_commands_run_on_a_standalone_cluster_as_in_local_mode(
+    cluster, tmp_path, sample_dir, run_job_script
+):
+    master, state = cluster
+    assert re.fullmatch(r"spark://127\.0\.0\.1:\d+", master)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "PYSPARK_SUBMIT_ARGS")}
+    env["PACK_VENV"] = sys.prefix
+    env["DRIVER_PYTHON"] = sys.executable
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    done = subprocess.run(
+        [str(REPO / "scripts" / "submit.sh"), master, *_args(sample_dir, tmp_path / "cluster_out")],
+        env=env, capture_output=True, text=True, timeout=1500,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    chosen = re.findall(r"application (\S+), master (\S+) \(chosen by ([^)]+)\)", done.stderr)
+    assert [(m, who) for _, m, who in chosen] == [(master, "spark-submit")] * len(JOBS), chosen
+    app_ids = [app for app, _, _ in chosen]
+
+    status = _json(Path(state, "master.json_url").read_text().strip())
+    completed = {app["id"]: app for app in status["completedapps"]}
+    assert [completed[a]["name"] for a in app_ids] == [f"{job}.py" for job in JOBS]
+    assert all(completed[a]["state"] == "FINISHED" for a in app_ids)
+    executors = {}
+    for url in Path(state, "workers.ui").read_text().split():
+        worker = _json(url)
+        for ex in worker["finishedexecutors"] + worker["executors"]:
+            executors.setdefault(ex["appid"], set()).add(worker["id"])
+    for app in app_ids:
+        assert executors.get(app), f"{app} ran no executor on the workers"
+    assert len(set().union(*executors.values())) == 2  # both workers took part
+
+    cluster_out, local_out = tmp_path / "cluster_out", tmp_path / "local_out"
+    assert (cluster_out / "scores" / "score_date=2025-01-01").is_dir()
+    assert list((cluster_out / "segments").iterdir())
+    for job in ("ingest", "train"):
+        assert run_job_script(job, _args(sample_dir, local_out)) == 0
+    on_cluster, local = _metrics(cluster_out / "runs" / "same"), _metrics(local_out / "runs" / "same")
+    pd.testing.assert_frame_equal(on_cluster[[MODEL, SPLIT, METRIC]], local[[MODEL, SPLIT, METRIC]])
+    assert on_cluster[VALUE].to_numpy() == pytest.approx(local[VALUE].to_numpy(), rel=1e-9)
