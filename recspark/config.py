@@ -294,6 +294,9 @@ class RecommendConfig(Section):
     refits every model and writes its RMSE and ranking metrics (split column
     ``<kind>/test``) into the same metrics table, top-N lists under
     ``splits/<kind>/recommendations/``; models and predictions are kept for the main split only.
+    ``min_support``: movies with fewer training ratings are never recommended, by any
+    model (0 or 1: no such rule). ``best_metric``: the ranking metric (at ``k``, on the main split) by which the run names
+    its best model (``best.json``; ``rescore.model = ""`` loads it).
     """
 
     enabled: bool = True
@@ -303,6 +306,8 @@ class RecommendConfig(Section):
     relevance_threshold: float = 4.0
     block_users: int = Field(2048, ge=1)
     max_chunk_cells: int = Field(4_000_000, ge=1)
+    best_metric: Literal["precision", "recall", "ndcg", "map", "hit_rate"] = "ndcg"
+    min_support: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _k_within_n(self) -> "RecommendConfig":
@@ -324,10 +329,12 @@ class RescoreConfig(Section):
     newer than the previous scoring run's watermark). ``ratings``: current ratings Parquet
     (empty = the ingested ratings of ``data.dataset``). ``score_date``: YYYY-MM-DD (empty =
     today, UTC). ``foldin``: users new since training are folded in by models that can.
+    ``model``: the saved model to load; empty = the run's best saved model
+    (``best.json``): by its ranking metric for lists, by test RMSE for ``pairs``.
     """
 
     run_id: str = ""
-    model: str = "als"
+    model: str = ""
     mode: Literal["pairs", "all", "incremental"] = "all"
     input: str = ""
     input_format: Literal["auto", "parquet", "csv"] = "auto"

@@ -24,6 +24,7 @@ from recspark.schema import (  # noqa: E402
     MAE,
     METRIC,
     MODEL,
+    OBJECTIVE,
     RMSE,
     SWEEP_K,
     TRAIN_RMSE,
@@ -102,13 +103,18 @@ def sweep_chart(
 
 def convergence_chart(spark: SparkSession, history: pd.DataFrame, *, path: str, title: str) -> None:
     """PNG of the training and (when recorded) validation RMSE per iteration of a
-    convergence history (columns iteration, train_rmse[, validation_rmse])."""
+    convergence history (columns iteration, train_rmse[, validation_rmse]); of the
+    ``objective`` instead when no RMSE was recorded (a ranking-only model such as implicit
+    ALS)."""
     ys = [TRAIN_RMSE]
     if VALIDATION_RMSE in history and history[VALIDATION_RMSE].notna().any():
         ys.append(VALIDATION_RMSE)
+    ylabel = "RMSE"
+    if not history[TRAIN_RMSE].notna().any() and OBJECTIVE in history:
+        ys, ylabel = [OBJECTIVE], OBJECTIVE
     line_chart(
         spark, history, x=ITERATION, ys=ys, path=path, title=title, xlabel=ITERATION,
-        ylabel="RMSE",
+        ylabel=ylabel,
     )
 
 

@@ -193,6 +193,9 @@ SIZE_RATIO = "size_ratio"  # segment ablation: largest / smallest segment
 PRECISION, RECALL, NDCG, MAP, HIT_RATE, COVERAGE = (
     "precision", "recall", "ndcg", "map", "hit_rate", "coverage"
 )
+# beyond accuracy (recspark.evaluation.beyond): intra-list genre diversity, mean
+# self-information, mean popularity percentile of the recommended movies
+ILD, NOVELTY, POPULARITY_BIAS = "ild", "novelty", "popularity_bias"
 
 
 def at_k(metric: str, k: int) -> str:
@@ -206,6 +209,15 @@ ndcg_at = functools.partial(at_k, NDCG)
 map_at = functools.partial(at_k, MAP)
 hit_rate_at = functools.partial(at_k, HIT_RATE)
 coverage_at = functools.partial(at_k, COVERAGE)
+ild_at = functools.partial(at_k, ILD)
+novelty_at = functools.partial(at_k, NOVELTY)
+popularity_bias_at = functools.partial(at_k, POPULARITY_BIAS)
+
+
+def best_by(metric: str) -> str:
+    """``best_by_<metric>``: the metric-table row naming the run's best model by ``metric``
+    (its model column; the value is the model's figure), e.g. ``best_by_ndcg@10``."""
+    return f"best_by_{metric}"
 
 
 def at_iteration(metric: str, iteration: int) -> str:
@@ -232,6 +244,8 @@ SWEEP_K = "k"  # number of latent factors a rank-sweep row was evaluated with
 SCORE = "score"  # the model's raw ranking score (e.g. unclipped μ + b_u + b_i + p_u·q_i)
 RATED = "rated"  # array of the movies a user has rated (excluded from the top-N)
 RELEVANT = "relevant"  # 1 if a recommended movie is a relevant test item, else 0
+SELF_INFORMATION = "self_information"  # −log2(n_i / N) of a movie rated by n_i of N users
+POPULARITY_PERCENTILE = "popularity_percentile"  # mid-rank percentile of n_i in the catalogue
 
 RECOMMENDATIONS_SCHEMA = T.StructType(
     [

@@ -1,7 +1,11 @@
 #!/usr/bin/env python
-"""Benchmark recspark's block ALS against MLlib ALS: same data, split, rank, iterations, λ.
+"""Benchmark recspark's block ALS against MLlib ALS: same data, split, rank, iterations, λ;
+explicit (``recspark`` vs ``mllib``) and implicit feedback (``recspark_implicit``, i.e.
+``als_implicit``, vs ``mllib_implicit``, MLlib with ``implicitPrefs=True``, both with
+confidence 1 + α·r, α = ``--alpha``), all four in the same run by default.
 
     python scripts/bench_als.py --ratings /work/shared/data/ml-latest-small
+    python scripts/bench_als.py --ratings /work/shared/data/ml-latest-small --models recspark_implicit,mllib_implicit
     python scripts/bench_als.py --ratings /work/shared/data/ml-latest-small --replicate 20
     python scripts/bench_als.py --synthetic 2000000          # ml-32m shape, scaled down
     python scripts/bench_als.py --ratings out/ingest/ml-32m  # an ingested Parquet folder
@@ -23,7 +27,9 @@ into blocks, the iterations and the cached (idx, bias, factors) tables; for MLli
 blocking, iterations and factor DataFrames (which ``fit`` materialises; they are counted
 too). recspark's id-keyed ``user_factors``/``item_factors`` (a join with the training
 ids, which MLlib has no equivalent of) are timed separately and printed below the table. Test RMSE (untimed) is over the test pairs whose user and movie are in training
-(MLlib's ``coldStartStrategy="drop"``), predictions clipped to [0.5, 5] for both.
+(MLlib's ``coldStartStrategy="drop"``), predictions clipped to [0.5, 5] for both; the
+implicit models' scores are not ratings, so they get no RMSE. The load average
+(``os.getloadavg``) is printed before and after: the machine should be quiet.
 
 Peak memory is the peak of Σ RSS over the whole process tree of the model's process
 (driver JVM, PySpark daemon and workers), polled by :class:`memwatch.TreeMemory` from a
@@ -50,7 +56,9 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from memwatch import TreeMemory, tree_cpu_seconds  # noqa: E402
 
-MODELS = ("recspark", "mllib")
+MODELS = ("recspark", "mllib", "recspark_implicit", "mllib_implicit")
+#: The pairs compared in the ratio rows: recspark's model, then MLlib's.
+PAIRS = (("recspark", "mllib"), ("recspark_implicit", "mllib_implicit"))
 
 
 class PhaseClock(logging.Handler):
@@ -60,8 +68,12 @@ class PhaseClock(logging.Handler):
     ``tables`` (the factor tables), so a slow fit at scale shows where the time went.
     """
 
-    PHASES = {"als: partition ratings into blocks": "blocks", "als iteration": "iterations",
-              "als: factor tables": "tables"}
+    PHASES = {
+        f"{name}{suffix}": phase
+        for name in ("als", "als_implicit")
+        for suffix, phase in ((": partition ratings into blocks", "blocks"),
+                              (" iteration", "iterations"), (": factor tables", "tables"))
+    }
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -175,87 +187,108 @@ def fit(a: argparse.Namespace) -> None:
     """Fit one model in this process and write its figures as JSON."""
     from pyspark.sql import functions as F
 
-    from recspark.schema import MOVIE_IDX, PERSONALISED, PREDICTION, RATING, USER_IDX
+    from recspark.schema import PREDICTION, RATING
 
     spark = _session(a, a.model)
     work = Path(a.work)
     train = spark.read.parquet(str(work / "train")).cache()
     test = spark.read.parquet(str(work / "test"))
-    train.count()  # the input is materialised before the clock starts, for both models
+    train.count()  # the input is materialised before the clock starts, for every model
     result: dict = {"model": a.model}
-    if a.model == "recspark":
-        import threadpoolctl
-
-        from recspark.models.als import AlsConfig
-        from recspark.models.als import fit_als
-
-        cfg = AlsConfig(
-            rank=a.rank,
-            max_iter=a.iters,
-            reg_factors=a.reg,
-            reg_bias=a.reg,
-            weighted_reg=True,
-            blocks=a.blocks,
-            mode=a.mode,
-        )
-        clock = PhaseClock()
-        logging.getLogger("recspark").addHandler(clock)
-        start, cpu = time.perf_counter(), tree_cpu_seconds(os.getpid())
-        model = fit_als(train, cfg=cfg, seed=a.seed)  # returns with (idx, bias, factors) cached
-        result["fit_s"] = time.perf_counter() - start
-        result["fit_cpu_s"] = tree_cpu_seconds(os.getpid()) - cpu
-        result["phases"] = clock.totals
-        # The id-keyed tables join (user_id, user_idx) of the training set: a scan of it.
-        start = time.perf_counter()
-        model.user_factors.count()
-        model.item_factors.count()
-        result["id_tables_s"] = time.perf_counter() - start
-        result["iteration_s"] = float(model.history["seconds"].mean())
-        pred = model.predict(test).where(F.col(PERSONALISED))
-        blas = [
-            f"{i.get('internal_api')} {i.get('version')} ({Path(i.get('filepath', '')).name}, "
-            f"{i.get('num_threads')} thread)"
-            for i in threadpoolctl.threadpool_info()
-            if i.get("user_api") == "blas"
-        ]
-        result["blas"] = "numpy: " + "; ".join(blas)
-    else:
-        from pyspark.ml.recommendation import ALS
-
-        als = ALS(
-            rank=a.rank,
-            maxIter=a.iters,
-            regParam=a.reg,
-            numUserBlocks=a.mllib_blocks,
-            numItemBlocks=a.mllib_blocks,
-            checkpointInterval=10,
-            userCol=USER_IDX,
-            itemCol=MOVIE_IDX,
-            ratingCol=RATING,
-            coldStartStrategy="drop",
-            seed=a.seed,
-        )
-        start, cpu = time.perf_counter(), tree_cpu_seconds(os.getpid())
-        model = als.fit(train.select(USER_IDX, MOVIE_IDX, RATING))
-        model.userFactors.count()
-        model.itemFactors.count()
-        result["fit_s"] = time.perf_counter() - start
-        result["fit_cpu_s"] = tree_cpu_seconds(os.getpid()) - cpu
-        result["iteration_s"] = float("nan")
-        result["id_tables_s"] = float("nan")  # MLlib keeps the ids it was given (user_idx)
-        pred = model.transform(test).withColumn(
-            PREDICTION, F.least(F.greatest(F.col(PREDICTION), F.lit(0.5)), F.lit(5.0))
-        )
-        jvm = spark.sparkContext._jvm
-        result["blas"] = "JVM: BLAS {}, LAPACK {}".format(
-            jvm.dev.ludovic.netlib.blas.BLAS.getInstance().getClass().getName(),
-            jvm.dev.ludovic.netlib.lapack.LAPACK.getInstance().getClass().getName(),
-        )
-    err = F.col(RATING) - F.col(PREDICTION)
-    row = pred.agg(F.sqrt(F.avg(err * err)).alias("rmse"), F.count(F.lit(1)).alias("n")).first()
-    result["test_rmse"], result["test_rows"] = float(row["rmse"]), int(row["n"])
+    fitter = _fit_recspark if a.model.startswith("recspark") else _fit_mllib
+    pred = fitter(a, spark, train, test, result)
+    result["test_rmse"], result["test_rows"] = float("nan"), 0
+    if pred is not None:
+        err = F.col(RATING) - F.col(PREDICTION)
+        row = pred.agg(F.sqrt(F.avg(err * err)).alias("rmse"), F.count(F.lit(1)).alias("n")).first()
+        result["test_rmse"], result["test_rows"] = float(row["rmse"]), int(row["n"])
     (work / f"result_{a.model}.json").write_text(json.dumps(result))
     spark.stop()
+
+
+def _fit_recspark(a: argparse.Namespace, spark, train, test, result: dict):
+    """recspark's explicit or implicit ALS: timed fit, phases; the clipped test
+    predictions of the explicit model (None for the implicit one)."""
+    from pyspark.sql import functions as F
+
+    import threadpoolctl
+
+    from recspark.models.als import AlsConfig, fit_als
+    from recspark.models.als.implicit import AlsImplicitConfig, fit_als_implicit
+    from recspark.schema import PERSONALISED
+
+    clock = PhaseClock()
+    logging.getLogger("recspark").addHandler(clock)
+    start, cpu = time.perf_counter(), tree_cpu_seconds(os.getpid())
+    if a.model == "recspark":
+        cfg = AlsConfig(rank=a.rank, max_iter=a.iters, reg_factors=a.reg, reg_bias=a.reg,
+                        weighted_reg=True, blocks=a.blocks, mode=a.mode)
+        model = fit_als(train, cfg=cfg, seed=a.seed)  # returns with (idx, bias, factors) cached
+    else:
+        cfg = AlsImplicitConfig(rank=a.rank, max_iter=a.iters, reg=a.reg, alpha=a.alpha,
+                                weighted_reg=True, blocks=a.blocks, mode=a.mode)
+        model = fit_als_implicit(train, cfg=cfg, seed=a.seed)
+    result["fit_s"] = time.perf_counter() - start
+    result["fit_cpu_s"] = tree_cpu_seconds(os.getpid()) - cpu
+    result["phases"] = clock.totals
+    # The id-keyed tables join (user_id, user_idx) of the training set: a scan of it.
+    start = time.perf_counter()
+    model.user_factors.count()
+    model.item_factors.count()
+    result["id_tables_s"] = time.perf_counter() - start
+    result["iteration_s"] = float(model.history["seconds"].mean())
+    blas = [
+        f"{i.get('internal_api')} {i.get('version')} ({Path(i.get('filepath', '')).name}, "
+        f"{i.get('num_threads')} thread)"
+        for i in threadpoolctl.threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+    result["blas"] = "numpy: " + "; ".join(blas)
+    return model.predict(test).where(F.col(PERSONALISED)) if a.model == "recspark" else None
+
+
+def _fit_mllib(a: argparse.Namespace, spark, train, test, result: dict):
+    """MLlib ALS, explicit or ``implicitPrefs``: timed fit (factor tables counted); the
+    clipped test predictions of the explicit model (None for the implicit one)."""
+    from pyspark.ml.recommendation import ALS
+    from pyspark.sql import functions as F
+
+    from recspark.schema import MOVIE_IDX, PREDICTION, RATING, USER_IDX
+
+    implicit = a.model == "mllib_implicit"
+    als = ALS(
+        rank=a.rank,
+        maxIter=a.iters,
+        regParam=a.reg,
+        implicitPrefs=implicit,
+        alpha=a.alpha,
+        numUserBlocks=a.mllib_blocks,
+        numItemBlocks=a.mllib_blocks,
+        checkpointInterval=10,
+        userCol=USER_IDX,
+        itemCol=MOVIE_IDX,
+        ratingCol=RATING,
+        coldStartStrategy="drop",
+        seed=a.seed,
+    )
+    start, cpu = time.perf_counter(), tree_cpu_seconds(os.getpid())
+    model = als.fit(train.select(USER_IDX, MOVIE_IDX, RATING))
+    model.userFactors.count()
+    model.itemFactors.count()
+    result["fit_s"] = time.perf_counter() - start
+    result["fit_cpu_s"] = tree_cpu_seconds(os.getpid()) - cpu
+    result["iteration_s"] = float("nan")
+    result["id_tables_s"] = float("nan")  # MLlib keeps the ids it was given (user_idx)
+    jvm = spark.sparkContext._jvm
+    result["blas"] = "JVM: BLAS {}, LAPACK {}".format(
+        jvm.dev.ludovic.netlib.blas.BLAS.getInstance().getClass().getName(),
+        jvm.dev.ludovic.netlib.lapack.LAPACK.getInstance().getClass().getName(),
+    )
+    if implicit:
+        return None
+    return model.transform(test).withColumn(
+        PREDICTION, F.least(F.greatest(F.col(PREDICTION), F.lit(0.5)), F.lit(5.0))
+    )
 
 
 # --------------------------------------------------------------------------- parent
@@ -274,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rank", type=int, default=10)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--reg", type=float, default=0.1)
+    p.add_argument("--alpha", type=float, default=1.0, help="implicit models' confidence 1 + α·r")
     p.add_argument("--blocks", type=int, default=4, help="recspark als.blocks")
     p.add_argument("--mode", default="auto", help="recspark als.mode")
     p.add_argument("--mllib-blocks", type=int, default=10, help="MLlib numUser/ItemBlocks")
@@ -311,11 +345,12 @@ def main(argv: list[str] | None = None) -> int:
             return code
         print(f"prepared the data in {secs:.0f} s", file=sys.stderr)
     data = json.loads((work / "data.json").read_text())
+    load_before = os.getloadavg()
     rows = []
     for model in [m.strip() for m in a.models.split(",") if m.strip()]:
         code, wall, mem = run_child(
             ["_fit", *common, "--model", model, "--rank", str(a.rank), "--iters", str(a.iters),
-             "--reg", str(a.reg), "--blocks", str(a.blocks), "--mode", a.mode,
+             "--reg", str(a.reg), "--alpha", str(a.alpha), "--blocks", str(a.blocks), "--mode", a.mode,
              "--mllib-blocks", str(a.mllib_blocks)],
             env,
         )
@@ -330,33 +365,38 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"data: {data['ratings']:,} train ratings ({data['users']:,} users, {data['movies']:,} "
         f"movies), {data['test_ratings']:,} test; rank {a.rank}, {a.iters} iterations, "
-        f"λ {a.reg} (weighted), {a.master}, driver memory {a.driver_memory}"
+        f"λ {a.reg} (weighted), α {a.alpha} (implicit), {a.master}, driver memory {a.driver_memory}"
     )
-    head = f"{'model':<10} {'fit s':>8} {'fit CPU s':>10} {'s/iter':>8} {'iter s*':>8} {'peak RSS GB':>12} {'test RMSE':>10} {'rows':>10}"
+    print("load average (1, 5, 15 min): before the fits {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}".format(
+        *load_before, *os.getloadavg()))
+    head = f"{'model':<18} {'fit s':>8} {'fit CPU s':>10} {'s/iter':>8} {'iter s*':>8} {'peak RSS GB':>12} {'test RMSE':>10} {'rows':>10}"
     print(head)
     print("-" * len(head))
     for r in rows:
         print(
-            f"{r['model']:<10} {r['fit_s']:>8.1f} {r['fit_cpu_s']:>10.1f} {r['fit_s'] / a.iters:>8.2f} {r['iteration_s']:>8.2f} "
+            f"{r['model']:<18} {r['fit_s']:>8.1f} {r['fit_cpu_s']:>10.1f} {r['fit_s'] / a.iters:>8.2f} {r['iteration_s']:>8.2f} "
             f"{r['peak_rss_gb']:>12.2f} {r['test_rmse']:>10.4f} {r['test_rows']:>10,}"
         )
     byname = {r["model"]: r for r in rows}
-    if set(byname) >= set(MODELS):
-        rs, ml = byname["recspark"], byname["mllib"]
+    for ours, theirs in PAIRS:
+        if ours in byname and theirs in byname:
+            rs, ml = byname[ours], byname[theirs]
+            print(
+                f"{'ratio ' + ours:<18} {rs['fit_s'] / ml['fit_s']:>8.2f} {rs['fit_cpu_s'] / ml['fit_cpu_s']:>10.2f} {'':>8} {'':>8} "
+                f"{rs['peak_rss_gb'] / ml['peak_rss_gb']:>12.2f} "
+                f"{rs['test_rmse'] / ml['test_rmse']:>10.4f}"
+            )
+    for name in ("recspark", "recspark_implicit"):
+        if name not in byname:
+            continue
+        phases = byname[name].get("phases", {})
         print(
-            f"{'ratio':<10} {rs['fit_s'] / ml['fit_s']:>8.2f} {rs['fit_cpu_s'] / ml['fit_cpu_s']:>10.2f} {'':>8} {'':>8} "
-            f"{rs['peak_rss_gb'] / ml['peak_rss_gb']:>12.2f} "
-            f"{rs['test_rmse'] / ml['test_rmse']:>10.4f}"
-        )
-    if "recspark" in byname:
-        phases = byname["recspark"].get("phases", {})
-        print(
-            "recspark phases (wall s / CPU s): "
+            f"{name} phases (wall s / CPU s): "
             + ", ".join(f"{k} {w:.1f} / {c:.1f}" for k, (w, c) in phases.items())
         )
         print(
-            f"recspark id-keyed user/movie tables (join with the training ids, after fit): "
-            f"{byname['recspark']['id_tables_s']:.1f} s"
+            f"{name} id-keyed user/movie tables (join with the training ids, after fit): "
+            f"{byname[name]['id_tables_s']:.1f} s"
         )
     print(
         "fit CPU s = user+system CPU of the model's whole process tree during the fit; "

@@ -14,6 +14,10 @@ registered model (:func:`write_model_meta`).
 **The one rule for "the latest run"** (:func:`find_run`, used by segment and rescore): the
 run with the largest id among the *published* runs (no ``._`` in the name, not hidden)
 that hold a *complete* saved model ``models/<name>/model.json``; an explicit run id wins.
+
+``best.json`` names the run's best models (:mod:`recspark.evaluation.best`: every model
+by test RMSE and by the configured ranking metric, best first); :func:`find_best` applies
+the same rule to "the run's best saved model", rescore's default.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pyspark.sql import types as T
 from recspark.config import Config, config_from_dict, expand, to_toml
 from recspark.errors import ModelError
 from recspark.io import storage
+from recspark.schema import MODEL
 
 _logger = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ PREDICTIONS_DIR = "predictions"
 METRICS_DIR = "metrics"
 RECOMMENDATIONS_DIR = "recommendations"
 SPLITS_DIR = "splits"
+BEST_FILE = "best.json"
 #: Key of the registered model name in ``model.json``.
 NAME_KEY = "name"
 
@@ -93,6 +99,37 @@ def find_run(spark: SparkSession, cfg: Config, *, model: str, run_id: str = "") 
     for rid in reversed(published_runs(spark, runs)):
         if storage.exists(spark, f"{model_dir(f'{runs}/{rid}', model)}/{MODEL_META}"):
             return f"{runs}/{rid}"
+    return None
+
+
+def write_best(spark: SparkSession, run_dir: str, best: dict[str, Any]) -> None:
+    """Write ``<run_dir>/best.json`` (the dict of :func:`recspark.evaluation.best.best_models`)."""
+    storage.write_text(spark, f"{run_dir.rstrip('/')}/{BEST_FILE}", json.dumps(best, indent=2))
+
+
+def read_best(spark: SparkSession, run_dir: str) -> dict[str, Any] | None:
+    """The run's ``best.json``, or None when it has none (a run from before it existed)."""
+    path = f"{run_dir.rstrip('/')}/{BEST_FILE}"
+    if not storage.exists(spark, path):
+        return None
+    return json.loads(storage.read_text(spark, path))
+
+
+def find_best(
+    spark: SparkSession, cfg: Config, *, by: str, run_id: str = ""
+) -> tuple[str, str] | None:
+    """(run folder, model) of the best saved model: in ``run_id``'s run when given, else in
+    the latest published run whose ``best.json`` lists a model with a complete
+    ``models/<name>/``; the first such model of the list ``by`` (``"rmse"`` or
+    ``"ranking"``), i.e. the best one that was saved. None when no run qualifies."""
+    candidates = [run_path(cfg, run_id)] if run_id else [
+        f"{runs_dir(cfg)}/{rid}" for rid in reversed(published_runs(spark, runs_dir(cfg)))
+    ]
+    for run in candidates:
+        best = read_best(spark, run) or {}
+        for entry in best.get(by, []):
+            if storage.exists(spark, f"{model_dir(run, entry[MODEL])}/{MODEL_META}"):
+                return run, entry[MODEL]
     return None
 
 

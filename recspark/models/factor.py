@@ -48,7 +48,9 @@ from recspark.schema import (
     BIAS,
     BIAS_PREDICTION,
     FACTORS,
+    FEATURES,
     GLOBAL_MEAN,
+    MLLIB_ID,
     MOVIE_ID,
     MOVIE_IDX,
     PERSONALISED,
@@ -121,6 +123,23 @@ def factor_schema(idx_col: str) -> T.StructType:
 def dot(a: Column | str, b: Column | str) -> Column:
     """Σ_k a[k]·b[k] of two array<double> columns, in native Spark SQL (null if either is)."""
     return F.aggregate(F.zip_with(a, b, lambda x, y: x * y), F.lit(0.0), lambda acc, v: acc + v)
+
+
+def mllib_factor_table(
+    ratings: DataFrame, factors: DataFrame, id_col: str, idx_col: str, mult: float = 1.0
+) -> DataFrame:
+    """(id, idx, bias = 0, factors · ``mult``) from an MLlib ALS factor table (id = the
+    dense idx, features), for the ids of ``ratings``; cached and materialised."""
+    values = F.transform(F.col(FEATURES).cast("array<double>"), lambda x: x * mult)
+    df = (
+        ratings.select(id_col, idx_col)
+        .distinct()
+        .join(factors.select(F.col(MLLIB_ID).alias(idx_col), values.alias(FACTORS)), idx_col)
+        .select(id_col, idx_col, F.lit(0.0).alias(BIAS), FACTORS)
+        .cache()
+    )
+    df.count()
+    return df
 
 
 @dataclass(frozen=True)
@@ -270,14 +289,20 @@ class FactorModel:
         Raises :class:`ModelError` when the settings lack the regularisation (only recspark
         ALS records it). Actions: collects the item table; the fold-in itself is lazy.
         """
+        new = ratings.join(self.user_factors.select(USER_ID), USER_ID, "left_anti")
+        folded = self.fold_in_rows(new).cache()
+        users = runs.to_schema(self.user_factors, USER_FACTORS_SCHEMA).unionByName(folded)
+        return dataclasses.replace(self, user_factors=users)
+
+    def fold_in_rows(self, ratings: DataFrame) -> DataFrame:
+        """``USER_FACTORS_SCHEMA`` rows of the users of ``ratings`` by one ALS user
+        half-step with the saved settings (:func:`recspark.serving.foldin.fold_in_model_users`);
+        a model with another half-step (implicit ALS) overrides it."""
         # serving builds on the models (its solve is the ALS kernel, which imports this
         # module), so it is imported when a model is folded in, not at import time
         from recspark.serving.foldin import fold_in_model_users
 
-        new = ratings.join(self.user_factors.select(USER_ID), USER_ID, "left_anti")
-        folded = fold_in_model_users(self, new).cache()
-        users = runs.to_schema(self.user_factors, USER_FACTORS_SCHEMA).unionByName(folded)
-        return dataclasses.replace(self, user_factors=users)
+        return fold_in_model_users(self, ratings)
 
     # ------------------------------------------------------------------ persistence
 

@@ -24,11 +24,12 @@ from pyspark.sql import types as T
 from recspark.config import Section
 from recspark.errors import ModelError
 from recspark.io import runs, storage
+from recspark.models.als.implicit import AlsImplicitConfig, ImplicitFactorModel
 from recspark.models.base import with_fallback
 from recspark.models.bias import BiasModel
 from recspark.models.factor import FALLBACK_TABLES
 from recspark.models.contract import Ability, ModelSpec, RankingInputs
-from recspark.models.factor import factor_ranking_inputs
+from recspark.models.factor import factor_ranking_inputs, mllib_factor_table
 from recspark.schema import (
     BIAS_PREDICTION,
     FACTORS,
@@ -215,4 +216,58 @@ SPEC = ModelSpec(
     abilities=frozenset({Ability.PREDICT, Ability.TOP_N, Ability.FACTORS, Ability.SAVE}),
     config=MllibAlsConfig,
     load=MllibAlsModel.load,
+)
+
+
+def fit_mllib_als_implicit(
+    train: DataFrame, *, cfg: AlsImplicitConfig, seed: int
+) -> ImplicitFactorModel:
+    """MLlib ALS with ``implicitPrefs=True`` on ``train`` (user_id, movie_id, user_idx,
+    movie_idx, rating): the baseline of ``als_implicit``, with its section's rank, λ
+    (``reg``; MLlib always weights it by the entity's preferences, as ``weighted_reg =
+    true`` does), α, iterations and ``min_rating`` (ratings below it dropped). MLlib's
+    confidence is 1 + α·r; with ``confidence = "binary"`` every kept rating is passed as 1.
+
+    Returns an :class:`~recspark.models.als.implicit.ImplicitFactorModel` named
+    ``mllib_als_implicit`` (scores x_u·y_i; biases 0). Actions: MLlib's fit and the two
+    factor tables (cached).
+    """
+    require_columns(
+        train, [USER_ID, MOVIE_ID, USER_IDX, MOVIE_IDX, RATING], stage="mllib_als_implicit fit"
+    )
+    kept = train.where(F.col(RATING) >= F.lit(float(cfg.min_rating)))
+    value = F.col(RATING) if cfg.confidence == "rating" else F.lit(1.0)
+    als = ALS(
+        rank=cfg.rank,
+        maxIter=cfg.max_iter,
+        regParam=cfg.reg,
+        alpha=cfg.alpha,
+        implicitPrefs=True,
+        numUserBlocks=cfg.blocks,
+        numItemBlocks=cfg.blocks,
+        checkpointInterval=cfg.checkpoint_every,
+        userCol=USER_IDX,
+        itemCol=MOVIE_IDX,
+        ratingCol=RATING,
+        seed=seed,
+    )
+    fitted = als.fit(kept.select(USER_IDX, MOVIE_IDX, value.alias(RATING)))
+    return ImplicitFactorModel(
+        name="mllib_als_implicit",
+        global_mean=0.0,
+        rank=cfg.rank,
+        user_factors=mllib_factor_table(kept, fitted.userFactors, USER_ID, USER_IDX),
+        item_factors=mllib_factor_table(kept, fitted.itemFactors, MOVIE_ID, MOVIE_IDX),
+        settings={**cfg.model_dump(), "seed": seed, "solver": "mllib"},
+    )
+
+
+IMPLICIT_SPEC = ModelSpec(
+    name="mllib_als_implicit",
+    summary="MLlib ALS with implicitPrefs=True; the baseline of als_implicit",
+    fit=fit_mllib_als_implicit,
+    abilities=frozenset({Ability.TOP_N, Ability.FACTORS, Ability.SAVE}),
+    config=AlsImplicitConfig,
+    section="als_implicit",
+    load=ImplicitFactorModel.load,
 )

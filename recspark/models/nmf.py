@@ -63,7 +63,7 @@ from recspark.errors import ConfigError
 from recspark.log import stage
 from recspark.models.bias import BiasModel
 from recspark.models.contract import Ability, ModelSpec
-from recspark.models.factor import FactorModel
+from recspark.models.factor import FactorModel, mllib_factor_table
 from recspark.models.iterative import Iteration, IterationResult, Loop
 from recspark.models.lowrank import (
     EntryBlock,
@@ -78,8 +78,6 @@ from recspark.models.lowrank import (
     low_rank_at,
 )
 from recspark.schema import (
-    BIAS,
-    FACTORS,
     MOVIE_ID,
     MOVIE_IDX,
     RATING,
@@ -446,8 +444,8 @@ def fit_nmf_als(
             ratings.select(USER_IDX, MOVIE_IDX, ((F.col(RATING) - offset) / scale).alias(_TARGET))
         )
     with stage(f"{name}: factor tables", ratings.sparkSession):
-        users = _mllib_table(ratings, fitted.userFactors, USER_ID, USER_IDX, scale)
-        items = _mllib_table(ratings, fitted.itemFactors, MOVIE_ID, MOVIE_IDX, 1.0)
+        users = mllib_factor_table(ratings, fitted.userFactors, USER_ID, USER_IDX, scale)
+        items = mllib_factor_table(ratings, fitted.itemFactors, MOVIE_ID, MOVIE_IDX)
     return FactorModel(
         name=name,
         global_mean=offset,
@@ -459,23 +457,6 @@ def fit_nmf_als(
         hi=hi,
         settings={**cfg.model_dump(), "solver": "als", "seed": seed},
     )
-
-
-def _mllib_table(
-    ratings: DataFrame, factors: DataFrame, id_col: str, idx_col: str, mult: float
-) -> DataFrame:
-    """(id, idx, bias = 0, factors · ``mult``) from MLlib's (id = idx, features) table,
-    for the ids of ``ratings``; cached and materialised."""
-    values = F.transform(F.col("features").cast("array<double>"), lambda x: x * mult)
-    df = (
-        ratings.select(id_col, idx_col)
-        .distinct()
-        .join(factors.select(F.col("id").alias(idx_col), values.alias(FACTORS)), idx_col)
-        .select(id_col, idx_col, F.lit(0.0).alias(BIAS), FACTORS)
-        .cache()
-    )
-    df.count()
-    return df
 
 
 SPEC = ModelSpec(

@@ -22,6 +22,8 @@ MODELS: dict[str, str] = {
     "bias": "recspark.models.bias:SPEC",
     "mllib_als": "recspark.models.mllib_als:SPEC",
     "als": "recspark.models.als:SPEC",
+    "als_implicit": "recspark.models.als.implicit:SPEC",
+    "mllib_als_implicit": "recspark.models.mllib_als:IMPLICIT_SPEC",
     "svd": "recspark.models.svd.truncated:SPEC",
     "iterative_svd": "recspark.models.svd.iterative:SPEC",
     "nmf": "recspark.models.nmf:SPEC",
@@ -72,10 +74,10 @@ def check_config(cfg: Config) -> None:
     for name in cfg.train.models:
         if name not in MODELS:
             problems.append(f"train.models: unknown model {name!r}; choose from {', '.join(MODELS)}")
-    for setting, name, ability in (
-        ("segment.model", cfg.segment.model, Ability.FACTORS),
-        ("rescore.model", cfg.rescore.model, Ability.SAVE),
-    ):
+    named = [("segment.model", cfg.segment.model, Ability.FACTORS)]
+    if cfg.rescore.model:  # empty: the run's best saved model, found when rescoring
+        named.append(("rescore.model", cfg.rescore.model, Ability.SAVE))
+    for setting, name, ability in named:
         try:
             require(spec(name), ability, setting=setting, choices=with_ability(ability))
         except ConfigError as exc:

@@ -1,7 +1,11 @@
 """The scheduled batch re-scoring job: a saved model → scores for today.
 
 ``run_rescore(spark, cfg)`` loads ``models/<rescore.model>/`` of a train run (``rescore.run_id``,
-or the latest published run holding it: :func:`recspark.io.runs.find_run`). The folder's
+or the latest published run holding it: :func:`recspark.io.runs.find_run`). With
+``rescore.model = ""`` (the default) it loads the run's best saved model
+(:func:`recspark.io.runs.find_best`): for lists (``all``, ``incremental``) the best by the
+run's ranking metric (``recommend.best_metric`` at ``recommend.k`` when it was trained, e.g.
+NDCG@10), for ``pairs`` the best by test RMSE. The folder's
 ``model.json`` names the registered model, whose spec loads it. The job reads the current
 ratings (``rescore.ratings`` Parquet, else the ingested ratings) and writes one of
 (``rescore.mode``):
@@ -13,7 +17,8 @@ ratings (``rescore.ratings`` Parquet, else the ingested ratings) and writes one 
   unknown user and unknown movie); malformed CSV lines are quarantined (source_file,
   line_number, raw_line, reason) like ingest does.
 - ``all`` (a ``TOP_N`` model): top ``rescore.n`` for every user the model ranks (user_id,
-  rank, movie_id, score, model; rated movies of the current ratings excluded).
+  rank, movie_id, score, model; rated movies of the current ratings excluded, and movies
+  with fewer than ``recommend.min_support`` current ratings, as in the train run).
 - ``incremental``: the same, only for users with a rating newer than the watermark of the
   latest earlier scoring date (all users when there is none).
 
@@ -40,6 +45,7 @@ from pyspark.sql import types as T
 
 from recspark.config import Config, expand
 from recspark.errors import ConfigError, DataNotFoundError, ModelError
+from recspark.evaluation.best import RANKING_KEY, RMSE_KEY
 from recspark.io import runs, scores, storage
 from recspark.io.ingested import read_ratings
 from recspark.io.validate import Reason, quarantined, read_lines
@@ -50,6 +56,7 @@ from recspark.schema import (
     LINE_NUMBER,
     MODEL,
     MOVIE_ID,
+    N_RATINGS,
     PERSONALISED,
     PREDICTION,
     RATING,
@@ -61,12 +68,15 @@ from recspark.schema import (
     USER_ID,
     require_columns,
 )
-from recspark.serving.topn import recommend
+from recspark.serving.topn import recommend, with_min_support
 
 _logger = logging.getLogger(__name__)
 
 #: What each ``rescore.mode`` needs the model to do.
 MODES = {"pairs": Ability.PREDICT, "all": Ability.TOP_N, "incremental": Ability.TOP_N}
+#: Which of the run's best lists (``best.json``) picks the model when ``rescore.model`` is
+#: empty: predicted ratings by test RMSE, lists by the run's ranking metric.
+BEST_BY = {"pairs": RMSE_KEY, "all": RANKING_KEY, "incremental": RANKING_KEY}
 _PAIR_HEADERS = ("userid,movieid", "user_id,movie_id")
 _INT_RE = r"^[+-]?[0-9]+$"
 _USERS, _UNKNOWN_USER, _UNKNOWN_MOVIE = "users", "unknown_user", "unknown_movie"
@@ -82,19 +92,37 @@ Hook = Callable[[str], None]
 def load_model(spark: SparkSession, cfg: Config) -> tuple[str, ModelSpec, Any]:
     """(folder, spec, model) of the saved model to score with (module docstring).
 
-    Raises ModelError when no published run holds ``models/<rescore.model>``, the folder is
+    Raises ModelError when no published run holds ``models/<rescore.model>`` (or, with
+    ``rescore.model = ""``, names a saved best model in ``best.json``), the folder is
     missing or incomplete, or the model it names cannot be saved and loaded; ConfigError
     when the model cannot do what ``rescore.mode`` needs.
     """
     rc = cfg.rescore
-    run = runs.find_run(spark, cfg, model=rc.model, run_id=rc.run_id)
+    model = rc.model
+    if model:
+        run = runs.find_run(spark, cfg, model=model, run_id=rc.run_id)
+    else:
+        found = runs.find_best(spark, cfg, by=BEST_BY[rc.mode], run_id=rc.run_id)
+        if found is None:
+            where = (
+                f"the run {runs.run_path(cfg, rc.run_id)} has no {runs.BEST_FILE} naming a saved model"
+                if rc.run_id
+                else f"no published train run under {runs.runs_dir(cfg)} names a saved model "
+                f"in its {runs.BEST_FILE}"
+            )
+            raise ModelError(
+                f"rescore.model is empty (the run's best model), but {where}: train one "
+                "(python jobs/train.py), or set rescore.model to a saved model's name"
+            )
+        run, model = found
+        _logger.info("rescore: the run's best saved model by %s is %s", BEST_BY[rc.mode], model)
     if run is None:
         raise ModelError(
-            f"no published train run under {runs.runs_dir(cfg)} holds a saved {rc.model!r} "
-            f"model: train one (python jobs/train.py --set train.models=bias,{rc.model}), or "
+            f"no published train run under {runs.runs_dir(cfg)} holds a saved {model!r} "
+            f"model: train one (python jobs/train.py --set train.models=bias,{model}), or "
             "point rescore.run_id at a run and rescore.model at one of its models/"
         )
-    path = runs.model_dir(run, rc.model)
+    path = runs.model_dir(run, model)
     name = runs.read_model_meta(spark, path)[runs.NAME_KEY]
     spec = registry.spec(name)
     if not spec.can(Ability.SAVE):
@@ -256,7 +284,10 @@ def _score_lists(
     ``staging``; rows and users counted into ``report``."""
     rc = cfg.rescore
     with stage(f"rescore: top-{rc.n} ({rc.mode})", spark):
-        inputs = model.ranking_inputs()
+        counts = ratings.groupBy(MOVIE_ID).agg(F.count(F.lit(1)).alias(N_RATINGS))
+        inputs = with_min_support(
+            model.ranking_inputs(), counts, min_support=cfg.recommend.min_support
+        )
         users = inputs.users
         if inputs.scorer.shared_scores is not None:  # one ranking for all: anyone can have it
             users = ratings.select(USER_ID).distinct()

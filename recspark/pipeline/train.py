@@ -18,7 +18,10 @@ spec claims:
 
 plus ``fit_seconds`` of every model, ``metrics/`` Parquet (run_id, model, split, metric,
 value), ``splits/<kind>/recommendations/`` and the test metrics of every
-``recommend.extra_splits`` kind (every model refitted on that split), and ``config.toml``.
+``recommend.extra_splits`` kind (every model refitted on that split), ``config.toml``, and
+``best.json``: the run's models ordered by test RMSE and by ``recommend.best_metric`` at
+``recommend.k`` on the main split (:mod:`recspark.evaluation.best`), whose winners are also
+metric rows ``best_by_rmse`` / ``best_by_ndcg@10`` and logged.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
 from recspark.config import Config, SplitConfig, expand
+from recspark.evaluation.best import RANKING_KEY, RANKING_METRIC_KEY, RMSE_KEY, best_models, best_rows
 from recspark.evaluation.rating import metrics_frame, regression_metrics, union_all
 from recspark.evaluation.sweeps import sweep_rows
 from recspark.io import runs, storage
-from recspark.io.ingested import read_ratings
+from recspark.io.ingested import read_movies, read_ratings
 from recspark.log import stage
 from recspark.models import registry
 from recspark.models.bias import BiasModel, fit_bias
@@ -60,6 +64,7 @@ from recspark.schema import (
     USER_ID,
     VALUE,
     at_iteration,
+    at_k,
     at_rank,
 )
 from recspark.seeds import derive_seed
@@ -106,6 +111,7 @@ def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> T
     run_dir = runs.run_path(cfg, run_id)
     storage.clean_scratch(spark, runs.runs_dir(cfg))
     ratings = read_ratings(spark, expand(cfg.ingest_dir()))
+    movies = read_movies(spark, expand(cfg.ingest_dir()))
     extra_kinds = [split_config(cfg.split, k).kind for k in cfg.recommend.extra_splits]  # fail early
     extra_kinds = [k for k in dict.fromkeys(extra_kinds) if k != cfg.split.kind]
     main = _split_and_bias(spark, cfg, ratings, cfg.split)
@@ -121,14 +127,15 @@ def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> T
                 rankers[name] = model
         rows += recommend_and_rank(
             spark, cfg, rankers=rankers, train=main.train, test=main.test, run_id=run_id,
-            out_dir=staging, kind=main.kind,
+            out_dir=staging, kind=main.kind, movies=movies,
         )
         main.unpersist()
         if cfg.recommend.enabled:
             for kind in extra_kinds:
                 rows += _extra_split(spark, cfg, ratings, kind, run_id, staging)
         with stage("train: write metrics", spark):
-            union_all(rows).coalesce(1).write.parquet(f"{staging}/{runs.METRICS_DIR}")
+            write_metrics(spark, cfg, union_all(rows).toPandas(), run_id=run_id, kind=main.kind,
+                          out_dir=staging)
         runs.write_run_config(spark, staging, cfg)
     with stage("train: read metrics back", spark):
         metrics = spark.read.parquet(f"{run_dir}/{runs.METRICS_DIR}").toPandas()
@@ -200,6 +207,7 @@ def _extra_split(
     spark: SparkSession,
     cfg: Config,
     ratings: DataFrame,
+    movies: DataFrame,
     kind: str,
     run_id: str,
     staging: str,
@@ -217,10 +225,33 @@ def _extra_split(
                 rankers[name] = model
         rows += recommend_and_rank(
             spark, cfg, rankers=rankers, train=split.train, test=split.test, run_id=run_id,
-            out_dir=f"{staging}/{runs.SPLITS_DIR}/{kind}", kind=kind,
+            out_dir=f"{staging}/{runs.SPLITS_DIR}/{kind}", kind=kind, movies=movies,
         )
         split.unpersist()
     return rows
+
+
+def write_metrics(
+    spark: SparkSession, cfg: Config, metrics: pd.DataFrame, *, run_id: str, kind: str,
+    out_dir: str,
+) -> dict[str, Any]:
+    """Name the run's best models on ``<kind>/test`` (:func:`recspark.evaluation.best.best_models`
+    by RMSE and by ``recommend.best_metric`` at ``recommend.k``), log them, write
+    ``best.json`` and the metrics table (``metrics`` plus the ``best_by_*`` rows) into
+    ``out_dir``; returns the best dict."""
+    best = best_models(
+        metrics, split=f"{kind}/test", ranking_metric=at_k(cfg.recommend.best_metric, cfg.recommend.k)
+    )
+    for label, ranked in (("test RMSE", best[RMSE_KEY]), (best[RANKING_METRIC_KEY], best[RANKING_KEY])):
+        if ranked:
+            _logger.info("best model by %s: %s (%.4f)", label, ranked[0][MODEL], ranked[0][VALUE])
+    winners = best_rows(best, run_id=run_id)
+    table = pd.concat([metrics, winners], ignore_index=True) if len(winners) else metrics
+    spark.createDataFrame(table[METRICS_SCHEMA.names], METRICS_SCHEMA).coalesce(1).write.parquet(
+        f"{out_dir}/{runs.METRICS_DIR}"
+    )
+    runs.write_best(spark, out_dir, best)
+    return best
 
 
 def write_history(spark: SparkSession, model: Any, model_dir: str) -> dict[str, float]:
@@ -233,7 +264,7 @@ def write_history(spark: SparkSession, model: Any, model_dir: str) -> dict[str, 
     )
     convergence_chart(
         spark, history, path=f"{model_dir}/{name}_convergence.png",
-        title=f"{name}: RMSE per iteration",
+        title=f"{name}: convergence per iteration",
     )
     _logger.info("wrote %s convergence history to %s", name, model_dir)
     values = {}

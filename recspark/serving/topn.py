@@ -19,6 +19,9 @@ pairs each has rated, from which the task builds a :class:`~recspark.models.cont
 cells to −∞ and keeps the top N with ``np.partition`` plus a sort of the N kept: memory
 O(scorer + max_chunk_cells) per task. No users × movies cross join exists in Spark.
 
+A minimum support (:func:`with_min_support`, ``recommend.min_support``) wraps any scorer so
+that movies with fewer training ratings are never ranked.
+
 When every user gets the same scores (``scorer.shared_scores`` is not None, e.g. the
 popularity model), only the first n + (most movies a user of the chunk rated) movies of
 that one order can be in a list, so ranking costs O(n + rated) per user, not O(movies).
@@ -29,6 +32,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +46,7 @@ from recspark.models.contract import BlockScorer, Ranker, RankingInputs, UserBlo
 from recspark.schema import (
     MODEL,
     MOVIE_ID,
+    N_RATINGS,
     RANK,
     RATED,
     RATING,
@@ -158,6 +163,47 @@ def user_block(
         rated_items=pos[known].astype(np.int64),
         rated_values=rated_values[known].astype(np.float64),
     )
+
+
+@dataclass(frozen=True)
+class SupportedScorer:
+    """A :class:`~recspark.models.contract.BlockScorer` that ranks only the movies marked in
+    ``allowed`` ((M,) bool over ``inner.item_ids``): the others score −∞, so they are never
+    in a list (:func:`with_min_support`)."""
+
+    inner: BlockScorer
+    allowed: np.ndarray
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.inner.item_ids
+
+    @property
+    def shared_scores(self) -> np.ndarray | None:
+        shared = self.inner.shared_scores
+        return None if shared is None else np.where(self.allowed, shared, -np.inf)
+
+    def scores(self, block: UserBlock, rows: slice) -> np.ndarray:
+        out = self.inner.scores(block, rows)
+        out[:, ~self.allowed] = -np.inf
+        return out
+
+
+def with_min_support(inputs: RankingInputs, counts: DataFrame, *, min_support: int) -> RankingInputs:
+    """``inputs`` whose lists hold only movies with at least ``min_support`` ratings in
+    ``counts`` (movie_id, n_ratings; a movie absent from it has 0); unchanged when
+    ``min_support`` <= 1 (every movie a model learnt from has a rating). The same rule for
+    every model (``recommend.min_support``). Action: collects the ids of the movies kept."""
+    if min_support <= 1:
+        return inputs
+    require_columns(counts, [MOVIE_ID, N_RATINGS], stage="with_min_support")
+    kept = counts.where(F.col(N_RATINGS) >= F.lit(int(min_support))).select(MOVIE_ID).toPandas()
+    allowed = np.isin(inputs.scorer.item_ids, kept[MOVIE_ID].to_numpy(np.int64))
+    _logger.info(
+        "recommendable: %d of %d movies have at least %d ratings",
+        int(allowed.sum()), allowed.size, min_support,
+    )
+    return RankingInputs(inputs.users, SupportedScorer(inputs.scorer, allowed))
 
 
 # --------------------------------------------------------------------------- Spark

@@ -12,6 +12,7 @@ import pytest
 
 from recspark.config import Config, RescoreConfig, TrainConfig, default_config
 from recspark.errors import ConfigError, ModelError
+from recspark.io.runs import write_best
 from recspark.io.scores import read_scores
 from recspark.models import registry
 from recspark.models.bias import fit_bias
@@ -50,8 +51,20 @@ def runs(spark, tmp_path_factory):
          (9, 10, 3.0, 1), (9, 30, 3.0, 1), (2, 40, 3.0, 1)], RATINGS,
     )
     fit_popularity(train).save(str(root / "20250101T000000Z" / "models" / "popularity"))
+    write_best(spark, str(root / "20250101T000000Z"), BEST)
     (root / "20250102T000000Z._staging-deadbeef" / "models").mkdir(parents=True)
     return root
+
+
+#: The run's best.json: als is its best saved model by both lists (nmf ranks higher but was
+#: not saved).
+BEST = {
+    "split": "random/test",
+    "rmse": [{"model": "als", "value": 0.85}],
+    "ranking_metric": "ndcg@10",
+    "ranking": [{"model": "nmf", "value": 0.4}, {"model": "als", "value": 0.3},
+                {"model": "popularity", "value": 0.2}],
+}
 
 
 def _cfg(runs, tmp_path, **rescore) -> Config:
@@ -157,6 +170,8 @@ def test_pairs_mode_scores_counts_unknown_ids_and_quarantines_bad_lines(spark, r
 def test_missing_model_is_a_model_error(spark, runs, tmp_path):
     _write_ratings(spark, tmp_path, V1)
     with pytest.raises(ModelError, match="no saved model"):
+        run_rescore(spark, _cfg(runs, tmp_path, model="als", run_id="20990101T000000Z"))
+    with pytest.raises(ModelError, match="20990101T000000Z has no best.json naming a saved model"):
         run_rescore(spark, _cfg(runs, tmp_path, run_id="20990101T000000Z"))
     with pytest.raises(ModelError, match="no published train run"):
         run_rescore(spark, _cfg(runs, tmp_path, model="svd"))
@@ -241,3 +256,23 @@ def test_staging_folders_of_killed_runs_are_removed_by_the_next_run(spark, runs,
     assert not list(staging.iterdir())
     assert f"process {gone.pid} of this host is gone" in caplog.text
     assert "left by an unknown process, untouched for 48" in caplog.text
+
+
+def test_the_default_model_is_the_runs_best_saved_model(spark, runs, tmp_path):
+    _write_ratings(spark, tmp_path, V1)
+    assert default_config().rescore.model == ""
+    report = run_rescore(spark, _cfg(runs, tmp_path, mode="all", n=2, score_date="2025-07-01"))
+    assert report["model"] == "als"  # nmf is first in best.json's ranking but not saved
+    root = tmp_path / "runs"
+    write_best(spark, str(root / "20250301T000000Z"), {**BEST, "ranking": BEST["ranking"][2:]})
+    fit_popularity(spark.createDataFrame(V1, RATINGS)).save(
+        str(root / "20250301T000000Z" / "models" / "popularity")
+    )
+    later = default_config().replace(
+        train=TrainConfig(output_dir=str(root)),
+        rescore=RescoreConfig(output_dir=str(tmp_path / "s2"), ratings=str(tmp_path / "ratings"),
+                              mode="all", n=2, score_date="2025-07-01"),
+    )
+    assert run_rescore(spark, later)["model"] == "popularity"  # the latest run's best
+    with pytest.raises(ModelError, match="names a saved model in its best.json"):
+        run_rescore(spark, later.replace(rescore=later.rescore.replace(mode="pairs", input="x.csv")))

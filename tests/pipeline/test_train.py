@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recspark.config import config_from_dict
-from recspark.io import storage
-from recspark.pipeline.train import write_history
+from recspark.config import config_from_dict, default_config
+from recspark.io import runs, storage
+from recspark.pipeline.train import write_history, write_metrics
 from recspark.schema import (
     ITERATION,
     METRIC,
@@ -86,6 +86,18 @@ def test_train_job_end_to_end_on_ml_latest_small(spark, sample_dir, tmp_path, ru
 
     saved = config_from_dict(tomllib.loads(storage.read_text(spark, f"{run}/config.toml")))
     assert saved.train.run_id == "e2e" and saved.seed == 42
+
+    # beyond accuracy beside the ranking metrics; the run names its best models
+    for model in ("mllib_als", "popularity"):
+        assert 0.0 < value(model, "random/test", "ild@10") < 1.0
+        assert value(model, "random/test", "novelty@10") > 0.0
+        assert 0.5 < value(model, "random/test", "popularity_bias@10") <= 1.0
+    assert value("popularity", "random/test", "popularity_bias@10") > value(
+        "mllib_als", "random/test", "popularity_bias@10"
+    )
+    best = runs.read_best(spark, run)
+    assert best["ranking"][0]["model"] == metrics[metrics[METRIC] == "best_by_ndcg@10"][MODEL].item()
+    assert best["rmse"][0]["model"] == metrics[metrics[METRIC] == "best_by_rmse"][MODEL].item()
 
 
 def test_unknown_model_name_is_a_clear_error(spark, tmp_path, run_job_script, caplog):
@@ -190,3 +202,23 @@ def test_150_mllib_als_iterations_complete_without_a_checkpoint_dir(
     metrics = pd.read_parquet(tmp_path / "long" / "metrics")
     rmse = metrics[(metrics[MODEL] == "mllib_als") & (metrics[METRIC] == "rmse")][VALUE]
     assert len(rmse) == 2 and rmse.notna().all()
+
+
+def test_write_metrics_names_the_best_models_in_the_table_and_best_json(spark, tmp_path):
+    metrics = pd.DataFrame(
+        [("r", "bias", "random/test", "rmse", 0.87), ("r", "als", "random/test", "rmse", 0.85),
+         ("r", "als", "random/test", "hit_rate@10", 0.30), ("r", "popularity", "random/test", "hit_rate@10", 0.58),
+         ("r", "als", "random/test", "ndcg@10", 0.06), ("r", "popularity", "random/test", "ndcg@10", 0.16)],
+        columns=["run_id", MODEL, SPLIT, METRIC, VALUE],
+    )
+    cfg = default_config().replace(recommend=default_config().recommend.replace(best_metric="hit_rate"))
+
+    best = write_metrics(spark, cfg, metrics, run_id="r", kind="random", out_dir=str(tmp_path))
+
+    table = spark.read.parquet(str(tmp_path / "metrics")).toPandas()
+    winners = table[table[METRIC].str.startswith("best_by_")].set_index(METRIC)
+    assert winners[MODEL].to_dict() == {"best_by_rmse": "als", "best_by_hit_rate@10": "popularity"}
+    assert winners[VALUE].to_dict() == {"best_by_rmse": 0.85, "best_by_hit_rate@10": 0.58}
+    assert len(table) == len(metrics) + 2
+    assert runs.read_best(spark, str(tmp_path)) == best
+    assert [e["model"] for e in best["ranking"]] == ["popularity", "als"]

@@ -9,8 +9,10 @@ from recspark.errors import ConfigError
 from recspark.models.contract import RankingInputs
 from recspark.models.factor import FactorScorer, factor_ranking_inputs
 from recspark.models.popularity import PopularityScorer
-from recspark.schema import BIAS, FACTORS, MODEL, MOVIE_ID, RANK, RATING, SCORE, TITLE, USER_ID
-from recspark.serving.topn import recommend, top_n, user_block, with_titles
+from recspark.schema import (
+    BIAS, FACTORS, MODEL, MOVIE_ID, N_RATINGS, RANK, RATING, SCORE, TITLE, USER_ID,
+)
+from recspark.serving.topn import recommend, top_n, user_block, with_min_support, with_titles
 
 
 def brute_top_n(scores: np.ndarray, rated: list[set[int]], n: int) -> list[list[tuple[int, float]]]:
@@ -131,3 +133,27 @@ def test_with_titles_and_bad_n(spark):
     inputs = RankingInputs(recs.select(USER_ID), PopularityScorer(np.array([10]), np.array([1.0])))
     with pytest.raises(ConfigError, match="recommend.n"):
         recommend(inputs, recs, n=0, model="m")
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_min_support_keeps_movies_with_few_ratings_out_of_every_list(spark, shared):
+    item_ids = np.array([10, 20, 30, 40], dtype=np.int64)
+    scores = np.array([4.0, 3.0, 2.0, 1.0])  # 10 is best for everyone, but has one rating
+    if shared:
+        inputs = RankingInputs(spark.createDataFrame([(1,), (2,)], "user_id long"),
+                               PopularityScorer(item_ids, scores))
+    else:
+        users = spark.createDataFrame([(1, 0.0, [1.0]), (2, 0.0, [1.0])],
+                                      f"{USER_ID} long, {BIAS} double, {FACTORS} array<double>")
+        items = spark.createDataFrame([(int(m), 0.0, [float(s)]) for m, s in zip(item_ids, scores)],
+                                      f"{MOVIE_ID} long, {BIAS} double, {FACTORS} array<double>")
+        inputs = factor_ranking_inputs(users, items)
+    counts = spark.createDataFrame([(10, 1), (20, 5), (30, 2)], f"{MOVIE_ID} long, {N_RATINGS} long")
+    rated = spark.createDataFrame([(2, 20, 4.0)], f"{USER_ID} long, {MOVIE_ID} long, {RATING} double")
+
+    assert with_min_support(inputs, counts, min_support=1) is inputs  # no rule
+    kept = with_min_support(inputs, counts, min_support=2)
+    lists = recommend(kept, rated, n=3, model="m").orderBy(USER_ID, RANK).collect()
+
+    # 10 (1 rating) and 40 (none) are never listed; user 2 rated 20, so only 30 is left
+    assert [(r[USER_ID], r[MOVIE_ID]) for r in lists] == [(1, 20), (1, 30), (2, 30)]

@@ -8,8 +8,10 @@ Model
     J = Σ_{(u,i) ∈ R} (r_ui − μ − b_u − b_i − p_u·q_i)²
         + Σ_u s_u (λ_f ||p_u||² + λ_b b_u²) + Σ_i s_i (λ_f ||q_i||² + λ_b b_i²)
 
-with s = n (the entity's number of ratings, MLlib's "ALS-WR" weighting) when
-``als.weighted_reg`` is true, else s = 1; λ_f = ``als.reg_factors``, λ_b = ``als.reg_bias``.
+with s = n + n₀ (n the entity's number of ratings: MLlib's "ALS-WR" weighting, plus a
+floor n₀ = ``als.reg_offset``) when ``als.weighted_reg`` is true, else s = 1;
+λ_f = ``als.reg_factors``, λ_b = ``als.reg_bias``. The floor keeps a movie with one or two
+ratings from fitting them exactly (see the README's "Top-N lists" figures).
 
 Half-step
     With the movies fixed, write x_u = [p_u; b_u], ỹ_i = [q_i; 1] (d = k + 1) and
@@ -54,13 +56,12 @@ from typing import Literal
 
 from pydantic import Field
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from recspark.config import Section
-from recspark.log import stage
 from recspark.models.als.kernel import (
     ColumnTiles,
     init_factors,
+    solve_implicit_rows,
     solve_rows,
     tile_columns,
     tile_width,
@@ -70,16 +71,7 @@ from recspark.models.als.trainer import Trainer
 from recspark.models.bias import BiasModel
 from recspark.models.contract import Ability, ModelSpec
 from recspark.models.factor import FactorModel
-from recspark.schema import (
-    BIAS,
-    FACTORS,
-    MOVIE_ID,
-    MOVIE_IDX,
-    RATING,
-    USER_ID,
-    USER_IDX,
-    require_columns,
-)
+from recspark.schema import MOVIE_ID, MOVIE_IDX, RATING, USER_ID, USER_IDX, require_columns
 
 __all__ = [
     "MODES",
@@ -88,6 +80,7 @@ __all__ = [
     "SPEC",
     "fit_als",
     "init_factors",
+    "solve_implicit_rows",
     "solve_rows",
     "tile_columns",
     "tile_width",
@@ -100,13 +93,15 @@ MODES = ("auto", "broadcast", "routed")
 
 class AlsConfig(Section):
     """recspark's block-partitioned biased ALS (module docstring). ``reg_factors`` must be
-    positive: a user with fewer ratings than the rank would have a singular system."""
+    positive: a user with fewer ratings than the rank would have a singular system.
+    ``reg_offset``: n₀ of the weighting s = n + n₀ (used when ``weighted_reg``)."""
 
     rank: int = Field(10, ge=1)
     max_iter: int = Field(10, ge=1)
     reg_factors: float = Field(0.1, gt=0)
     reg_bias: float = Field(0.1, ge=0)
     weighted_reg: bool = True
+    reg_offset: float = Field(0.0, ge=0)
     blocks: int = Field(4, ge=1)
     mode: Literal["auto", "broadcast", "routed"] = "auto"
     broadcast_max_mb: float = Field(256.0, ge=0)
@@ -137,39 +132,19 @@ def fit_als(
     id maps of ``ratings`` lazily (cached on first use).
     """
     require_columns(ratings, [USER_ID, MOVIE_ID, USER_IDX, MOVIE_IDX, RATING], stage="als fit")
-    spark = ratings.sparkSession
     trainer = Trainer(ratings, cfg=cfg, seed=seed, lo=lo, hi=hi, bias=bias, validation=validation)
-    try:
-        with stage("als: partition ratings into blocks", spark):
-            trainer.prepare()
-        outcome = trainer.run()
-        try:
-            users, items = outcome.state
-            with stage("als: factor tables", spark):
-                user_table = trainer.factor_table(users, USER_IDX)
-                item_table = trainer.factor_table(items, MOVIE_IDX)
-        finally:
-            outcome.release()
-    finally:
-        trainer.release()
-    user_ids = ratings.select(
-        F.col(USER_ID).cast("long").alias(USER_ID), F.col(USER_IDX).cast("int").alias(USER_IDX)
-    ).distinct()
-    movie_ids = ratings.select(
-        F.col(MOVIE_ID).cast("long").alias(MOVIE_ID), F.col(MOVIE_IDX).cast("int").alias(MOVIE_IDX)
-    ).distinct()
-    settings = {**cfg.model_dump(), "seed": seed}
+    users, items, history = trainer.fit()
     return FactorModel(
         name="als",
         global_mean=trainer.global_mean,
         rank=cfg.rank,
-        user_factors=user_ids.join(user_table, USER_IDX).select(USER_ID, USER_IDX, BIAS, FACTORS).cache(),
-        item_factors=movie_ids.join(item_table, MOVIE_IDX).select(MOVIE_ID, MOVIE_IDX, BIAS, FACTORS).cache(),
+        user_factors=users,
+        item_factors=items,
         fallback=bias,
         lo=lo,
         hi=hi,
-        settings=settings,
-        history=outcome.history,
+        settings={**cfg.model_dump(), "seed": seed},
+        history=history,
     )
 
 

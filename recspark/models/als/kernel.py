@@ -14,6 +14,10 @@ name                       what it does
 :func:`tile_width`         columns per tile for a rank (tiles sized to stay in cache)
 :func:`solve_rows`         the half-step: factors and bias of every row, plus the block's
                            squared training error and penalty under the new rows
+:func:`solve_implicit_rows` the implicit-feedback half-step (Hu, Koren & Volinsky 2008):
+                           factors of every row given YᵀY, plus the confidence-weighted
+                           loss and penalty
+:func:`reg_scale`          the per-row penalty multiplier s (n + n₀, or 1)
 :func:`init_factors`       seeded starting factors, a pure function of (seed, id, column)
 =========================  ===============================================================
 
@@ -22,7 +26,11 @@ Equations (see :mod:`recspark.models.als` for the model and objective)
     t_ui = r_ui − μ − b_i. Row u's exact minimiser solves the d × d normal equations
 
         (G_u + s_u Λ) x_u = h_u,   G_u = Σ_{i ∈ R(u)} ỹ_i ỹ_iᵀ,   h_u = Σ_{i ∈ R(u)} t_ui ỹ_i,
-        Λ = diag(λ_f, …, λ_f, λ_b),   s_u = |R(u)| (weighted) or 1.
+        Λ = diag(λ_f, …, λ_f, λ_b),   s_u = |R(u)| + n₀ (weighted) or 1.
+
+    n₀ (``als.reg_offset``) is a floor on the weighting: with s_u = |R(u)| alone a movie
+    with one rating is penalised by λ·1 only, so its bias and factors fit that one rating
+    almost exactly and its raw score tops every top-N list (issue 16).
 
 Per-block maths (vectorised, no loop per rating or per user)
     G_u[a, b] for a ≤ b is (A Z)[u, (a, b)], where A is the block's 0/1 rating pattern
@@ -45,7 +53,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -57,7 +65,10 @@ __all__ = [
     "CHUNK_ROWS",
     "TILE_BYTES",
     "ColumnTiles",
+    "confidence",
     "init_factors",
+    "reg_scale",
+    "solve_implicit_rows",
     "solve_rows",
     "tile_columns",
     "tile_width",
@@ -214,6 +225,72 @@ def _row_chunks(counts: np.ndarray, chunk_nnz: int, chunk_rows: int) -> Iterator
         r0 = r1
 
 
+def _normal_equations(
+    tiles: ColumnTiles,
+    y: np.ndarray,
+    r0: int,
+    r1: int,
+    terms: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray | None, np.ndarray, float]],
+    ones: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The weighted Gram matrices and right-hand sides of rows ``r0:r1`` of a block.
+
+    ``y``: (p, d) fixed rows. ``terms(values, positions)`` maps a tile's stored values and
+    their columns (positions into ``y``) to ``(w, t, c)``: weights w (None = all 1) and
+    targets t per value, and a scalar c summed over tiles. Returns ``(G, h, Σ c)`` with
+    G[u, (a, b)] = Σ_i w_ui y_ia y_ib for the upper-triangle pairs (a, b) of ``_pairs(d)``
+    and h[u] = Σ_i t_ui y_i, accumulated tile by tile (module docstring).
+    """
+    d = y.shape[1]
+    iu, ju, _, _ = _pairs(d)
+    gram = np.zeros((r1 - r0, iu.size))
+    h = np.zeros((r1 - r0, d))
+    total = 0.0
+    for t in range(tiles.starts.shape[0] - 1):
+        start, end = int(tiles.indptr[t, r0]), int(tiles.indptr[t, r1])
+        if end == start:
+            continue
+        c0, c1 = int(tiles.starts[t]), int(tiles.starts[t + 1])
+        c = tiles.offsets[start:end].astype(np.int32)
+        ip = (tiles.indptr[t, r0 : r1 + 1] - start).astype(np.int32)
+        yt = np.ascontiguousarray(y[c0:c1])
+        weight, target, part = terms(tiles.values(start, end), c + c0)
+        _spmm_add(ip, c, ones[: end - start] if weight is None else weight,
+                  _pair_products(yt, iu, ju), gram)
+        _spmm_add(ip, c, target, yt, h)
+        total += part
+    return gram, h, total
+
+
+def _solve_systems(
+    gram: np.ndarray, h: np.ndarray, lam_rows: np.ndarray, base: np.ndarray | None = None
+) -> np.ndarray:
+    """Solve (G_u + base + diag(lam_rows[u])) x_u = h_u for every row, in one batched call.
+
+    ``gram``: upper-triangle pairs as :func:`_normal_equations` returns them; ``base``: an
+    optional (d, d) matrix shared by every row (implicit ALS's YᵀY)."""
+    d = h.shape[1]
+    _, _, sym, diag = _pairs(d)
+    system = np.take(gram, sym, axis=1)
+    if base is not None:
+        system += base.reshape(1, d * d)
+    system[:, diag] += lam_rows
+    return np.linalg.solve(system.reshape(-1, d, d), h[..., None])[..., 0]
+
+
+def _max_tile_nnz(tiles: ColumnTiles) -> np.ndarray:
+    """Ones for the largest tile: the unit weights of an unweighted Gram product."""
+    return np.ones(int(np.diff(tiles.indptr[:, [0, -1]], axis=1).max(initial=0)))
+
+
+def reg_scale(counts: np.ndarray, *, weighted: bool, reg_offset: float = 0.0) -> np.ndarray:
+    """The per-row multiplier s of the penalty: n + n₀ (``weighted``; n = the row's ratings,
+    n₀ = ``reg_offset``), else 1."""
+    if weighted:
+        return counts.astype(np.float64) + float(reg_offset)
+    return np.ones(counts.shape[0])
+
+
 def solve_rows(
     tiles: ColumnTiles,
     fixed: np.ndarray,
@@ -222,6 +299,7 @@ def solve_rows(
     reg_factors: float,
     reg_bias: float,
     weighted: bool,
+    reg_offset: float = 0.0,
     chunk_nnz: int = CHUNK_NNZ,
     chunk_rows: int = CHUNK_ROWS,
 ) -> tuple[np.ndarray, float, float]:
@@ -229,6 +307,7 @@ def solve_rows(
 
     ``tiles``: the block's ratings, columns indexing rows of ``fixed``. ``fixed``: (p, k+1)
     array of the other side, factors in the first k columns and the bias in the last.
+    ``weighted``/``reg_offset``: s_u = n_u + n₀, else 1 (:func:`reg_scale`).
 
     Returns ``(x, sse, reg)``: x (rows, k+1) with the solved factors and bias of every row,
     the squared training error Σ (r − r̂)² of the block's ratings under the new x, and the
@@ -237,44 +316,94 @@ def solve_rows(
     """
     p, d = fixed.shape
     k = d - 1
-    iu, ju, sym, diag = _pairs(d)
     y = np.empty((p, d))
     y[:, :k] = fixed[:, :k]
     y[:, k] = 1.0
     offset = global_mean + fixed[:, k]
     lam = np.full(d, float(reg_factors))
     lam[k] = float(reg_bias)
-    n_tiles = tiles.starts.shape[0] - 1
+
+    def terms(values: np.ndarray, cols: np.ndarray) -> tuple[None, np.ndarray, float]:
+        target = values - offset[cols]
+        return None, target, float(target @ target)
+
     out = np.empty((tiles.n_rows, d))
     sse = 0.0
     reg = 0.0
-    ones = np.ones(int(np.diff(tiles.indptr[:, [0, -1]], axis=1).max(initial=0)))
+    ones = _max_tile_nnz(tiles)
     for r0, r1 in _row_chunks(tiles.counts, chunk_nnz, chunk_rows):
-        gram = np.zeros((r1 - r0, iu.size))
-        h = np.zeros((r1 - r0, d))
-        tt = 0.0
-        for t in range(n_tiles):
-            start, end = int(tiles.indptr[t, r0]), int(tiles.indptr[t, r1])
-            if end == start:
-                continue
-            c0, c1 = int(tiles.starts[t]), int(tiles.starts[t + 1])
-            c = tiles.offsets[start:end].astype(np.int32)
-            ip = (tiles.indptr[t, r0 : r1 + 1] - start).astype(np.int32)
-            yt = np.ascontiguousarray(y[c0:c1])
-            target = tiles.values(start, end) - offset[c0:c1][c]
-            _spmm_add(ip, c, ones[: end - start], _pair_products(yt, iu, ju), gram)
-            _spmm_add(ip, c, target, yt, h)
-            tt += float(target @ target)
-        scale = tiles.counts[r0:r1].astype(np.float64) if weighted else np.ones(r1 - r0)
+        gram, h, tt = _normal_equations(tiles, y, r0, r1, terms, ones)
+        scale = reg_scale(tiles.counts[r0:r1], weighted=weighted, reg_offset=reg_offset)
         lam_rows = np.multiply.outer(scale, lam)
-        system = np.take(gram, sym, axis=1)
-        system[:, diag] += lam_rows
-        x = np.linalg.solve(system.reshape(-1, d, d), h[..., None])[..., 0]
+        x = _solve_systems(gram, h, lam_rows)
         out[r0:r1] = x
         reg_rows = float(np.einsum("ij,ij->", x * x, lam_rows))
         sse += tt - float(np.einsum("ij,ij->", x, h)) - reg_rows
         reg += reg_rows
     return out, max(sse, 0.0), reg
+
+
+def confidence(values: np.ndarray, *, alpha: float, kind: str) -> np.ndarray:
+    """Implicit ALS's confidence c = 1 + α·r (``kind = "rating"``) or 1 + α (``"binary"``)."""
+    if kind == "rating":
+        return 1.0 + float(alpha) * values
+    if kind == "binary":
+        return np.full(values.shape, 1.0 + float(alpha))
+    raise ValueError(f"confidence must be 'rating' or 'binary', got {kind!r}")
+
+
+def solve_implicit_rows(
+    tiles: ColumnTiles,
+    fixed: np.ndarray,
+    *,
+    gram: np.ndarray,
+    reg: float,
+    alpha: float,
+    kind: str = "rating",
+    weighted: bool = False,
+    reg_offset: float = 0.0,
+    chunk_nnz: int = CHUNK_NNZ,
+    chunk_rows: int = CHUNK_ROWS,
+) -> tuple[np.ndarray, float, float]:
+    """One implicit-feedback ALS half-step (Hu, Koren & Volinsky 2008) for a block's rows.
+
+    Every rated column i of row u has preference p_ui = 1 and confidence c_ui
+    (:func:`confidence`); every other column of the fixed side has p = 0, c = 1. Row u's
+    factors minimise Σ_i c_ui (p_ui − x_uᵀ y_i)² + λ s_u ||x_u||² over ALL columns, whose
+    normal equations are, with the YᵀY trick,
+
+        (YᵀY + Σ_{i ∈ R(u)} (c_ui − 1) y_i y_iᵀ + λ s_u I) x_u = Σ_{i ∈ R(u)} c_ui y_i
+
+    ``fixed``: (p, k) factors of the columns the block reads; ``gram``: (k, k) YᵀY over
+    EVERY row of the fixed side (not only those read here: unrated movies count too), computed
+    once per half-step by the caller. Only rated cells are touched: cost nnz·(k(k+1)/2 + k)
+    plus one k × k solve per row, as in :func:`solve_rows`.
+
+    Returns ``(x, loss, penalty)``: x (rows, k); the confidence-weighted squared error of
+    the rows over every column, Σ_u Σ_i c_ui (p_ui − x_uᵀ y_i)², from the normal equations
+    (at the solution it equals Σ_{R(u)} c_ui − x_uᵀ h_u − λ s_u ||x_u||²); and λ Σ s_u ||x_u||².
+    """
+    ones = _max_tile_nnz(tiles)
+    k = fixed.shape[1]
+    y = np.ascontiguousarray(fixed, dtype=np.float64)
+
+    def terms(values: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        c = confidence(values, alpha=alpha, kind=kind)
+        return c - 1.0, c, float(c.sum())
+
+    out = np.empty((tiles.n_rows, k))
+    loss = 0.0
+    penalty = 0.0
+    for r0, r1 in _row_chunks(tiles.counts, chunk_nnz, chunk_rows):
+        g, h, csum = _normal_equations(tiles, y, r0, r1, terms, ones)
+        scale = reg_scale(tiles.counts[r0:r1], weighted=weighted, reg_offset=reg_offset)
+        lam_rows = np.multiply.outer(scale * float(reg), np.ones(k))
+        x = _solve_systems(g, h, lam_rows, base=gram)
+        out[r0:r1] = x
+        pen_rows = float(np.einsum("ij,ij->", x * x, lam_rows))
+        loss += csum - float(np.einsum("ij,ij->", x, h)) - pen_rows
+        penalty += pen_rows
+    return out, max(loss, 0.0), penalty
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

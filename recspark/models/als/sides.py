@@ -99,7 +99,9 @@ class Solved:
 
 @dataclass(frozen=True)
 class Params:
-    """The fixed numbers every half-step task needs: μ, the regularisation and the scale."""
+    """The fixed numbers every explicit half-step task needs: μ, the regularisation and the
+    scale. :meth:`solve` is the half-step of one block (another model's parameters, e.g.
+    implicit ALS's, bring their own)."""
 
     global_mean: float
     reg_factors: float
@@ -107,6 +109,11 @@ class Params:
     weighted: bool
     lo: float
     hi: float
+    reg_offset: float = 0.0
+
+    def solve(self, side: Side, fixed: np.ndarray) -> Solved:
+        """:func:`solve_side` with these parameters."""
+        return solve_side(side, fixed, self)
 
 
 def _rows_of(solved: Solved) -> np.ndarray:
@@ -170,6 +177,7 @@ def solve_side(side: Side, fixed: np.ndarray, params: Params) -> Solved:
         reg_factors=params.reg_factors,
         reg_bias=params.reg_bias,
         weighted=params.weighted,
+        reg_offset=params.reg_offset,
     )
     val_sse, val_n = 0.0, 0
     if side.val_rows is not None and side.val_rows.size:
@@ -187,21 +195,23 @@ def solve_side(side: Side, fixed: np.ndarray, params: Params) -> Solved:
     return Solved(side.block, side.ids, x, stats)
 
 
-def solve_broadcast(side_rdd: RDD, fixed: Any, params: Params) -> RDD:
-    """Solve every block against the broadcast fixed table (indexed by global id)."""
+def solve_broadcast(side_rdd: RDD, fixed: Any, params: Any) -> RDD:
+    """Solve every block against the broadcast fixed table (indexed by global id) with
+    ``params.solve`` (:class:`Params`, or another model's parameters with a ``solve``)."""
 
     def run(items: Iterator[tuple[int, Side]]) -> Iterator[tuple[int, Solved]]:
         table = fixed.value
         for block, side in items:
-            yield block, solve_side(side, table[side.needed], params)
+            yield block, params.solve(side, table[side.needed])
 
     return side_rdd.mapPartitions(run, preservesPartitioning=True)
 
 
 def solve_routed(
-    side_rdd: RDD, fixed_rdd: RDD, routes: RDD, params: Params, *, n_blocks: int, width: int
+    side_rdd: RDD, fixed_rdd: RDD, routes: RDD, params: Any, *, n_blocks: int, width: int
 ) -> RDD:
-    """Route the fixed rows each block needs to it, then solve (one shuffle of rows)."""
+    """Route the fixed rows each block needs to it, then solve with ``params.solve`` (one
+    shuffle of rows)."""
     messages = blk.route_rows(fixed_rdd, routes, n_blocks=n_blocks, rows_of=_rows_of)
 
     def run(block: int, values: list[Any]) -> Iterator[tuple[int, Solved]]:
@@ -210,20 +220,21 @@ def solve_routed(
             return
         pieces = [v for v in values if isinstance(v, blk.RoutedRows)]
         fixed = blk.gather_rows(sides[0].needed, pieces, n_blocks=n_blocks, width=width)
-        yield block, solve_side(sides[0], fixed, params)
+        yield block, params.solve(sides[0], fixed)
 
     return blk.zip_blocks([side_rdd, messages], run, n_blocks=n_blocks)
 
 
 def initial_rows(
-    block: int, values: list[Any], *, rank: int, seed: int, std: float
+    block: int, values: list[Any], *, rank: int, seed: int, std: float, width: int | None = None
 ) -> Iterator[tuple[int, Solved]]:
-    """Starting [factors, bias] rows of a block; biases from (idx, bias) tuples if any."""
+    """Starting [factors, bias] rows of a block (``width`` columns, default rank + 1; rows
+    of factors only when it is ``rank``); biases from (idx, bias) tuples if any."""
     sides = [v for v in values if isinstance(v, Side)]
     if not sides:
         return
     ids = sides[0].ids
-    rows = np.zeros((ids.shape[0], rank + 1))
+    rows = np.zeros((ids.shape[0], rank + 1 if width is None else width))
     rows[:, :rank] = init_factors(ids, rank=rank, seed=seed, std=std)
     pairs = [v for v in values if isinstance(v, tuple)]
     if pairs:

@@ -20,14 +20,16 @@ import functools
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 from pyspark import RDD, StorageLevel
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from recspark import blocks as blk
 from recspark.errors import DataQualityError
+from recspark.log import stage
 from recspark.models.als.kernel import init_factors, tile_width
 from recspark.models.als.sides import (
     Params,
@@ -46,10 +48,12 @@ from recspark.models.als.sides import (
 from recspark.models.bias import BiasModel
 from recspark.models.factor import factor_frame, factor_schema
 from recspark.models.iterative import Iteration, IterationResult, Loop, LoopResult
-from recspark.schema import BIAS, MOVIE_ID, MOVIE_IDX, RATING, USER_IDX
+from recspark.schema import BIAS, FACTORS, MOVIE_ID, MOVIE_IDX, RATING, USER_ID, USER_IDX
 from recspark.seeds import derive_seed
 
 if TYPE_CHECKING:  # pragma: no cover - the config lives in the package's __init__
+    import pandas as pd
+
     from recspark.models.als import AlsConfig
 
 _logger = logging.getLogger(__name__)
@@ -72,7 +76,13 @@ class SideState:
 
 
 class Trainer:
-    """One fit: the cached sides, the routes and the iterations. Driver-side only."""
+    """One fit: the cached sides, the routes and the iterations. Driver-side only.
+
+    Subclasses (implicit ALS) change ``name``, the row width ``d``, :meth:`half_step_params`
+    and :meth:`run`; the sides, routes and factor movement stay the same."""
+
+    #: The model name in log lines, job descriptions and cached RDD names.
+    name = "als"
 
     def __init__(
         self,
@@ -115,7 +125,8 @@ class Trainer:
         self.bc_users = self._broadcastable(self.n_users)
         self.bc_items = self._broadcastable(self.n_items)
         _logger.info(
-            "als: %d ratings, %d users, %d movies in %d blocks; μ = %.4f; users %s, movies %s",
+            "%s: %d ratings, %d users, %d movies in %d blocks; μ = %.4f; users %s, movies %s",
+            self.name,
             self.nnz,
             self.trained_users,
             self.trained_items,
@@ -135,7 +146,7 @@ class Trainer:
         # One shuffle of the ratings into user blocks, tiled as they are assembled; the
         # movie blocks are the user blocks transposed (a second shuffle, of arrays).
         pieces = blk.block_pieces(ratings, row_col=USER_IDX, col_col=MOVIE_IDX, n_blocks=n)
-        self.users = self._persist(blk.zip_blocks([pieces], make, n_blocks=n), "als users")
+        self.users = self._persist(blk.zip_blocks([pieces], make, n_blocks=n), f"{self.name} users")
         inputs = [self.users.flatMap(functools.partial(transposed_pieces, n_blocks=n))]
         val_blocks = None
         self.unknown_val = Stats()
@@ -144,17 +155,17 @@ class Trainer:
                 self.ratings, self.validation, bias=self.bias, lo=self.lo, hi=self.hi, n_blocks=n
             )
             inputs.append(val_blocks.mapValues(ValidationBlock))
-        self.items = self._persist(blk.zip_blocks(inputs, make, n_blocks=n), "als movies")
+        self.items = self._persist(blk.zip_blocks(inputs, make, n_blocks=n), f"{self.name} movies")
         return val_blocks
 
     def _measure(self, users: list[SideSummary], items: list[SideSummary]) -> None:
         """Sizes, μ and the solve parameters from the sides' summaries."""
         self.nnz = sum(s.nnz for s in users)
         if self.nnz == 0:
-            raise DataQualityError("als fit: the training ratings are empty")
+            raise DataQualityError(f"{self.name} fit: the training ratings are empty")
         if not all(s.finite for s in users):
             raise DataQualityError(
-                "als fit: some training ratings are null or not finite; drop or fix them first"
+                f"{self.name} fit: some training ratings are null or not finite; drop or fix them first"
             )
         self.global_mean = sum(s.total for s in users) / self.nnz
         self.n_users = max(s.max_id for s in users) + 1
@@ -162,19 +173,24 @@ class Trainer:
         self.trained_users = sum(s.rows for s in users)
         self.trained_items = sum(s.rows for s in items)
         self.known_val = sum(s.validation for s in items)
+        self.params = self.half_step_params()
+
+    def half_step_params(self) -> Params:
+        """What every half-step task needs (explicit ALS: μ, λ_f, λ_b, the weighting)."""
         cfg = self.cfg
-        self.params = Params(
-            self.global_mean, cfg.reg_factors, cfg.reg_bias, cfg.weighted_reg, self.lo, self.hi
+        return Params(
+            self.global_mean, cfg.reg_factors, cfg.reg_bias, cfg.weighted_reg, self.lo, self.hi,
+            reg_offset=cfg.reg_offset,
         )
 
     def _plan_routes(self) -> None:
         """Routes are needed only to send a routed side to the other side's blocks."""
         self.routes_to_users = None
         if not self.bc_items:
-            self.routes_to_users = self._routes(self.users, self.items, "als routes movies->users")
+            self.routes_to_users = self._routes(self.users, self.items, f"{self.name} routes movies->users")
         self.routes_to_items = None
         if not self.bc_users:
-            self.routes_to_items = self._routes(self.items, self.users, "als routes users->movies")
+            self.routes_to_items = self._routes(self.items, self.users, f"{self.name} routes users->movies")
 
     def _routes(self, dest: RDD, source: RDD, name: str) -> RDD:
         """The cached routes that send ``source``'s rows to the ``dest`` blocks reading them."""
@@ -208,25 +224,27 @@ class Trainer:
         if biases is not None:
             n = self.n
             inputs.append(biases.rdd.map(lambda r: (int(r[0]) % n, (int(r[0]), float(r[1])))))
-        init = functools.partial(initial_rows, rank=k, seed=seed, std=std)
-        rdd = self._persist(blk.zip_blocks(inputs, init, n_blocks=self.n), "als movies init")
+        init = functools.partial(initial_rows, rank=k, seed=seed, std=std, width=self.d)
+        rdd = self._persist(blk.zip_blocks(inputs, init, n_blocks=self.n), f"{self.name} movies init")
         return SideState(rdd=rdd)
 
     # ---------------------------------------------------------------- iterations
 
     def half_step(
         self, side_rdd: RDD, fixed: SideState, routes: RDD | None, *, to_driver: bool,
-        n_total: int, it: Iteration, name: str,
+        n_total: int, it: Iteration, name: str, params: Any = None,
     ) -> tuple[SideState, Stats]:
-        """Solve one side against ``fixed``; keep the result on the driver, or as an RDD
-        persisted (and checkpointed when due) through the loop's ``it``."""
+        """Solve one side against ``fixed`` with ``params`` (default :attr:`params`); keep
+        the result on the driver, or as an RDD persisted (and checkpointed when due)
+        through the loop's ``it``."""
+        params = self.params if params is None else params
         if fixed.table is not None:
             handle = self.sc.broadcast(fixed.table)
-            solved = solve_broadcast(side_rdd, handle, self.params)
+            solved = solve_broadcast(side_rdd, handle, params)
         else:
             handle = None
             solved = solve_routed(
-                side_rdd, fixed.rdd, routes, self.params, n_blocks=self.n, width=self.d
+                side_rdd, fixed.rdd, routes, params, n_blocks=self.n, width=self.d
             )
         if to_driver:
             parts = solved.map(lambda kv: (kv[1].ids, kv[1].rows, kv[1].stats)).collect()
@@ -263,11 +281,11 @@ class Trainer:
             nonlocal movies
             users, ustats = self.half_step(
                 self.users, movies, self.routes_to_users, to_driver=self.bc_users,
-                n_total=self.n_users, it=it, name=f"als users {it.number}",
+                n_total=self.n_users, it=it, name=f"{self.name} users {it.number}",
             )
             movies, istats = self.half_step(
                 self.items, users, self.routes_to_items, to_driver=self.bc_items,
-                n_total=self.n_items, it=it, name=f"als movies {it.number}",
+                n_total=self.n_items, it=it, name=f"{self.name} movies {it.number}",
             )
             if it.number == 1:  # the seeded start serves only the first user step
                 start.release()
@@ -281,22 +299,57 @@ class Trainer:
                 state=(users, movies),
             )
 
-        loop = Loop("als", spark=self.spark, checkpoint_every=self.cfg.checkpoint_every)
-        return loop.run(step, max_iter=self.cfg.max_iter)
+        return self.loop().run(step, max_iter=self.cfg.max_iter)
+
+    def loop(self) -> Loop:
+        """The shared iteration loop, no early stopping, lineage cut every
+        ``checkpoint_every`` iterations."""
+        return Loop(self.name, spark=self.spark, checkpoint_every=self.cfg.checkpoint_every)
 
     # ---------------------------------------------------------------- output
 
+    def fit(self) -> tuple[DataFrame, DataFrame, "pd.DataFrame"]:
+        """Prepare, iterate and release: ``(user_factors, item_factors, history)``, the
+        tables as (user_id, user_idx, bias, factors) and (movie_id, movie_idx, bias,
+        factors), cached (the id columns are joined from the training ratings lazily)."""
+        try:
+            with stage(f"{self.name}: partition ratings into blocks", self.spark):
+                self.prepare()
+            outcome = self.run()
+            try:
+                users, items = outcome.state
+                with stage(f"{self.name}: factor tables", self.spark):
+                    user_table = self.factor_table(users, USER_IDX)
+                    item_table = self.factor_table(items, MOVIE_IDX)
+            finally:
+                outcome.release()
+        finally:
+            self.release()
+        user_ids = self.ratings.select(
+            F.col(USER_ID).cast("long").alias(USER_ID), F.col(USER_IDX).cast("int").alias(USER_IDX)
+        ).distinct()
+        movie_ids = self.ratings.select(
+            F.col(MOVIE_ID).cast("long").alias(MOVIE_ID),
+            F.col(MOVIE_IDX).cast("int").alias(MOVIE_IDX),
+        ).distinct()
+        return (
+            user_ids.join(user_table, USER_IDX).select(USER_ID, USER_IDX, BIAS, FACTORS).cache(),
+            movie_ids.join(item_table, MOVIE_IDX).select(MOVIE_ID, MOVIE_IDX, BIAS, FACTORS).cache(),
+            outcome.history,
+        )
+
     def factor_table(self, state: SideState, idx_col: str) -> DataFrame:
-        """(idx, bias, factors) of the trained rows, cached and materialised."""
+        """(idx, bias, factors) of the trained rows, cached and materialised; bias 0 when
+        the rows hold factors only (d = rank)."""
         k = self.cfg.rank
         if state.table is not None:
             rows = state.table[state.trained]
-            df = factor_frame(self.spark, idx_col, state.trained, rows[:, k], rows[:, :k])
+            df = factor_frame(self.spark, idx_col, state.trained, _bias_column(rows, k), rows[:, :k])
         else:
 
             def rows_of(item: tuple[int, Solved]) -> Iterator[tuple[int, float, list[float]]]:
                 s = item[1]
-                return zip(s.ids.tolist(), s.rows[:, k].tolist(), s.rows[:, :k].tolist())
+                return zip(s.ids.tolist(), _bias_column(s.rows, k).tolist(), s.rows[:, :k].tolist())
 
             df = self.spark.createDataFrame(state.rdd.flatMap(rows_of), factor_schema(idx_col))
         df = df.cache()
@@ -307,3 +360,8 @@ class Trainer:
         """Unpersist the sides, routes and seeded start."""
         for rdd in self._persisted:
             rdd.unpersist()
+
+
+def _bias_column(rows: np.ndarray, k: int) -> np.ndarray:
+    """Column k of [factors, bias] rows, or zeros for rows of factors only."""
+    return rows[:, k] if rows.shape[1] > k else np.zeros(rows.shape[0])
