@@ -9,6 +9,8 @@ other jobs read it back through the ``read_*`` functions here:
 - ``movies/``, ``tags/``, ``links/``: the parsed side tables (empty when the layout has none);
 - ``user_index/``, ``movie_index/``: id -> dense 0-based index (one file each);
 - ``quarantine/``: every malformed row (source_file, line_number, raw_line, reason);
+- ``latin1_fallback/``: every line of a UTF-8 file that was not valid UTF-8 and was decoded
+  as latin-1 (source_file, line_number, raw_line as decoded; counted per file in the report);
 - ``stats/summary``, ``stats/rating_histogram``, ``stats/user_rank_frequency``,
   ``stats/movie_rank_frequency`` (one Parquet file each) and ``plots/*.png``;
 - ``report.json`` (counts per file, statistics) and ``config.toml`` (the resolved config).
@@ -55,6 +57,7 @@ LINKS_DIR = "links"
 USER_INDEX_DIR = "user_index"
 MOVIE_INDEX_DIR = "movie_index"
 QUARANTINE_DIR = "quarantine"
+LATIN1_FALLBACK_DIR = "latin1_fallback"
 STATS_DIR = "stats"
 PLOTS_DIR = "plots"
 REPORT_FILE = "report.json"

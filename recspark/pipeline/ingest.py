@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -38,7 +39,7 @@ from recspark.index import add_indices, movie_index, user_index
 from recspark.io import ingested, storage
 from recspark.io.download import resolve_data_dir
 from recspark.io.ingested import failed_dir
-from recspark.io.layouts import FileSpec, Layout, detect_layout
+from recspark.io.layouts import FileSpec, Layout, detect_layout, match_header
 from recspark.io.validate import (
     accepted,
     dedupe_ratings,
@@ -52,11 +53,14 @@ from recspark.io.validate import (
 from recspark.log import stage
 from recspark.schema import (
     COPIES,
+    LATIN1_FALLBACK,
+    LINE_NUMBER,
     LINKS_SCHEMA,
     METRIC,
     MOVIE_ID,
     MOVIES_SCHEMA,
     N_RATINGS,
+    QUARANTINE_SCHEMA,
     RANK_FREQUENCY_SCHEMA,
     RATING,
     RATING_HISTOGRAM_SCHEMA,
@@ -135,15 +139,18 @@ def _inputs(data_dir: str, layout: Layout, names: set[str]) -> list[_Input]:
     return inputs
 
 
-def _validate(lines: DataFrame, kind: str, layout: Layout, now: int) -> DataFrame:
-    """The ``validate_*`` stage of a file of ``kind`` (an output sub-folder name)."""
+def _validate(
+    lines: DataFrame, kind: str, layout: Layout, now: int, columns: tuple[str, ...] | None
+) -> DataFrame:
+    """The ``validate_*`` stage of a file of ``kind`` (an output sub-folder name) whose
+    header holds ``columns`` (in the file's order)."""
     if kind == ingested.RATINGS_DIR:
-        return validate_ratings(lines, layout=layout, now=now)
+        return validate_ratings(lines, layout=layout, now=now, columns=columns)
     if kind == ingested.MOVIES_DIR:
-        return validate_movies(lines, layout=layout)
+        return validate_movies(lines, layout=layout, columns=columns)
     if kind == ingested.TAGS_DIR:
-        return validate_tags(lines, layout=layout, now=now)
-    return validate_links(lines, layout=layout)
+        return validate_tags(lines, layout=layout, now=now, columns=columns)
+    return validate_links(lines, layout=layout, columns=columns)
 
 
 def _validate_all(
@@ -151,17 +158,25 @@ def _validate_all(
 ) -> dict[str, DataFrame]:
     """File name -> validated lines of every present file, persisted (the caller unpersists).
 
-    Each frame is counted, quarantined and written from the cache. Only quarantined rows
-    need their raw line: dropping it from good rows keeps the cache of a 32M-row ratings
-    file small.
+    Each file's header is matched by name first (:func:`match_header`: the columns may
+    come in any order; a wrong header raises HeaderError before any Spark job). Each frame
+    is counted, quarantined and written from the cache. Only quarantined rows and rows
+    decoded through the latin-1 fallback need their raw line: dropping it from the other
+    rows keeps the cache of a 32M-row ratings file small.
     """
+    columns = {
+        item.kind: match_header(item.spec, storage.read_first_line(spark, item.path), item.path)
+        for item in inputs
+        if item.spec is not None
+    }
     validated: dict[str, DataFrame] = {}
     for item in inputs:
         if item.spec is None:
             continue
         lines = read_lines(spark, item.path, encoding=item.spec.encoding)
-        frame = _validate(lines, item.kind, layout, now)
-        slim = frame.withColumn(RAW_LINE, F.when(F.col(REASON).isNotNull(), F.col(RAW_LINE)))
+        frame = _validate(lines, item.kind, layout, now, columns[item.kind])
+        keep = F.col(REASON).isNotNull() | F.col(LATIN1_FALLBACK)
+        slim = frame.withColumn(RAW_LINE, F.when(keep, F.col(RAW_LINE)))
         validated[item.spec.name] = slim.persist(StorageLevel.MEMORY_AND_DISK)
     return validated
 
@@ -170,24 +185,61 @@ def _file_name(source_file: str) -> str:
     return source_file.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _count_reasons(frames: dict[str, DataFrame]) -> dict[str, dict[str, int]]:
-    """Rows per (file name, reason) of the validated frames (``accepted`` for good rows).
+def _union(frames: list[DataFrame]) -> DataFrame:
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame)
+    return union
+
+
+def _count_reasons(frames: dict[str, DataFrame]) -> tuple[dict[str, dict[str, int]], Counter]:
+    """(rows per file name and reason, with ``accepted`` for good rows; rows decoded through
+    the latin-1 fallback per file name) of the validated frames.
 
     One aggregation action over all files; a file without rows gets an empty dict.
     """
-    parts = [df.select(SOURCE_FILE, REASON) for df in frames.values()]
-    union = parts[0]
-    for part in parts[1:]:
-        union = union.unionByName(part)
+    union = _union([df.select(SOURCE_FILE, REASON, LATIN1_FALLBACK) for df in frames.values()])
     counts: dict[str, dict[str, int]] = {name: {} for name in frames}
-    for row in union.groupBy(SOURCE_FILE, REASON).agg(F.count(F.lit(1)).alias("n")).collect():
-        by_reason = counts.setdefault(_file_name(row[SOURCE_FILE]), {})
+    fallback: Counter = Counter()
+    grouped = union.groupBy(SOURCE_FILE, REASON, LATIN1_FALLBACK).agg(F.count(F.lit(1)).alias("n"))
+    for row in grouped.collect():
+        name = _file_name(row[SOURCE_FILE])
+        by_reason = counts.setdefault(name, {})
         key = row[REASON] or ACCEPTED_REASON
         by_reason[key] = by_reason.get(key, 0) + int(row["n"])
-    return counts
+        if row[LATIN1_FALLBACK]:
+            fallback[name] += int(row["n"])
+    return counts, fallback
 
 
-def _file_entry(path: str, reasons: dict[str, int]) -> dict[str, Any]:
+def _decoding_fallback(
+    spark: SparkSession, validated: dict[str, DataFrame], files: dict[str, dict], out: str
+) -> None:
+    """Write the lines decoded through the latin-1 fallback (source_file, line_number,
+    raw_line) to ``latin1_fallback/``; log each file's count and first line numbers, which
+    the report's ``latin1_fallback_lines`` also keeps. Only runs a job when there are any."""
+    schema = T.StructType([f for f in QUARANTINE_SCHEMA.fields if f.name != REASON])
+    if not any(entry["latin1_fallback"] for entry in files.values()):
+        flagged = spark.createDataFrame([], schema)
+    else:
+        flagged = _union(
+            [df.filter(F.col(LATIN1_FALLBACK)).select(*schema.fieldNames()) for df in validated.values()]
+        )
+        for row in flagged.groupBy(SOURCE_FILE).agg(
+            F.slice(F.sort_array(F.collect_list(LINE_NUMBER)), 1, 20).alias("lines")
+        ).collect():
+            entry = files[_file_name(row[SOURCE_FILE])]
+            entry["latin1_fallback_lines"] = list(row["lines"])
+            _logger.warning(
+                "%s: %d line(s) are not valid UTF-8 and were decoded as latin-1 (lines %s%s); "
+                "listed in latin1_fallback/",
+                entry["path"], entry["latin1_fallback"], ", ".join(map(str, row["lines"])),
+                ", ..." if entry["latin1_fallback"] > len(row["lines"]) else "",
+            )
+    ingested.write_table(flagged, out, ingested.LATIN1_FALLBACK_DIR)
+
+
+def _file_entry(path: str, reasons: dict[str, int], fallback: int) -> dict[str, Any]:
     good = reasons.get(ACCEPTED_REASON, 0)
     bad = {k: v for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]) if k != ACCEPTED_REASON}
     return {
@@ -197,6 +249,7 @@ def _file_entry(path: str, reasons: dict[str, int]) -> dict[str, Any]:
         "quarantined": sum(bad.values()),
         "duplicates": 0,
         "reasons": bad,
+        "latin1_fallback": fallback,
     }
 
 
@@ -260,13 +313,11 @@ def _count_and_quarantine(
     """Count rows per file and reason (the report's ``files``); write the quarantine."""
     paths = {item.file_name: item.path for item in inputs if item.spec is not None}
     with stage("ingest: read and validate all files", spark):
-        counts = _count_reasons(validated)
-        files = {name: _file_entry(paths[name], counts[name]) for name in validated}
+        counts, fallback = _count_reasons(validated)
+        files = {name: _file_entry(paths[name], counts[name], fallback[name]) for name in validated}
+        _decoding_fallback(spark, validated, files, out)
     with stage("ingest: write quarantine", spark):
-        frames = list(validated.values())
-        bad = quarantined(frames[0])
-        for frame in frames[1:]:
-            bad = bad.unionByName(quarantined(frame))
+        bad = _union([quarantined(frame) for frame in validated.values()])
         ingested.write_table(bad, out, ingested.QUARANTINE_DIR)
     return files
 
