@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -39,7 +39,7 @@ from recspark.index import add_indices, movie_index, user_index
 from recspark.io import ingested, storage
 from recspark.io.download import resolve_data_dir
 from recspark.io.ingested import failed_dir
-from recspark.io.layouts import FileSpec, Layout, detect_layout, match_header
+from recspark.io.layouts import FileSpec, Layout, RatingScale, detect_layout, match_header
 from recspark.io.validate import (
     accepted,
     dedupe_ratings,
@@ -92,6 +92,9 @@ def run_ingest(spark: SparkSession, cfg: Config, *, now: int | None = None) -> d
     with stage("ingest: resolve data folder"):
         data_dir = resolve_data_dir(cfg.data)
     layout = detect_layout(spark, data_dir, cfg.data.layout)
+    if cfg.train.rating_scale == "config":  # a deliberate override of the layout's scale
+        t = cfg.train
+        layout = replace(layout, scale=RatingScale(t.rating_min, t.rating_max, t.rating_step))
     _logger.info(
         "ingesting %s (%s layout) from %s into %s", cfg.data.dataset, layout.name, data_dir, target
     )
@@ -272,6 +275,7 @@ def _ingest(
     report: dict[str, Any] = {
         "dataset": cfg.data.dataset,
         "layout": layout.name,
+        "scale": ingested.scale_entry(layout.scale),
         "data_dir": data_dir,
         "output_dir": target,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),

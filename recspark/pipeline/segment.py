@@ -39,7 +39,7 @@ from recspark.config import Config, expand
 from recspark.errors import DataNotFoundError
 from recspark.evaluation.rating import metric_value, metrics_frame, union_all
 from recspark.io import runs, storage
-from recspark.io.ingested import read_movies, read_ratings
+from recspark.io.ingested import read_movies, read_ratings, with_data_scale
 from recspark.log import stage
 from recspark.models import registry
 from recspark.models.bias import fit_bias
@@ -140,6 +140,7 @@ def run_segment(spark: SparkSession, cfg: Config, args: object | None = None) ->
     ablation and similar-movie writes, and two small samples collected for the plots.
     """
     registry.check_config(cfg)
+    cfg = with_data_scale(spark, cfg)
     sc = cfg.segment
     spec = registry.spec(sc.model)
     require(spec, Ability.PREDICT, setting="segment.model",
