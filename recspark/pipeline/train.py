@@ -35,12 +35,13 @@ from recspark.config import Config, SplitConfig, expand
 from recspark.evaluation.rating import metrics_frame, regression_metrics, union_all
 from recspark.evaluation.sweeps import sweep_rows
 from recspark.io import runs, storage
-from recspark.io.ingested import read_ratings, with_data_scale
+from recspark.io.ingested import read_ratings
 from recspark.log import stage
 from recspark.models import registry
 from recspark.models.bias import BiasModel, fit_bias
 from recspark.models.contract import Ability
 from recspark.pipeline.ranking import recommend_and_rank
+from recspark.pipeline.sizes import config_for_data
 from recspark.plots import convergence_chart, sweep_chart
 from recspark.schema import (
     FIT_SECONDS,
@@ -102,7 +103,7 @@ class _Split:
 
 def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> TrainResult:
     """Fit every model in ``cfg.train.models`` and write the run folder (see module doc)."""
-    cfg = with_data_scale(spark, cfg)
+    cfg = config_for_data(spark, cfg, models=cfg.train.models)
     run_id = cfg.train.run_id or runs.new_run_id()
     run_dir = runs.run_path(cfg, run_id)
     ratings = read_ratings(spark, expand(cfg.ingest_dir()))
