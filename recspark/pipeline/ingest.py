@@ -7,8 +7,10 @@ every file (:mod:`recspark.io.validate`) and writes the whole ingested folder
 published with one rename (:func:`recspark.io.storage.staged`): a killed run leaves the
 previous output untouched, a finished one replaces it.
 
-The stages, in order: read and validate all files (cached, raw lines kept only on bad rows)
-and count rows per reason; write the quarantine; check the quarantine threshold; write the
+The stages, in order: match each file's header by name (a wrong header stops ingest
+before any Spark job: HeaderError, exit 2); read and validate all files (cached, raw lines
+kept only on bad rows and on lines decoded through the latin-1 fallback) and count rows per
+reason and fallback lines per file; write the fallback lines and the quarantine; check the quarantine threshold; write the
 side tables; deduplicate the ratings; build the index tables; write the indexed ratings;
 reconcile the counts; statistics and plots; the report.
 
