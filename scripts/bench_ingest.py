@@ -50,7 +50,9 @@ BARE_SCHEMA = T.StructType(
 def bare_csv_to_parquet(spark: SparkSession, ratings_csv: str, out: str) -> float:
     """Seconds for the anchor: ratings.csv (explicit schema, header) -> Parquet."""
     start = time.perf_counter()
-    spark.read.csv(ratings_csv, header=True, schema=BARE_SCHEMA).write.mode("overwrite").parquet(out)
+    spark.read.csv(ratings_csv, header=True, schema=BARE_SCHEMA).write.mode("overwrite").parquet(
+        out
+    )
     return time.perf_counter() - start
 
 

@@ -225,8 +225,10 @@ def with_data_scale(spark: SparkSession, cfg: Config) -> Config:
         return cfg
     scale = read_scale(spark, ingest_dir)
     _logger.info(
-        "rating scale %g..%g in steps of %g, from the ingested data set (train.rating_scale = data)",
-        scale.min, scale.max, scale.step,
+        "rating scale %g..%g in steps of %g from the ingested data set (train.rating_scale = data)",
+        scale.min,
+        scale.max,
+        scale.step,
     )
     train = cfg.train.replace(rating_min=scale.min, rating_max=scale.max, rating_step=scale.step)
     return cfg.replace(train=train)

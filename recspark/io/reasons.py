@@ -70,7 +70,7 @@ CAUSES: dict[str, str] = {
     ),
     Reason.RATING_OFF_HALF_STARS: "the rating is not a multiple of 0.5 (half-star layouts)",
     Reason.RATING_OFF_WHOLE_STARS: "the rating is not a whole number (whole-star layouts)",
-    Reason.TIMESTAMP_NOT_NUMERIC: "the timestamp is not a number (a date string such as 2020-01-31?)",
+    Reason.TIMESTAMP_NOT_NUMERIC: "the timestamp is not a number (a date such as 2020-01-31?)",
     Reason.TIMESTAMP_NOT_INTEGER: "the timestamp is a number but not an integer of seconds",
     Reason.TIMESTAMP_MILLISECONDS: (
         "the timestamp is in the future as seconds but a valid date as milliseconds: "

@@ -1,8 +1,8 @@
 """Line-numbered reading and validation of raw MovieLens files, with a quarantine.
 
 Raw files are read as text lines (``spark.read.text``) so every malformed row keeps its raw
-line and exact 1-based line number (:func:`recspark.io.lines.read_lines`). The ``validate_*`` stages parse the
-lines with Spark SQL expressions (no Python per row), following the file's
+line and exact 1-based line number (:func:`recspark.io.lines.read_lines`). The
+``validate_*`` stages parse the lines with Spark SQL expressions (no Python per row), following the file's
 :class:`~recspark.io.layouts.FileSpec` (separator, quoting, header), and add a ``reason``
 column that is null for good rows and names the first problem otherwise (a :class:`Reason`);
 :func:`accepted` and :func:`quarantined` split the result. :func:`dedupe_ratings` collapses
@@ -187,9 +187,7 @@ def _csv_stage(
 
 def _odd_quotes(raw: Column) -> Column:
     """An odd number of ``"`` in the line (only lines holding one pay for the count)."""
-    return raw.contains('"') & (
-        (F.length(raw) - F.length(F.regexp_replace(raw, '"', ""))) % 2 == 1
-    )
+    return raw.contains('"') & ((F.length(raw) - F.length(F.regexp_replace(raw, '"', ""))) % 2 == 1)
 
 
 def _wrong_separator(raw: Column, separator: str) -> Column:
@@ -418,9 +416,7 @@ def validate_tags(
     empty field, ids integers > 0, timestamp an integer in [0, now].
     """
     _require_lines(lines, "validate_tags")
-    df, (user, movie, tag, ts), header_ok, checks = _parse(
-        lines, _spec(layout, "tags"), 4, columns
-    )
+    df, (user, movie, tag, ts), header_ok, checks = _parse(lines, _spec(layout, "tags"), 4, columns)
     df = _stage(
         df,
         {
@@ -451,9 +447,7 @@ def validate_links(
     line, header, field count, quotes, empty movie or imdb id, ids numeric.
     """
     _require_lines(lines, "validate_links")
-    df, (movie, imdb, tmdb), header_ok, checks = _parse(
-        lines, _spec(layout, "links"), 3, columns
-    )
+    df, (movie, imdb, tmdb), header_ok, checks = _parse(lines, _spec(layout, "links"), 3, columns)
     df = _stage(df, {_value(MOVIE_ID): _as_long(movie), _value(TMDB_ID): _as_long(tmdb)})
     movie_v, tmdb_v = F.col(_value(MOVIE_ID)), F.col(_value(TMDB_ID))
     checks += [

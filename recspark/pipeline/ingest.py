@@ -10,9 +10,9 @@ previous output untouched, a finished one replaces it.
 The stages, in order: match each file's header by name (a wrong header stops ingest
 before any Spark job: HeaderError, exit 2); read and validate all files (cached, raw lines
 kept only on bad rows and on lines decoded through the latin-1 fallback) and count rows per
-reason and fallback lines per file; write the fallback lines and the quarantine; check the quarantine threshold; write the
-side tables; deduplicate the ratings; build the index tables; write the indexed ratings;
-reconcile the counts; statistics and plots; the report.
+reason and fallback lines per file; write the fallback lines and the quarantine; check the
+quarantine threshold; write the side tables; deduplicate the ratings; build the index
+tables; write the indexed ratings; reconcile the counts; statistics and plots; the report.
 
 Counts reconcile per file: rows read (data lines, header excluded) = accepted + quarantined
 + duplicates collapsed; the job fails loudly if they do not. When the quarantined share of
@@ -221,27 +221,26 @@ def _decoding_fallback(
     spark: SparkSession, validated: dict[str, DataFrame], files: dict[str, dict], out: str
 ) -> None:
     """Write the lines decoded through the latin-1 fallback (source_file, line_number,
-    raw_line) to ``latin1_fallback/``; log each file's count and first line numbers, which
-    the report's ``latin1_fallback_lines`` also keeps. Only runs a job when there are any."""
+    raw_line) to ``latin1_fallback/``; log each such file's count and first line numbers,
+    which the report's ``latin1_fallback_lines`` also keeps (a bounded top-20 per file).
+    Runs Spark jobs only for files that have such lines."""
     schema = T.StructType([f for f in QUARANTINE_SCHEMA.fields if f.name != REASON])
-    if not any(entry["latin1_fallback"] for entry in files.values()):
-        flagged = spark.createDataFrame([], schema)
-    else:
-        flagged = _union(
-            [df.filter(F.col(LATIN1_FALLBACK)).select(*schema.fieldNames()) for df in validated.values()]
-        )
-        for row in flagged.groupBy(SOURCE_FILE).agg(
-            F.slice(F.sort_array(F.collect_list(LINE_NUMBER)), 1, 20).alias("lines")
-        ).collect():
-            entry = files[_file_name(row[SOURCE_FILE])]
-            entry["latin1_fallback_lines"] = list(row["lines"])
-            _logger.warning(
-                "%s: %d line(s) are not valid UTF-8 and were decoded as latin-1 (lines %s%s); "
-                "listed in latin1_fallback/",
-                entry["path"], entry["latin1_fallback"], ", ".join(map(str, row["lines"])),
-                ", ..." if entry["latin1_fallback"] > len(row["lines"]) else "",
-            )
-    ingested.write_table(flagged, out, ingested.LATIN1_FALLBACK_DIR)
+    parts = [spark.createDataFrame([], schema)]
+    for name, frame in validated.items():
+        entry = files[name]
+        if not entry["latin1_fallback"]:
+            continue
+        flagged = frame.filter(F.col(LATIN1_FALLBACK)).select(*schema.fieldNames())
+        first = [r[LINE_NUMBER] for r in flagged.select(LINE_NUMBER).orderBy(LINE_NUMBER).take(20)]
+        entry["latin1_fallback_lines"] = first
+        more = ", ..." if entry["latin1_fallback"] > len(first) else ""
+        _logger.warning(
+            "%s: %d line(s) are not valid UTF-8 and were decoded as latin-1 (lines %s%s); "
+            "listed in latin1_fallback/",
+            entry["path"], entry["latin1_fallback"], ", ".join(map(str, first)), more,
+        )  # fmt: skip
+        parts.append(flagged)
+    ingested.write_table(_union(parts), out, ingested.LATIN1_FALLBACK_DIR)
 
 
 def _file_entry(path: str, reasons: dict[str, int], fallback: int) -> dict[str, Any]:

@@ -58,7 +58,9 @@ def _capped(cfg: Config, section: str, key: str, limit: int, what: str) -> Confi
     return cfg.replace(**{section: cfg.section(section).replace(**{key: limit})})
 
 
-def fit_to_data(cfg: Config, size: DataSize, *, models: Iterable[str], segment: bool = False) -> Config:
+def fit_to_data(
+    cfg: Config, size: DataSize, *, models: Iterable[str], segment: bool = False
+) -> Config:
     """``cfg`` checked against ``size`` for the ``models`` in use (and the segment settings
     when ``segment``): fixed values that cannot work raise ConfigError, automatic ranges and
     block counts come back capped (logged)."""

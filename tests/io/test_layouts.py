@@ -168,7 +168,10 @@ def test_headers_are_matched_by_name() -> None:
     assert match_header(spec, "userId,movieId,rating,timestamp", "r.csv") == spec.header
     # another order, a byte-order mark, spaces and quotes: mapped by name
     assert match_header(spec, '\ufeff movieId, "userId",rating,timestamp\r', "r.csv") == (
-        "movieId", "userId", "rating", "timestamp",
+        "movieId",
+        "userId",
+        "rating",
+        "timestamp",
     )
     assert match_header(LAYOUTS["ml-1m"].ratings, "1::2::5::978300760", "ratings.dat") is None
 

@@ -17,4 +17,6 @@ def test_every_reason_is_distinct_and_has_a_cause() -> None:
 
 def test_readme_table_of_reasons_matches_the_code() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert markdown_table() in readme, "regenerate: python -c 'from recspark.io.reasons import markdown_table; print(markdown_table())'"
+    assert markdown_table() in readme, (
+        "regenerate: python -c 'from recspark.io.reasons import markdown_table; print(markdown_table())'"
+    )

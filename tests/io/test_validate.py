@@ -281,7 +281,7 @@ def test_tags_and_links_csv(spark: SparkSession) -> None:
     assert_df_equality(actual, expected, ignore_nullable=True, ignore_row_order=True)
 
 
-# --------------------------------------------------------------------------- issue 11: one reason per kind
+# ------------------------------------------------------------- issue 11: one reason per kind
 
 
 def test_each_kind_of_bad_ratings_line_has_its_own_reason(spark: SparkSession) -> None:
@@ -324,7 +324,8 @@ def test_a_header_in_another_order_maps_columns_by_name(spark: SparkSession) -> 
 
 def test_quoted_files_report_quotes_and_separators(spark: SparkSession) -> None:
     lines = _lines(
-        spark, ["title,genres,movieId", 'Heat (1995),Action,6', "Fargo (1996);Drama;7", '"Open,Drama,8']
+        spark,
+        ["title,genres,movieId", "Heat (1995),Action,6", "Fargo (1996);Drama;7", '"Open,Drama,8'],
     )
     validated = validate_movies(lines, layout=CSV, columns=("title", "genres", "movieId"))
     assert _by_line(validated) == {2: None, 3: Reason.WRONG_SEPARATOR, 4: Reason.UNBALANCED_QUOTES}
@@ -345,4 +346,7 @@ def test_latin1_fallback_is_flagged_on_its_lines(spark: SparkSession, tmp_path: 
         ("2,Café (1990),Drama", True),
     ]
     validated = validate_movies(read_lines(spark, str(path)), layout=CSV)
-    assert {r[LINE_NUMBER]: r["latin1_fallback"] for r in validated.collect()} == {2: False, 3: True}
+    assert {r[LINE_NUMBER]: r["latin1_fallback"] for r in validated.collect()} == {
+        2: False,
+        3: True,
+    }

@@ -260,7 +260,12 @@ def test_header_order_and_decoding_fallback(spark: SparkSession, tmp_path: Path)
     # bytes are not UTF-8: decoded as latin-1, counted per file and listed, never silent.
     raw = tmp_path / "raw"
     raw.mkdir()
-    rows = [f"{m},{u},{1 + (u + m) % 5}.0,{1000 + u}" for u in range(1, 21) for m in (10, 20, 30, 40, 50, 60) if (u + m // 10) % 3]
+    rows = [
+        f"{m},{u},{1 + (u + m) % 5}.0,{1000 + u}"
+        for u in range(1, 21)
+        for m in (10, 20, 30, 40, 50, 60)
+        if (u + m // 10) % 3
+    ]
     (raw / "ratings.csv").write_text("\n".join(["movieId,userId,rating,timestamp", *rows]) + "\n")
     (raw / "movies.csv").write_bytes(
         b"movieId,title,genres\n10,Am\xc3\xa9lie (2001),Comedy\n20,Caf\xe9 (1990),Drama\n"
@@ -282,7 +287,9 @@ def test_header_order_and_decoding_fallback(spark: SparkSession, tmp_path: Path)
     assert report["scale"] == {"min": 0.5, "max": 5.0, "step": 0.5}
 
 
-def test_a_bad_header_exits_2_naming_file_and_headers(tmp_path: Path, run_job_script, caplog) -> None:
+def test_a_bad_header_exits_2_naming_file_and_headers(
+    tmp_path: Path, run_job_script, caplog
+) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "ratings.csv").write_text("user,movie,rating,ts\n1,10,4.0,1000\n")

@@ -36,5 +36,7 @@ def test_a_rank_above_the_data_stops_and_blocks_are_capped() -> None:
     with pytest.raises(ConfigError, match=r"svd.sweep = \(4, 20\)"):
         fit_to_data(load_config(overrides=["svd.rank=10", "svd.sweep=4,20"]), small, models=["svd"])
     # models not in use are not checked; blocks are capped to the users
-    cfg = fit_to_data(load_config(overrides=["als.blocks=8"]), DataSize(3, 12), models=["bias", "als"])
+    cfg = fit_to_data(
+        load_config(overrides=["als.blocks=8"]), DataSize(3, 12), models=["bias", "als"]
+    )
     assert cfg.als.blocks == 3 and cfg.svd.rank == 15
