@@ -152,14 +152,23 @@ class SplitConfig(Section):
 
 class TrainConfig(Section):
     """What ``jobs/train.py`` fits and where it writes the run folder. ``models`` names
-    registered models (:mod:`recspark.models.registry`), checked when the config is built."""
+    registered models (:mod:`recspark.models.registry`), checked when the config is built.
+
+    The rating scale: with ``rating_scale = "data"`` (the default) ``rating_min``,
+    ``rating_max`` and ``rating_step`` are replaced, when a job starts, by the scale of the
+    ingested data set's layout (recorded in its ``report.json``), and the run's saved config
+    records the scale used; ``"config"`` keeps the values set here, deliberately (ingest then
+    validates against them too).
+    """
 
     models: tuple[str, ...] = ("bias", "popularity", "mllib_als")
     output_dir: str = "out/runs"
     run_id: str = ""
     validation_fraction: float = Field(0.0, ge=0, lt=1)
+    rating_scale: Literal["data", "config"] = "data"
     rating_min: float = 0.5
     rating_max: float = 5.0
+    rating_step: float = Field(0.5, gt=0)
 
     @model_validator(mode="after")
     def _scale(self) -> "TrainConfig":

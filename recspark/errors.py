@@ -29,3 +29,7 @@ class DataQualityError(RecsparkError):
 
 class ModelError(RecsparkError):
     """A saved model is missing, incomplete or incompatible."""
+
+
+class HeaderError(DataQualityError):
+    """A raw file's header line is not the one its layout expects (in any column order)."""

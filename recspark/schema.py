@@ -74,6 +74,8 @@ RAW_LINE = "raw_line"
 SOURCE_FILE = "source_file"
 LINE_NUMBER = "line_number"
 REASON = "reason"
+# True on a line of a UTF-8 file that was not valid UTF-8 and was decoded as latin-1.
+LATIN1_FALLBACK = "latin1_fallback"
 
 QUARANTINE_SCHEMA = T.StructType(
     [

@@ -23,8 +23,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from pyspark.sql import Column, DataFrame, SparkSession, Window  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql import types as T  # noqa: E402
 
@@ -34,6 +35,7 @@ from recspark.schema import (  # noqa: E402
     MOVIE_ID,
     N_RATINGS,
     RANK,
+    RANK_FREQUENCY_SCHEMA,
     RATING,
     TIMESTAMP,
     USER_ID,
@@ -57,7 +59,7 @@ FIRST_TIMESTAMP = "first_timestamp"
 LAST_TIMESTAMP = "last_timestamp"
 RATING_MEAN = "rating_mean"
 
-_LAST = "_last_rank"  # working column of rank_frequency
+_ENTITIES = "_entities"  # working column of rank_frequency
 
 
 def activity(ratings: DataFrame, *, key: str) -> DataFrame:
@@ -113,39 +115,43 @@ def rating_histogram(ratings: DataFrame) -> DataFrame:
     return ratings.groupBy(RATING).agg(F.count(F.lit(1)).alias(N_RATINGS)).orderBy(RATING)
 
 
-def _log_bucket(rank: Column, points_per_decade: int) -> Column:
-    return F.floor(F.log10(rank) * F.lit(points_per_decade))
+def _kept_ranks(last: int, points_per_decade: int) -> np.ndarray:
+    """Ranks 1..last that start a new bucket floor(points_per_decade · log10 r), plus rank 1
+    and the last rank (every rank when ``points_per_decade <= 0``)."""
+    ranks = np.arange(1, last + 1, dtype=np.int64)
+    if points_per_decade <= 0 or last == 0:
+        return ranks
+    bucket = np.floor(np.log10(ranks) * points_per_decade)
+    keep = np.ones(last, dtype=bool)
+    keep[1:] = bucket[1:] > bucket[:-1]
+    keep[-1] = True
+    return ranks[keep]
 
 
 def rank_frequency(ratings: DataFrame, *, key: str, points_per_decade: int = 20) -> DataFrame:
     """The rank-frequency curve of ``key``: ``rank`` (1 = most ratings), ``n_ratings``.
 
-    Entities are ranked by number of ratings, descending (ties by id). The curve keeps rank 1,
-    the last rank, and the first rank of every log bucket floor(points_per_decade * log10 r),
-    so it has about points_per_decade points per decade of ranks (every rank up to ~10 at
-    the default 20) however many entities there are. ``points_per_decade <= 0`` keeps every
-    rank. The ranking window runs in one task over the per-entity counts (one row per user
-    or movie: ~200k rows at most for MovieLens).
+    Entities are ranked by number of ratings, descending. The curve keeps rank 1, the last
+    rank, and the first rank of every log bucket floor(points_per_decade * log10 r), so it
+    has about points_per_decade points per decade of ranks (every rank up to ~10 at the
+    default 20) however many entities there are. ``points_per_decade <= 0`` keeps every
+    rank. The number of ratings at rank r is the r-th largest count whatever the order of
+    ties, so it is read from the count of entities per number of ratings (a table of a few
+    thousand rows, collected: an action) by a search over its cumulative sums, with no
+    ranking window (which would run in one task).
     """
-    counts = activity(ratings, key=key)
-    ranked = counts.select(
-        F.row_number().over(Window.orderBy(F.desc(N_RATINGS), key)).cast(T.LongType()).alias(RANK),
-        F.col(N_RATINGS),
+    per_count = (
+        activity(ratings, key=key)
+        .groupBy(N_RATINGS)
+        .agg(F.count(F.lit(1)).alias(_ENTITIES))
+        .toPandas()
+        .sort_values(N_RATINGS, ascending=False)
     )
-    if points_per_decade <= 0:
-        return ranked.orderBy(RANK)
-    rank = F.col(RANK)
-    keep = (
-        (rank == 1)
-        | (rank == F.col(_LAST))
-        | (_log_bucket(rank, points_per_decade) > _log_bucket(rank - 1, points_per_decade))
-    )
-    return (
-        ranked.withColumn(_LAST, F.max(rank).over(Window.partitionBy()))
-        .where(keep)
-        .select(RANK, N_RATINGS)
-        .orderBy(RANK)
-    )
+    ends = np.cumsum(per_count[_ENTITIES].to_numpy(dtype=np.int64))  # last rank of each count
+    ranks = _kept_ranks(int(ends[-1]) if len(ends) else 0, points_per_decade)
+    counts = per_count[N_RATINGS].to_numpy(dtype=np.int64)[np.searchsorted(ends, ranks)]
+    curve = pd.DataFrame({RANK: ranks, N_RATINGS: counts})
+    return ratings.sparkSession.createDataFrame(curve, RANK_FREQUENCY_SCHEMA)
 
 
 def plot_rating_histogram(

@@ -74,3 +74,29 @@ def test_base_toml_documents_exactly_the_defaults():
     from recspark.config import default_config
 
     assert load_config() == default_config()
+
+
+def test_base_toml_lists_every_key_of_every_section():
+    # a user reads conf/base.toml to learn what can be set: no key may be missing from it
+    from pydantic import BaseModel
+
+    from recspark.config import CONF_DIR, default_config
+
+    raw = tomllib.loads((CONF_DIR / "base.toml").read_text(encoding="utf-8"))
+
+    def keys(obj: BaseModel, prefix: str = "") -> set[str]:
+        out = set()
+        for name in type(obj).model_fields:
+            value = getattr(obj, name)
+            out |= keys(value, f"{prefix}{name}.") if isinstance(value, BaseModel) else {prefix + name}
+        return out
+
+    def listed(table: dict, prefix: str = "") -> set[str]:
+        out = set()
+        for name, value in table.items():
+            free_form = prefix + name == "spark.extra"  # a table of arbitrary spark.* keys
+            nested = isinstance(value, dict) and not free_form
+            out |= listed(value, f"{prefix}{name}.") if nested else {prefix + name}
+        return out
+
+    assert listed(raw) == keys(default_config())

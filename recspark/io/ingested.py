@@ -9,6 +9,8 @@ other jobs read it back through the ``read_*`` functions here:
 - ``movies/``, ``tags/``, ``links/``: the parsed side tables (empty when the layout has none);
 - ``user_index/``, ``movie_index/``: id -> dense 0-based index (one file each);
 - ``quarantine/``: every malformed row (source_file, line_number, raw_line, reason);
+- ``latin1_fallback/``: every line of a UTF-8 file that was not valid UTF-8 and was decoded
+  as latin-1 (source_file, line_number, raw_line as decoded; counted per file in the report);
 - ``stats/summary``, ``stats/rating_histogram``, ``stats/user_rank_frequency``,
   ``stats/movie_rank_frequency`` (one Parquet file each) and ``plots/*.png``;
 - ``report.json`` (counts per file, statistics) and ``config.toml`` (the resolved config).
@@ -20,6 +22,8 @@ to the sibling folder :func:`failed_dir`.
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
@@ -27,9 +31,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from recspark.config import Config, expand
 from recspark.errors import DataNotFoundError
 from recspark.io import storage
-from recspark.io.layouts import LAYOUTS
+from recspark.io.layouts import LAYOUTS, RatingScale
 from recspark.schema import (
     INGESTED_RATINGS_SCHEMA,
     LINKS_SCHEMA,
@@ -47,6 +52,8 @@ from recspark.schema import (
     USER_INDEX_SCHEMA,
 )
 
+_logger = logging.getLogger(__name__)
+
 # Sub-folders and files of an ingested data set's folder.
 RATINGS_DIR = "ratings"
 MOVIES_DIR = "movies"
@@ -55,6 +62,7 @@ LINKS_DIR = "links"
 USER_INDEX_DIR = "user_index"
 MOVIE_INDEX_DIR = "movie_index"
 QUARANTINE_DIR = "quarantine"
+LATIN1_FALLBACK_DIR = "latin1_fallback"
 STATS_DIR = "stats"
 PLOTS_DIR = "plots"
 REPORT_FILE = "report.json"
@@ -190,3 +198,37 @@ def read_quarantine(spark: SparkSession, ingest_dir: str) -> DataFrame:
 def read_report(spark: SparkSession, ingest_dir: str) -> dict:
     """The ingest report (counts per file, statistics summary) as a dict."""
     return json.loads(storage.read_text(spark, _require(spark, ingest_dir, REPORT_FILE)))
+
+
+def scale_entry(scale: RatingScale) -> dict[str, float]:
+    """The report's ``scale``: ``{"min": .., "max": .., "step": ..}``."""
+    return asdict(scale)
+
+
+def read_scale(spark: SparkSession, ingest_dir: str) -> RatingScale:
+    """The rating scale of the ingested data set: the report's ``scale``, or (for an ingest
+    written before the report held it) the scale of the report's layout."""
+    report = read_report(spark, ingest_dir)
+    if "scale" in report:
+        return RatingScale(**{k: float(v) for k, v in report["scale"].items()})
+    return LAYOUTS[report["layout"]].scale
+
+
+def with_data_scale(spark: SparkSession, cfg: Config) -> Config:
+    """``cfg`` with ``train.rating_min/max/step`` set to the ingested data set's scale when
+    ``train.rating_scale = "data"`` (unchanged with ``"config"``, or when the ingested folder
+    has no report, e.g. a rescore of a plain ratings table). Every model clips its
+    predictions to [rating_min, rating_max] and saves them, so a whole-star data set never
+    gets a prediction outside [1, 5]."""
+    ingest_dir = expand(cfg.ingest_dir())
+    if cfg.train.rating_scale != "data" or not storage.exists(spark, path(ingest_dir, REPORT_FILE)):
+        return cfg
+    scale = read_scale(spark, ingest_dir)
+    _logger.info(
+        "rating scale %g..%g in steps of %g from the ingested data set (train.rating_scale = data)",
+        scale.min,
+        scale.max,
+        scale.step,
+    )
+    train = cfg.train.replace(rating_min=scale.min, rating_max=scale.max, rating_step=scale.step)
+    return cfg.replace(train=train)

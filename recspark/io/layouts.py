@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
-from recspark.errors import ConfigError, DataNotFoundError
+from recspark.errors import ConfigError, DataNotFoundError, HeaderError
 from recspark.io import storage
 from recspark.schema import ML_LINKS_HEADER, ML_MOVIES_HEADER, ML_RATINGS_HEADER, ML_TAGS_HEADER
 
@@ -188,3 +188,35 @@ def detect_layout(spark: SparkSession, data_dir: str, layout: str = "auto") -> L
         )
     _logger.info("layout %s in %s", chosen.name, data_dir)
     return chosen
+
+
+def match_header(spec: FileSpec, first_line: str | None, where: str) -> tuple[str, ...] | None:
+    """The file's columns, by name, from its first line: the header in the file's order.
+
+    A file without a header in its layout gives None. The first line (a UTF-8 byte-order
+    mark and surrounding spaces and quotes stripped) must hold the layout's column names,
+    in any order; the validation stages then take each column from where the file has it.
+    Raises :class:`HeaderError` naming the file, the expected and the found line otherwise,
+    with the likely cause (a missing header when line 1 looks like data, another separator).
+    """
+    if spec.header is None:
+        return None
+    expected = spec.header_line
+    line = (first_line or "").lstrip("\ufeff").strip()
+    found = tuple(name.strip().strip('"') for name in line.split(spec.separator))
+    if sorted(found) == sorted(spec.header):
+        if found != spec.header:
+            _logger.info("%s: columns in another order (%s), mapped by name", where, line)
+        return found
+    if first_line is None:
+        hint = "the file is empty"
+    elif found[0].lstrip("+-").replace(".", "", 1).isdigit():
+        hint = "line 1 looks like data: the header is missing (add it as the first line)"
+    elif spec.separator not in line and any(sep in line for sep in (";", "\t", "|")):
+        hint = f"the file seems to use another separator than {spec.separator!r}"
+    else:
+        hint = "a column is missing, renamed or extra"
+    raise HeaderError(
+        f"{where}: bad header: expected {expected!r} (columns in any order), found {line!r}: "
+        f"{hint}. Fix the file's first line, or set data.layout if the layout is wrong."
+    )

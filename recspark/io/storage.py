@@ -96,6 +96,23 @@ def read_text(spark: SparkSession, path: str) -> str:
         stream.close()
 
 
+def read_first_line(spark: SparkSession, path: str) -> str | None:
+    """The first line of a text file (without its line ending), or None when it is empty.
+
+    Reads through a buffered reader, so only the first block of a large file is fetched.
+    Decoded as UTF-8 (bytes that are not valid UTF-8 become U+FFFD): for header lines.
+    """
+    fs, hpath = _fs_path(spark, path)
+    jvm = spark.sparkContext._jvm
+    stream = fs.open(hpath)
+    try:
+        reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
+        line = reader.readLine()
+        return None if line is None else str(line)
+    finally:
+        stream.close()
+
+
 def publish(spark: SparkSession, staging: str, target: str) -> None:
     """Replace ``target`` by ``staging``: the old folder is moved aside, then removed.
 

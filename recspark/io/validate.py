@@ -1,8 +1,8 @@
 """Line-numbered reading and validation of raw MovieLens files, with a quarantine.
 
 Raw files are read as text lines (``spark.read.text``) so every malformed row keeps its raw
-line and exact 1-based line number (:func:`read_lines`). The ``validate_*`` stages parse the
-lines with Spark SQL expressions (no Python per row), following the file's
+line and exact 1-based line number (:func:`recspark.io.lines.read_lines`). The
+``validate_*`` stages parse the lines with Spark SQL expressions (no Python per row), following the file's
 :class:`~recspark.io.layouts.FileSpec` (separator, quoting, header), and add a ``reason``
 column that is null for good rows and names the first problem otherwise (a :class:`Reason`);
 :func:`accepted` and :func:`quarantined` split the result. :func:`dedupe_ratings` collapses
@@ -15,16 +15,19 @@ import re
 import time
 from typing import Sequence
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recspark.errors import ConfigError
-from recspark.io.layouts import ENCODINGS, FileSpec, Layout
+from recspark.io.layouts import FileSpec, Layout
+from recspark.io.lines import read_lines  # noqa: F401  (re-exported: readers import it from here)
+from recspark.io.reasons import Reason
 from recspark.schema import (
     COPIES,
     GENRES,
     IMDB_ID,
+    LATIN1_FALLBACK,
     LINE_NUMBER,
     MOVIE_ID,
     QUARANTINE_SCHEMA,
@@ -40,102 +43,17 @@ from recspark.schema import (
     require_columns,
 )
 
-# Working columns that never leave this module's functions.
-_VALUE, _BLOCK, _ROW_ID, _MIN_ID, _N, _OFFSET = (
-    "_value",
-    "_block",
-    "_row_id",
-    "_min_id",
-    "_n",
-    "_offset",
-)
 _PARSED, _CORRUPT = "_parsed", "_corrupt"
 
 NO_GENRES = "(no genres listed)"
-
-
-class Reason:
-    """Quarantine reasons: one fixed string per kind of problem (the first one found wins)."""
-
-    BLANK_LINE = "blank line"
-    BAD_HEADER = "bad header"
-    REPEATED_HEADER = "repeated header line"
-    FIELD_COUNT = "wrong field count"
-    UNBALANCED_QUOTES = "unbalanced quotes"
-    EMPTY_FIELD = "empty field"
-    USER_NOT_NUMERIC = "non-numeric user id"
-    USER_NOT_POSITIVE = "non-positive user id"
-    MOVIE_NOT_NUMERIC = "non-numeric movie id"
-    MOVIE_NOT_POSITIVE = "non-positive movie id"
-    RATING_NOT_NUMERIC = "non-numeric rating"
-    RATING_OUT_OF_SCALE = "rating outside the scale"
-    RATING_OFF_HALF_STARS = "rating off the half-star grid"
-    RATING_OFF_WHOLE_STARS = "rating off the integer grid"
-    TIMESTAMP_NOT_INTEGER = "non-integer timestamp"
-    TIMESTAMP_OUT_OF_RANGE = "timestamp out of range"
-    IMDB_NOT_NUMERIC = "non-numeric imdb id"
-    TMDB_NOT_NUMERIC = "non-numeric tmdb id"
-    GENRE_FLAGS = "malformed genre flags"
-
-
-# --------------------------------------------------------------------------- reading lines
-
-
-def read_lines(
-    spark: SparkSession, paths: str | Sequence[str], *, encoding: str = "utf-8"
-) -> DataFrame:
-    """One row per physical line of the text files: ``source_file``, ``line_number``, ``raw_line``.
-
-    ``line_number`` is the exact 1-based line in its file (a header is line 1), computed
-    without collecting: every row gets its file, the start offset of its input split and a
-    ``monotonically_increasing_id`` (consecutive within a split). A small table per
-    (file, split) holds the row count n and the smallest id; the number of lines in the
-    file's earlier splits (a running sum of n ordered by split start) is the offset, and
-
-        line_number = offset + (id - min_id) + 1.
-
-    The table is broadcast back, so the files are scanned twice (once only counting).
-    ``source_file`` is the file's URI as Spark reports it. ``encoding`` is ``utf-8`` (lines
-    that are not valid UTF-8 are decoded as latin-1) or ``latin-1``.
-    """
-    if encoding not in ENCODINGS:
-        raise ConfigError(f"read_lines: encoding must be one of {ENCODINGS}, got {encoding!r}")
-    paths = [paths] if isinstance(paths, str) else list(paths)
-    raw = spark.read.text(paths).select(
-        F.col("value").alias(_VALUE),
-        F.input_file_name().alias(SOURCE_FILE),
-        F.input_file_block_start().alias(_BLOCK),
-        F.monotonically_increasing_id().alias(_ROW_ID),
-    )
-    earlier = (
-        Window.partitionBy(SOURCE_FILE).orderBy(_BLOCK).rowsBetween(Window.unboundedPreceding, -1)
-    )
-    blocks = (
-        raw.groupBy(SOURCE_FILE, _BLOCK)
-        .agg(F.count(F.lit(1)).alias(_N), F.min(_ROW_ID).alias(_MIN_ID))
-        .select(
-            SOURCE_FILE,
-            _BLOCK,
-            _MIN_ID,
-            F.coalesce(F.sum(_N).over(earlier), F.lit(0)).alias(_OFFSET),
-        )
-    )
-    value = F.col(_VALUE)
-    latin1 = F.decode(value.cast("binary"), "ISO-8859-1")
-    text = (
-        latin1 if encoding == "latin-1" else F.when(F.is_valid_utf8(value), value).otherwise(latin1)
-    )
-    return raw.join(F.broadcast(blocks), [SOURCE_FILE, _BLOCK]).select(
-        F.col(SOURCE_FILE),
-        (F.col(_OFFSET) + F.col(_ROW_ID) - F.col(_MIN_ID) + 1).alias(LINE_NUMBER),
-        text.alias(RAW_LINE),
-    )
 
 
 # --------------------------------------------------------------------------- validation helpers
 
 _INT_RE = r"^[+-]?[0-9]+$"
 _DECIMAL_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
+# Any number, exponent allowed: tells "not an integer" from "not a number" on failing rows.
+_NUMBER_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 
 # Working columns of the validate_* stages: raw fields, then parsed values. Each is computed
 # once per row in its own projection and referenced by name afterwards; inlining the same
@@ -175,15 +93,35 @@ def _as_double(field: Column) -> Column:
     return F.when(field.rlike(_DECIMAL_RE), field.try_cast(T.DoubleType()))
 
 
-def _id_checks(value: Column, not_numeric: str, not_positive: str) -> list[tuple[Column, str]]:
-    """Checks of a parsed id (null when the field was not an integer)."""
-    return [(value.isNull(), not_numeric), (value <= 0, not_positive)]
+def _number_checks(
+    field: Column, value: Column, not_integer: str, not_numeric: str
+) -> list[tuple[Column, str]]:
+    """Checks of an integer field whose parsed ``value`` is null: a decimal number that is
+    not an integer (``1.5``), or not a number at all. The regex runs on failing rows only."""
+    missing = value.isNull()
+    return [(missing & field.rlike(_NUMBER_RE), not_integer), (missing, not_numeric)]
 
 
-def _timestamp_checks(value: Column, now: int) -> list[tuple[Column, str]]:
-    """Checks of a parsed timestamp (null when the field was not an integer)."""
+def _id_checks(field: Column, value: Column, who: str) -> list[tuple[Column, str]]:
+    """Checks of a parsed user or movie id (``who``: ``USER`` or ``MOVIE``): an integer > 0."""
+    reasons = {kind: getattr(Reason, f"{who}_NOT_{kind}") for kind in ("INTEGER", "NUMERIC")}
     return [
-        (value.isNull(), Reason.TIMESTAMP_NOT_INTEGER),
+        *_number_checks(field, value, reasons["INTEGER"], reasons["NUMERIC"]),
+        (value <= 0, getattr(Reason, f"{who}_NOT_POSITIVE")),
+    ]
+
+
+def _timestamp_checks(field: Column, value: Column, now: int) -> list[tuple[Column, str]]:
+    """Checks of a parsed timestamp: an integer of epoch seconds in [0, now]. A value in the
+    future as seconds but within [1e11, now·1000] as milliseconds (1e11 s is the year 5138)
+    is reported as milliseconds."""
+    checks = _number_checks(
+        field, value, Reason.TIMESTAMP_NOT_INTEGER, Reason.TIMESTAMP_NOT_NUMERIC
+    )
+    millis = (value >= F.lit(10**11)) & (value <= F.lit(now * 1000))
+    return [
+        *checks,
+        (millis, Reason.TIMESTAMP_MILLISECONDS),
         ((value < 0) | (value > F.lit(now)), Reason.TIMESTAMP_OUT_OF_RANGE),
     ]
 
@@ -208,28 +146,32 @@ def _header_checks(raw: Column, header: str | None) -> tuple[Column, list[tuple[
     ]
 
 
-def _split_stage(lines: DataFrame, separator: str, n: int) -> tuple[DataFrame, list[Column]]:
-    """Add the first ``n`` separator-split fields (trimmed; null when absent) and the count.
+def _split_stage(
+    lines: DataFrame, separator: str, order: Sequence[int]
+) -> tuple[DataFrame, list[Column]]:
+    """Add the separator-split fields at positions ``order`` (trimmed; null when absent) and
+    the count of fields.
 
     Returns the frame and the field columns; the count is column ``_n_fields``.
     """
     parts = F.split(F.col(RAW_LINE), re.escape(separator), -1)
-    columns = {_field(i): F.trim(F.get(parts, i)) for i in range(n)}
+    columns = {_field(i): F.trim(F.get(parts, at)) for i, at in enumerate(order)}
     df = _stage(lines, {**columns, _N_FIELDS: F.size(parts)})
-    return df, [F.col(_field(i)) for i in range(n)]
+    return df, [F.col(_field(i)) for i in range(len(order))]
 
 
 def _csv_stage(
-    lines: DataFrame, separator: str, n: int
+    lines: DataFrame, separator: str, order: Sequence[int]
 ) -> tuple[DataFrame, list[Column], list[tuple[Column, str]]]:
-    """Add ``n`` RFC-4180 fields (``""`` escapes a quote; empty fields are null) via ``from_csv``.
+    """Add the RFC-4180 fields (``""`` escapes a quote; empty fields are null) at positions
+    ``order`` via ``from_csv``.
 
     Returns the frame, the field columns and the checks for a malformed record: an odd
     number of quote characters is reported as unbalanced quotes, any other malformed record
     (too few or too many fields) as a wrong field count.
     """
     raw = F.col(RAW_LINE)
-    ddl = ", ".join(f"`c{i}` STRING" for i in range(n)) + f", `{_CORRUPT}` STRING"
+    ddl = ", ".join(f"`c{i}` STRING" for i in range(len(order))) + f", `{_CORRUPT}` STRING"
     options = {
         "mode": "PERMISSIVE",
         "columnNameOfCorruptRecord": _CORRUPT,
@@ -237,21 +179,34 @@ def _csv_stage(
         "sep": separator,
     }
     df = _stage(lines, {_PARSED: F.from_csv(raw, ddl, options)})
-    df = _stage(df, {_field(i): F.col(_PARSED).getField(f"c{i}") for i in range(n)})
+    df = _stage(df, {_field(i): F.col(_PARSED).getField(f"c{at}") for i, at in enumerate(order)})
     corrupt = F.col(_PARSED).getField(_CORRUPT).isNotNull()
-    odd_quotes = (F.length(raw) - F.length(F.regexp_replace(raw, '"', ""))) % 2 == 1
-    checks = [(corrupt & odd_quotes, Reason.UNBALANCED_QUOTES), (corrupt, Reason.FIELD_COUNT)]
-    return df, [F.col(_field(i)) for i in range(n)], checks
+    checks = [(corrupt & _odd_quotes(raw), Reason.UNBALANCED_QUOTES), (corrupt, Reason.FIELD_COUNT)]
+    return df, [F.col(_field(i)) for i in range(len(order))], checks
+
+
+def _odd_quotes(raw: Column) -> Column:
+    """An odd number of ``"`` in the line (only lines holding one pay for the count)."""
+    return raw.contains('"') & ((F.length(raw) - F.length(F.regexp_replace(raw, '"', ""))) % 2 == 1)
+
+
+def _wrong_separator(raw: Column, separator: str) -> Column:
+    """A line of a single field that holds another common separator (``;``, tab, ``|``)."""
+    others = "".join(c for c in ";\t|" if c not in separator)
+    return ~raw.contains(separator) & raw.rlike(f"[{re.escape(others)}]")
 
 
 def _finish(
     df: DataFrame, header_ok: Column, reason: Column, typed: dict[str, Column]
 ) -> DataFrame:
-    """Drop the valid header line; keep quarantine columns, typed columns and the reason."""
+    """Drop the valid header line; keep quarantine columns, typed columns and the reason
+    (and the latin-1 fallback flag when the lines carry it)."""
+    flag = [LATIN1_FALLBACK] if LATIN1_FALLBACK in df.columns else []
     return df.filter(~header_ok).select(
         SOURCE_FILE,
         LINE_NUMBER,
         RAW_LINE,
+        *flag,
         *[col.alias(name) for name, col in typed.items()],
         reason.alias(REASON),
     )
@@ -267,23 +222,36 @@ def _require_lines(lines: DataFrame, stage: str) -> None:
 
 
 def _parse(
-    lines: DataFrame, spec: FileSpec, n: int
+    lines: DataFrame, spec: FileSpec, n: int, columns: Sequence[str] | None = None
 ) -> tuple[DataFrame, list[Column], Column, list[tuple[Column, str]]]:
     """Split lines into ``n`` fields as ``spec`` says; the checks every file shares.
 
-    Returns the frame, the field columns, the "is the valid header line" condition and the
-    checks in order: blank line, bad or repeated header, malformed record (quotes or field
-    count).
+    ``columns``: the file's header in its own order (from
+    :func:`~recspark.io.layouts.match_header`; default the layout's), so the fields come
+    back in the layout's order whatever the file's. Returns the frame, the field columns,
+    the "is the valid header line" condition and the checks in order: blank line, bad or
+    repeated header, malformed record (quotes, another separator, field count).
     """
     raw = F.col(RAW_LINE)
-    header_ok, header_checks = _header_checks(raw, spec.header_line)
+    order = list(range(n))
+    header_line = spec.header_line
+    if columns is not None and spec.header is not None:
+        order = [list(columns).index(name) for name in spec.header] + order[len(spec.header) :]
+        header_line = spec.separator.join(columns)
+    header_ok, header_checks = _header_checks(raw, header_line)
     checks: list[tuple[Column, str]] = [(F.trim(raw) == "", Reason.BLANK_LINE), *header_checks]
     if spec.quoted:
-        df, fields, malformed = _csv_stage(lines, spec.separator, n)
-        checks += malformed
+        df, fields, (quotes, count) = _csv_stage(lines, spec.separator, order)
+        malformed, one_field = count[0], F.col(_PARSED).getField("c1").isNull()
     else:
-        df, fields = _split_stage(lines, spec.separator, n)
-        checks.append((F.col(_N_FIELDS) != n, Reason.FIELD_COUNT))
+        df, fields = _split_stage(lines, spec.separator, order)
+        quotes = (_odd_quotes(raw), Reason.UNBALANCED_QUOTES)
+        malformed, one_field = F.col(_N_FIELDS) != n, F.col(_N_FIELDS) == 1
+    checks += [
+        quotes,
+        (malformed & one_field & _wrong_separator(raw, spec.separator), Reason.WRONG_SEPARATOR),
+        (malformed, Reason.FIELD_COUNT),
+    ]
     return df, fields, header_ok, checks
 
 
@@ -297,7 +265,13 @@ def _spec(layout: Layout, kind: str) -> FileSpec:
 # --------------------------------------------------------------------------- ratings
 
 
-def validate_ratings(lines: DataFrame, *, layout: Layout, now: int | None = None) -> DataFrame:
+def validate_ratings(
+    lines: DataFrame,
+    *,
+    layout: Layout,
+    now: int | None = None,
+    columns: Sequence[str] | None = None,
+) -> DataFrame:
     """Parse and check ratings lines.
 
     Input: ``source_file``, ``line_number``, ``raw_line`` (see :func:`read_lines`).
@@ -306,15 +280,19 @@ def validate_ratings(lines: DataFrame, *, layout: Layout, now: int | None = None
     first problem, a :class:`Reason` string). The valid header line is dropped, so every
     output row is a data row: rows read = accepted + quarantined.
 
-    Checks, in order: blank line; bad header (line 1 of a file with a header) or a repeated
-    header line; field count (4); empty field; user id and movie id are integers > 0; rating
-    is a decimal number within [scale.min, scale.max] on a multiple of scale.step
-    (|r/step - round(r/step)| <= 1e-9); timestamp is an integer in [0, now] (``now``: epoch
-    seconds, default the current time).
+    Checks, in order (:data:`recspark.io.reasons.CAUSES`): blank line; bad header (line 1
+    of a file with a header) or a repeated header line; unbalanced quotes; another
+    separator; field count (4); empty field; user id and movie id are integers (else
+    non-integer or non-numeric) > 0; rating is a decimal number within [scale.min,
+    scale.max] on a multiple of scale.step (|r/step - round(r/step)| <= 1e-9); timestamp is
+    an integer in [0, now] (``now``: epoch seconds, default the current time), reported as
+    milliseconds when it is one. ``columns``: the file's header in its own order
+    (:func:`~recspark.io.layouts.match_header`), default the layout's; the output columns
+    are the same whatever the order. Input lines may carry ``latin1_fallback``: kept.
     """
     _require_lines(lines, "validate_ratings")
     scale = layout.scale
-    df, (user, movie, rating, ts), header_ok, checks = _parse(lines, layout.ratings, 4)
+    df, (user, movie, rating, ts), header_ok, checks = _parse(lines, layout.ratings, 4, columns)
     df = _stage(
         df,
         {
@@ -330,12 +308,12 @@ def validate_ratings(lines: DataFrame, *, layout: Layout, now: int | None = None
     off_grid = Reason.RATING_OFF_WHOLE_STARS if scale.whole_stars else Reason.RATING_OFF_HALF_STARS
     checks += [
         (_empty(user) | _empty(movie) | _empty(rating) | _empty(ts), Reason.EMPTY_FIELD),
-        *_id_checks(user_v, Reason.USER_NOT_NUMERIC, Reason.USER_NOT_POSITIVE),
-        *_id_checks(movie_v, Reason.MOVIE_NOT_NUMERIC, Reason.MOVIE_NOT_POSITIVE),
+        *_id_checks(user, user_v, "USER"),
+        *_id_checks(movie, movie_v, "MOVIE"),
         (rating_v.isNull(), Reason.RATING_NOT_NUMERIC),
         ((rating_v < scale.min) | (rating_v > scale.max), Reason.RATING_OUT_OF_SCALE),
         (F.abs(steps - F.round(steps)) > 1e-9, off_grid),
-        *_timestamp_checks(ts_v, _now(now)),
+        *_timestamp_checks(ts, ts_v, _now(now)),
     ]
     typed = {USER_ID: user_v, MOVIE_ID: movie_v, RATING: rating_v, TIMESTAMP: ts_v}
     return _finish(df, header_ok, _first_reason(checks), typed)
@@ -394,7 +372,9 @@ def _genre_flags(fields: list[Column], names: tuple[str, ...]) -> tuple[Column, 
     return F.when(genre_list == "", F.lit(NO_GENRES)).otherwise(genre_list), bad_flag
 
 
-def validate_movies(lines: DataFrame, *, layout: Layout) -> DataFrame:
+def validate_movies(
+    lines: DataFrame, *, layout: Layout, columns: Sequence[str] | None = None
+) -> DataFrame:
     """Parse and check movie lines into ``movie_id``, ``title``, ``genres`` plus ``reason``.
 
     csv: ``movieId,title,genres`` with RFC-4180 quoting (titles may hold commas and ``""``).
@@ -408,21 +388,27 @@ def validate_movies(lines: DataFrame, *, layout: Layout) -> DataFrame:
     spec = _spec(layout, "movies")
     if spec.genre_flags:
         n = 5 + len(spec.genre_flags)
-        df, fields, header_ok, checks = _parse(lines, spec, n)
+        df, fields, header_ok, checks = _parse(lines, spec, n, columns)
         movie, title = fields[0], fields[1]
         genres, bad_flag = _genre_flags(fields, spec.genre_flags)
         checks.append((bad_flag, Reason.GENRE_FLAGS))
     else:
-        df, (movie, title, genres), header_ok, checks = _parse(lines, spec, 3)
+        df, (movie, title, genres), header_ok, checks = _parse(lines, spec, 3, columns)
     df = _stage(df, {_value(MOVIE_ID): _as_long(movie)})
     movie_v = F.col(_value(MOVIE_ID))
     checks.append((_empty(movie) | _empty(title) | _empty(genres), Reason.EMPTY_FIELD))
-    checks += _id_checks(movie_v, Reason.MOVIE_NOT_NUMERIC, Reason.MOVIE_NOT_POSITIVE)
+    checks += _id_checks(movie, movie_v, "MOVIE")
     typed = {MOVIE_ID: movie_v, TITLE: title, GENRES: genres}
     return _finish(df, header_ok, _first_reason(checks), typed)
 
 
-def validate_tags(lines: DataFrame, *, layout: Layout, now: int | None = None) -> DataFrame:
+def validate_tags(
+    lines: DataFrame,
+    *,
+    layout: Layout,
+    now: int | None = None,
+    columns: Sequence[str] | None = None,
+) -> DataFrame:
     """Parse and check tag lines into ``user_id``, ``movie_id``, ``tag``, ``timestamp``, ``reason``.
 
     csv: ``userId,movieId,tag,timestamp`` (tags may be quoted); ml-10m:
@@ -430,7 +416,7 @@ def validate_tags(lines: DataFrame, *, layout: Layout, now: int | None = None) -
     empty field, ids integers > 0, timestamp an integer in [0, now].
     """
     _require_lines(lines, "validate_tags")
-    df, (user, movie, tag, ts), header_ok, checks = _parse(lines, _spec(layout, "tags"), 4)
+    df, (user, movie, tag, ts), header_ok, checks = _parse(lines, _spec(layout, "tags"), 4, columns)
     df = _stage(
         df,
         {
@@ -443,15 +429,17 @@ def validate_tags(lines: DataFrame, *, layout: Layout, now: int | None = None) -
     ts_v = F.col(_value(TIMESTAMP))
     checks += [
         (_empty(user) | _empty(movie) | _empty(tag) | _empty(ts), Reason.EMPTY_FIELD),
-        *_id_checks(user_v, Reason.USER_NOT_NUMERIC, Reason.USER_NOT_POSITIVE),
-        *_id_checks(movie_v, Reason.MOVIE_NOT_NUMERIC, Reason.MOVIE_NOT_POSITIVE),
-        *_timestamp_checks(ts_v, _now(now)),
+        *_id_checks(user, user_v, "USER"),
+        *_id_checks(movie, movie_v, "MOVIE"),
+        *_timestamp_checks(ts, ts_v, _now(now)),
     ]
     typed = {USER_ID: user_v, MOVIE_ID: movie_v, TAG: tag, TIMESTAMP: ts_v}
     return _finish(df, header_ok, _first_reason(checks), typed)
 
 
-def validate_links(lines: DataFrame, *, layout: Layout) -> DataFrame:
+def validate_links(
+    lines: DataFrame, *, layout: Layout, columns: Sequence[str] | None = None
+) -> DataFrame:
     """Parse and check ``links.csv`` lines into ``movie_id``, ``imdb_id``, ``tmdb_id`` + ``reason``.
 
     ``imdb_id`` stays a string of digits (leading zeros kept: IMDb ids are ``tt`` + 7
@@ -459,12 +447,12 @@ def validate_links(lines: DataFrame, *, layout: Layout) -> DataFrame:
     line, header, field count, quotes, empty movie or imdb id, ids numeric.
     """
     _require_lines(lines, "validate_links")
-    df, (movie, imdb, tmdb), header_ok, checks = _parse(lines, _spec(layout, "links"), 3)
+    df, (movie, imdb, tmdb), header_ok, checks = _parse(lines, _spec(layout, "links"), 3, columns)
     df = _stage(df, {_value(MOVIE_ID): _as_long(movie), _value(TMDB_ID): _as_long(tmdb)})
     movie_v, tmdb_v = F.col(_value(MOVIE_ID)), F.col(_value(TMDB_ID))
     checks += [
         (_empty(movie) | _empty(imdb), Reason.EMPTY_FIELD),
-        *_id_checks(movie_v, Reason.MOVIE_NOT_NUMERIC, Reason.MOVIE_NOT_POSITIVE),
+        *_id_checks(movie, movie_v, "MOVIE"),
         (~imdb.rlike("^[0-9]+$"), Reason.IMDB_NOT_NUMERIC),
         (tmdb.isNotNull() & (tmdb_v.isNull() | (tmdb_v <= 0)), Reason.TMDB_NOT_NUMERIC),
     ]

@@ -7,10 +7,12 @@ every file (:mod:`recspark.io.validate`) and writes the whole ingested folder
 published with one rename (:func:`recspark.io.storage.staged`): a killed run leaves the
 previous output untouched, a finished one replaces it.
 
-The stages, in order: read and validate all files (cached, raw lines kept only on bad rows)
-and count rows per reason; write the quarantine; check the quarantine threshold; write the
-side tables; deduplicate the ratings; build the index tables; write the indexed ratings;
-reconcile the counts; statistics and plots; the report.
+The stages, in order: match each file's header by name (a wrong header stops ingest
+before any Spark job: HeaderError, exit 2); read and validate all files (cached, raw lines
+kept only on bad rows and on lines decoded through the latin-1 fallback) and count rows per
+reason and fallback lines per file; write the fallback lines and the quarantine; check the
+quarantine threshold; write the side tables; deduplicate the ratings; build the index
+tables; write the indexed ratings; reconcile the counts; statistics and plots; the report.
 
 Counts reconcile per file: rows read (data lines, header excluded) = accepted + quarantined
 + duplicates collapsed; the job fails loudly if they do not. When the quarantined share of
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -38,7 +41,7 @@ from recspark.index import add_indices, movie_index, user_index
 from recspark.io import ingested, storage
 from recspark.io.download import resolve_data_dir
 from recspark.io.ingested import failed_dir
-from recspark.io.layouts import FileSpec, Layout, detect_layout
+from recspark.io.layouts import FileSpec, Layout, RatingScale, detect_layout, match_header
 from recspark.io.validate import (
     accepted,
     dedupe_ratings,
@@ -52,11 +55,14 @@ from recspark.io.validate import (
 from recspark.log import stage
 from recspark.schema import (
     COPIES,
+    LATIN1_FALLBACK,
+    LINE_NUMBER,
     LINKS_SCHEMA,
     METRIC,
     MOVIE_ID,
     MOVIES_SCHEMA,
     N_RATINGS,
+    QUARANTINE_SCHEMA,
     RANK_FREQUENCY_SCHEMA,
     RATING,
     RATING_HISTOGRAM_SCHEMA,
@@ -88,6 +94,9 @@ def run_ingest(spark: SparkSession, cfg: Config, *, now: int | None = None) -> d
     with stage("ingest: resolve data folder"):
         data_dir = resolve_data_dir(cfg.data)
     layout = detect_layout(spark, data_dir, cfg.data.layout)
+    if cfg.train.rating_scale == "config":  # a deliberate override of the layout's scale
+        t = cfg.train
+        layout = replace(layout, scale=RatingScale(t.rating_min, t.rating_max, t.rating_step))
     _logger.info(
         "ingesting %s (%s layout) from %s into %s", cfg.data.dataset, layout.name, data_dir, target
     )
@@ -136,15 +145,18 @@ def _inputs(data_dir: str, layout: Layout, names: set[str]) -> list[_Input]:
     return inputs
 
 
-def _validate(lines: DataFrame, kind: str, layout: Layout, now: int) -> DataFrame:
-    """The ``validate_*`` stage of a file of ``kind`` (an output sub-folder name)."""
+def _validate(
+    lines: DataFrame, kind: str, layout: Layout, now: int, columns: tuple[str, ...] | None
+) -> DataFrame:
+    """The ``validate_*`` stage of a file of ``kind`` (an output sub-folder name) whose
+    header holds ``columns`` (in the file's order)."""
     if kind == ingested.RATINGS_DIR:
-        return validate_ratings(lines, layout=layout, now=now)
+        return validate_ratings(lines, layout=layout, now=now, columns=columns)
     if kind == ingested.MOVIES_DIR:
-        return validate_movies(lines, layout=layout)
+        return validate_movies(lines, layout=layout, columns=columns)
     if kind == ingested.TAGS_DIR:
-        return validate_tags(lines, layout=layout, now=now)
-    return validate_links(lines, layout=layout)
+        return validate_tags(lines, layout=layout, now=now, columns=columns)
+    return validate_links(lines, layout=layout, columns=columns)
 
 
 def _validate_all(
@@ -152,17 +164,25 @@ def _validate_all(
 ) -> dict[str, DataFrame]:
     """File name -> validated lines of every present file, persisted (the caller unpersists).
 
-    Each frame is counted, quarantined and written from the cache. Only quarantined rows
-    need their raw line: dropping it from good rows keeps the cache of a 32M-row ratings
-    file small.
+    Each file's header is matched by name first (:func:`match_header`: the columns may
+    come in any order; a wrong header raises HeaderError before any Spark job). Each frame
+    is counted, quarantined and written from the cache. Only quarantined rows and rows
+    decoded through the latin-1 fallback need their raw line: dropping it from the other
+    rows keeps the cache of a 32M-row ratings file small.
     """
+    columns = {
+        item.kind: match_header(item.spec, storage.read_first_line(spark, item.path), item.path)
+        for item in inputs
+        if item.spec is not None
+    }
     validated: dict[str, DataFrame] = {}
     for item in inputs:
         if item.spec is None:
             continue
         lines = read_lines(spark, item.path, encoding=item.spec.encoding)
-        frame = _validate(lines, item.kind, layout, now)
-        slim = frame.withColumn(RAW_LINE, F.when(F.col(REASON).isNotNull(), F.col(RAW_LINE)))
+        frame = _validate(lines, item.kind, layout, now, columns[item.kind])
+        keep = F.col(REASON).isNotNull() | F.col(LATIN1_FALLBACK)
+        slim = frame.withColumn(RAW_LINE, F.when(keep, F.col(RAW_LINE)))
         validated[item.spec.name] = slim.persist(StorageLevel.MEMORY_AND_DISK)
     return validated
 
@@ -171,24 +191,60 @@ def _file_name(source_file: str) -> str:
     return source_file.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _count_reasons(frames: dict[str, DataFrame]) -> dict[str, dict[str, int]]:
-    """Rows per (file name, reason) of the validated frames (``accepted`` for good rows).
+def _union(frames: list[DataFrame]) -> DataFrame:
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame)
+    return union
+
+
+def _count_reasons(frames: dict[str, DataFrame]) -> tuple[dict[str, dict[str, int]], Counter]:
+    """(rows per file name and reason, with ``accepted`` for good rows; rows decoded through
+    the latin-1 fallback per file name) of the validated frames.
 
     One aggregation action over all files; a file without rows gets an empty dict.
     """
-    parts = [df.select(SOURCE_FILE, REASON) for df in frames.values()]
-    union = parts[0]
-    for part in parts[1:]:
-        union = union.unionByName(part)
+    union = _union([df.select(SOURCE_FILE, REASON, LATIN1_FALLBACK) for df in frames.values()])
     counts: dict[str, dict[str, int]] = {name: {} for name in frames}
-    for row in union.groupBy(SOURCE_FILE, REASON).agg(F.count(F.lit(1)).alias("n")).collect():
-        by_reason = counts.setdefault(_file_name(row[SOURCE_FILE]), {})
+    fallback: Counter = Counter()
+    grouped = union.groupBy(SOURCE_FILE, REASON, LATIN1_FALLBACK).agg(F.count(F.lit(1)).alias("n"))
+    for row in grouped.collect():
+        name = _file_name(row[SOURCE_FILE])
+        by_reason = counts.setdefault(name, {})
         key = row[REASON] or ACCEPTED_REASON
         by_reason[key] = by_reason.get(key, 0) + int(row["n"])
-    return counts
+        if row[LATIN1_FALLBACK]:
+            fallback[name] += int(row["n"])
+    return counts, fallback
 
 
-def _file_entry(path: str, reasons: dict[str, int]) -> dict[str, Any]:
+def _decoding_fallback(
+    spark: SparkSession, validated: dict[str, DataFrame], files: dict[str, dict], out: str
+) -> None:
+    """Write the lines decoded through the latin-1 fallback (source_file, line_number,
+    raw_line) to ``latin1_fallback/``; log each such file's count and first line numbers,
+    which the report's ``latin1_fallback_lines`` also keeps (a bounded top-20 per file).
+    Runs Spark jobs only for files that have such lines."""
+    schema = T.StructType([f for f in QUARANTINE_SCHEMA.fields if f.name != REASON])
+    parts = [spark.createDataFrame([], schema)]
+    for name, frame in validated.items():
+        entry = files[name]
+        if not entry["latin1_fallback"]:
+            continue
+        flagged = frame.filter(F.col(LATIN1_FALLBACK)).select(*schema.fieldNames())
+        first = [r[LINE_NUMBER] for r in flagged.select(LINE_NUMBER).orderBy(LINE_NUMBER).take(20)]
+        entry["latin1_fallback_lines"] = first
+        more = ", ..." if entry["latin1_fallback"] > len(first) else ""
+        _logger.warning(
+            "%s: %d line(s) are not valid UTF-8 and were decoded as latin-1 (lines %s%s); "
+            "listed in latin1_fallback/",
+            entry["path"], entry["latin1_fallback"], ", ".join(map(str, first)), more,
+        )  # fmt: skip
+        parts.append(flagged)
+    ingested.write_table(_union(parts), out, ingested.LATIN1_FALLBACK_DIR)
+
+
+def _file_entry(path: str, reasons: dict[str, int], fallback: int) -> dict[str, Any]:
     good = reasons.get(ACCEPTED_REASON, 0)
     bad = {k: v for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]) if k != ACCEPTED_REASON}
     return {
@@ -198,6 +254,7 @@ def _file_entry(path: str, reasons: dict[str, int]) -> dict[str, Any]:
         "quarantined": sum(bad.values()),
         "duplicates": 0,
         "reasons": bad,
+        "latin1_fallback": fallback,
     }
 
 
@@ -220,6 +277,7 @@ def _ingest(
     report: dict[str, Any] = {
         "dataset": cfg.data.dataset,
         "layout": layout.name,
+        "scale": ingested.scale_entry(layout.scale),
         "data_dir": data_dir,
         "output_dir": target,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -261,13 +319,11 @@ def _count_and_quarantine(
     """Count rows per file and reason (the report's ``files``); write the quarantine."""
     paths = {item.file_name: item.path for item in inputs if item.spec is not None}
     with stage("ingest: read and validate all files", spark):
-        counts = _count_reasons(validated)
-        files = {name: _file_entry(paths[name], counts[name]) for name in validated}
+        counts, fallback = _count_reasons(validated)
+        files = {name: _file_entry(paths[name], counts[name], fallback[name]) for name in validated}
+        _decoding_fallback(spark, validated, files, out)
     with stage("ingest: write quarantine", spark):
-        frames = list(validated.values())
-        bad = quarantined(frames[0])
-        for frame in frames[1:]:
-            bad = bad.unionByName(quarantined(frame))
+        bad = _union([quarantined(frame) for frame in validated.values()])
         ingested.write_table(bad, out, ingested.QUARANTINE_DIR)
     return files
 

@@ -57,6 +57,7 @@ from recspark.models.cluster import (
     user_vectors,
 )
 from recspark.models.contract import Ability, ModelSpec, require
+from recspark.pipeline.sizes import config_for_data
 from recspark.plots import line_chart, pca_scatter
 from recspark.schema import (
     BIAS,
@@ -140,6 +141,7 @@ def run_segment(spark: SparkSession, cfg: Config, args: object | None = None) ->
     ablation and similar-movie writes, and two small samples collected for the plots.
     """
     registry.check_config(cfg)
+    cfg = config_for_data(spark, cfg, models=[cfg.segment.model], segment=True)
     sc = cfg.segment
     spec = registry.spec(sc.model)
     require(spec, Ability.PREDICT, setting="segment.model",

@@ -45,6 +45,7 @@ from recspark.models import registry
 from recspark.models.bias import BiasModel, fit_bias
 from recspark.models.contract import Ability
 from recspark.pipeline.ranking import recommend_and_rank
+from recspark.pipeline.sizes import config_for_data
 from recspark.plots import convergence_chart, sweep_chart
 from recspark.schema import (
     FIT_SECONDS,
@@ -107,6 +108,7 @@ class _Split:
 
 def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> TrainResult:
     """Fit every model in ``cfg.train.models`` and write the run folder (see module doc)."""
+    cfg = config_for_data(spark, cfg, models=cfg.train.models)
     run_id = cfg.train.run_id or runs.new_run_id()
     run_dir = runs.run_path(cfg, run_id)
     storage.clean_scratch(spark, runs.runs_dir(cfg))

@@ -8,8 +8,9 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
-from recspark.errors import ConfigError, DataNotFoundError
+from recspark.errors import ConfigError, DataNotFoundError, HeaderError
 from recspark.io.layouts import (
+    match_header,
     HALF_STARS,
     LAYOUTS,
     WHOLE_STARS,
@@ -160,3 +161,35 @@ def test_detect_layout_errors(spark: SparkSession, tmp_path: Path) -> None:
         detect_layout(spark, str(tmp_path), "ml-7m")
     with pytest.raises(DataNotFoundError, match="expects ratings.csv"):
         detect_layout(spark, str(tmp_path), "csv")
+
+
+def test_headers_are_matched_by_name() -> None:
+    spec = LAYOUTS["csv"].ratings
+    assert match_header(spec, "userId,movieId,rating,timestamp", "r.csv") == spec.header
+    # another order, a byte-order mark, spaces and quotes: mapped by name
+    assert match_header(spec, '\ufeff movieId, "userId",rating,timestamp\r', "r.csv") == (
+        "movieId",
+        "userId",
+        "rating",
+        "timestamp",
+    )
+    assert match_header(LAYOUTS["ml-1m"].ratings, "1::2::5::978300760", "ratings.dat") is None
+
+
+@pytest.mark.parametrize(
+    "line, hint",
+    [
+        ("1,10,4.0,1000", "the header is missing"),
+        ("userId;movieId;rating;timestamp", "another separator"),
+        ("user,movie,rating,timestamp", "a column is missing, renamed or extra"),
+        ("userId,movieId,rating", "a column is missing, renamed or extra"),
+        (None, "the file is empty"),
+    ],
+)
+def test_a_bad_header_names_file_expected_found_and_cause(line, hint) -> None:
+    with pytest.raises(HeaderError) as err:
+        match_header(LAYOUTS["csv"].ratings, line, "/data/ratings.csv")
+    message = str(err.value)
+    assert "/data/ratings.csv" in message and hint in message
+    assert "expected 'userId,movieId,rating,timestamp'" in message
+    assert f"found {(line or '')!r}" in message

@@ -279,3 +279,74 @@ def test_tags_and_links_csv(spark: SparkSession) -> None:
     expected = spark.createDataFrame([(1, "0114709", 862), (791, "0113610", None)], LINKS_SCHEMA)
     actual = accepted(vl, LINKS_SCHEMA).select(*LINKS_SCHEMA.fieldNames())
     assert_df_equality(actual, expected, ignore_nullable=True, ignore_row_order=True)
+
+
+# ------------------------------------------------------------- issue 11: one reason per kind
+
+
+def test_each_kind_of_bad_ratings_line_has_its_own_reason(spark: SparkSession) -> None:
+    ms = 1_112_486_027_000  # 2005-04-03 in epoch milliseconds
+    lines = _lines(
+        spark,
+        [
+            "userId,movieId,rating,timestamp",
+            '1,"2,3.5,1112486027',  # a quote opened and never closed
+            "1.5,2,3.5,1112486027",  # numeric, but not an integer
+            "u1,2,3.5,1112486027",
+            "1,2.0,3.5,1112486027",
+            "1;2;3.5;1112486027",  # a spreadsheet export
+            f"1,2,3.5,{ms}",
+            "1,2,3.5,2005-04-03",
+            "1,2,3.5,1112486027.5",
+            "1,2,3.5,1112486027",
+        ],
+    )
+    assert _by_line(validate_ratings(lines, layout=CSV, now=NOW)) == {
+        2: Reason.UNBALANCED_QUOTES,
+        3: Reason.USER_NOT_INTEGER,
+        4: Reason.USER_NOT_NUMERIC,
+        5: Reason.MOVIE_NOT_INTEGER,
+        6: Reason.WRONG_SEPARATOR,
+        7: Reason.TIMESTAMP_MILLISECONDS,
+        8: Reason.TIMESTAMP_NOT_NUMERIC,
+        9: Reason.TIMESTAMP_NOT_INTEGER,
+        10: None,
+    }
+
+
+def test_a_header_in_another_order_maps_columns_by_name(spark: SparkSession) -> None:
+    lines = _lines(spark, ["movieId,userId,rating,timestamp", "10,1,4.0,100", "20,2,3.5,101"])
+    columns = ("movieId", "userId", "rating", "timestamp")
+    validated = validate_ratings(lines, layout=CSV, now=NOW, columns=columns)
+    rows = sorted((r[USER_ID], r[MOVIE_ID], r[RATING], r[REASON]) for r in validated.collect())
+    assert rows == [(1, 10, 4.0, None), (2, 20, 3.5, None)]  # header dropped, ids not swapped
+
+
+def test_quoted_files_report_quotes_and_separators(spark: SparkSession) -> None:
+    lines = _lines(
+        spark,
+        ["title,genres,movieId", "Heat (1995),Action,6", "Fargo (1996);Drama;7", '"Open,Drama,8'],
+    )
+    validated = validate_movies(lines, layout=CSV, columns=("title", "genres", "movieId"))
+    assert _by_line(validated) == {2: None, 3: Reason.WRONG_SEPARATOR, 4: Reason.UNBALANCED_QUOTES}
+    assert [(r[MOVIE_ID], r["title"]) for r in accepted(validated, MOVIES_SCHEMA).collect()] == [
+        (6, "Heat (1995)")
+    ]
+
+
+def test_latin1_fallback_is_flagged_on_its_lines(spark: SparkSession, tmp_path: Path) -> None:
+    path = tmp_path / "movies.csv"
+    path.write_bytes(
+        b"movieId,title,genres\n1,Am\xc3\xa9lie (2001),Comedy\n2,Caf\xe9 (1990),Drama\n"
+    )
+    rows = read_lines(spark, str(path)).orderBy(LINE_NUMBER).collect()
+    assert [(r[RAW_LINE], r["latin1_fallback"]) for r in rows] == [
+        ("movieId,title,genres", False),
+        ("1,Amélie (2001),Comedy", False),
+        ("2,Café (1990),Drama", True),
+    ]
+    validated = validate_movies(read_lines(spark, str(path)), layout=CSV)
+    assert {r[LINE_NUMBER]: r["latin1_fallback"] for r in validated.collect()} == {
+        2: False,
+        3: True,
+    }

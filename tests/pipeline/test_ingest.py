@@ -249,3 +249,52 @@ def test_ingest_ml_latest_small_replaces_previous_output(
     assert read_tags(spark, str(target)).count() == 3_683
     assert read_links(spark, str(target)).count() == 9_742
     assert read_quarantine(spark, str(target)).count() == 0
+
+
+# --------------------------------------------------------------------------- issue 11
+
+
+def test_header_order_and_decoding_fallback(spark: SparkSession, tmp_path: Path) -> None:
+    # The columns of ratings.csv in another order: mapped by name, never transposed
+    # (20 users rating some of 6 movies stay 20 users, 6 movies). A movies.csv title whose
+    # bytes are not UTF-8: decoded as latin-1, counted per file and listed, never silent.
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = [
+        f"{m},{u},{1 + (u + m) % 5}.0,{1000 + u}"
+        for u in range(1, 21)
+        for m in (10, 20, 30, 40, 50, 60)
+        if (u + m // 10) % 3
+    ]
+    (raw / "ratings.csv").write_text("\n".join(["movieId,userId,rating,timestamp", *rows]) + "\n")
+    (raw / "movies.csv").write_bytes(
+        b"movieId,title,genres\n10,Am\xc3\xa9lie (2001),Comedy\n20,Caf\xe9 (1990),Drama\n"
+    )
+    cfg = _config(raw, tmp_path / "out")
+    report = run_ingest(spark, cfg, now=NOW)
+    target = cfg.ingest_dir()
+    assert (report["index"]["users"], report["index"]["movies"]) == (20, 6)
+    assert report["files"]["ratings.csv"]["quarantined"] == 0
+    assert report["files"]["ratings.csv"]["accepted"] == len(rows)
+    got = {(r[USER_ID], r[MOVIE_ID]) for r in read_ratings(spark, target).collect()}
+    assert (1, 10) in got and max(u for u, _ in got) == 20
+    movies = report["files"]["movies.csv"]
+    assert (movies["latin1_fallback"], movies["latin1_fallback_lines"]) == (1, [3])
+    assert report["files"]["ratings.csv"]["latin1_fallback"] == 0
+    assert [(r["line_number"], r["raw_line"]) for r in _table(target, "latin1_fallback")] == [
+        (3, "20,Café (1990),Drama")
+    ]
+    assert report["scale"] == {"min": 0.5, "max": 5.0, "step": 0.5}
+
+
+def test_a_bad_header_exits_2_naming_file_and_headers(
+    tmp_path: Path, run_job_script, caplog
+) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "ratings.csv").write_text("user,movie,rating,ts\n1,10,4.0,1000\n")
+    argv = ["--set", f"data.dir={raw}", "--set", f"ingest.output_dir={tmp_path}/out"]
+    assert run_job_script("ingest", argv) == 2
+    assert "ratings.csv: bad header: expected 'userId,movieId,rating,timestamp'" in caplog.text
+    assert "found 'user,movie,rating,ts'" in caplog.text
+    assert not (tmp_path / "out").exists()

@@ -106,3 +106,17 @@ def test_segment_pipeline_end_to_end_on_ml_latest_small(spark, tmp_path, sample_
     loaded = run_segment(spark, _cfg(tmp_path, sample_dir, "segment.source=run", "segment.k=3"))
     assert (loaded.source, loaded.run_id, loaded.k) == ("run", "20990101T000000Z", 3)
     assert Path(loaded.output_dir, "profiles", "_SUCCESS").is_file()
+
+
+def test_a_fixed_k_above_the_users_exits_2_before_any_fit(tmp_path, run_job_script, caplog):
+    # issue 11: four users and segment.k = 6 died in KMeans with an
+    # ArrayIndexOutOfBoundsException; now the size check stops it naming the setting
+    ingest = tmp_path / "ingest" / "tiny"
+    ingest.mkdir(parents=True)
+    (ingest / "report.json").write_text(
+        '{"layout": "csv", "index": {"users": 4, "movies": 6, "user_blocks": 1}}'
+    )
+    argv = ["--set", "data.dataset=tiny", "--set", f"ingest.output_dir={tmp_path}/ingest/{{dataset}}",
+            "--set", "segment.k=6", "--set", "segment.source=fit"]
+    assert run_job_script("segment", argv) == 2
+    assert "segment.k = 6 cannot work: the data has 4 users" in caplog.text

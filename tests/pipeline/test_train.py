@@ -222,3 +222,37 @@ def test_write_metrics_names_the_best_models_in_the_table_and_best_json(spark, t
     assert len(table) == len(metrics) + 2
     assert runs.read_best(spark, str(tmp_path)) == best
     assert [e["model"] for e in best["ranking"]] == ["popularity", "als"]
+
+
+def test_whole_star_data_set_never_gets_a_prediction_outside_1_to_5(tmp_path, spark, run_job_script):
+    # issue 11: on an ml-1m layout data set (whole stars 1-5) mllib_als predicted 0.973,
+    # because every model clipped to 0.5-5. Harsh users (1-4) rate bad movies (1-3) one star,
+    # so a biased model's raw prediction for them falls below 1.
+    raw = tmp_path / "ml-1m"
+    raw.mkdir()
+    lines = [
+        f"{u}::{m}::{1 if u <= 4 and m <= 3 else 2 + (u * m) % 4}::{978300000 + u * 10 + m}"
+        for u in range(1, 9) for m in range(1, 7)
+    ]
+    (raw / "ratings.dat").write_text("\n".join(lines) + "\n")
+    (raw / "users.dat").write_text("".join(f"{u}::F::1::10::48067\n" for u in range(1, 9)))
+    (raw / "movies.dat").write_bytes(
+        "".join(f"{m}::Movie {m} (2000)::Drama\n" for m in range(1, 7)).encode("latin-1")
+    )
+    common = [
+        "--set", "data.dataset=ml-1m-inline", "--set", f"data.dir={raw}",
+        "--set", f"ingest.output_dir={tmp_path}/ingest/{{dataset}}",
+        "--set", f"train.output_dir={tmp_path}/runs", "--set", "ingest.user_blocks=2",
+    ]
+    assert run_job_script("ingest", common) == 0
+    argv = common + ["--set", "train.run_id=scale", "--set", "train.models=bias,mllib_als",
+                     "--set", "recommend.enabled=false", "--set", "mllib_als.max_iter=5",
+                     "--set", "split.test_fraction=0.5"]
+    assert run_job_script("train", argv) == 0
+    run = tmp_path / "runs" / "scale"
+    saved = tomllib.loads((run / "config.toml").read_text())["train"]
+    assert (saved["rating_min"], saved["rating_max"], saved["rating_step"]) == (1.0, 5.0, 1.0)
+    predictions = spark.read.parquet(str(run / "predictions")).toPandas()
+    assert set(predictions[MODEL]) == {"bias", "mllib_als"}
+    assert predictions[PREDICTION].between(1.0, 5.0).all()
+    assert predictions[PREDICTION].min() == 1.0  # the clip at 1 is what holds them
