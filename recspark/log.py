@@ -58,7 +58,19 @@ def stage(name: str, spark: SparkSession | None = None) -> Iterator[None]:
     finally:
         if progress is not None:
             progress.stop()
-    _logger.info("%s done in %.1f s", name, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    _TIMINGS.append((name, round(seconds, 3)))
+    _logger.info("%s done in %.1f s", name, seconds)
+
+
+#: (stage name, seconds) of every stage finished in this process, in order of finishing.
+_TIMINGS: list[tuple[str, float]] = []
+
+
+def timings() -> list[tuple[str, float]]:
+    """The (name, wall seconds) of every :func:`stage` finished so far in this process
+    (nested stages too, inner first); slice it to get one job's stages."""
+    return list(_TIMINGS)
 
 
 #: Seconds between the progress lines of a long stage.
