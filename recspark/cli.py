@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import textwrap
 from typing import Callable, Sequence
 
 from pyspark.sql import SparkSession
@@ -146,9 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="recspark: MovieLens ratings -> predictions, top-N lists, segments, metrics.",
         epilog="\n".join(
             ["commands:", *(f"  {c.name:<9} {c.summary}" for c in COMMANDS.values()), "",
-             "Every command takes --config FILE, --set SECTION.KEY=VALUE, --log-level and "
-             "--dry-run; `recspark COMMAND --help` lists the config sections it reads, "
-             "examples and where its outputs go."]
+             textwrap.fill(
+                 "Every command takes --config FILE, --set SECTION.KEY=VALUE, --log-level and "
+                 "--dry-run; `recspark COMMAND --help` lists the config sections it reads, "
+                 "examples and where its outputs go.", width=79)]
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
+import textwrap
 from typing import Callable
 
 from pyspark.sql import SparkSession
@@ -40,14 +42,15 @@ class Command:
 
     def epilog(self) -> str:
         """The text under the options in ``--help``."""
+        wrap = functools.partial(textwrap.fill, width=79, subsequent_indent="  ")
         return "\n".join(
             [
-                f"config sections read: {', '.join(self.sections)} (see conf/base.toml)",
+                wrap(f"config sections read: {', '.join(self.sections)} (see conf/base.toml)"),
                 "",
                 "examples:",
                 *(f"  {e}" for e in self.examples),
                 "",
-                f"outputs: {self.outputs}",
+                wrap(f"outputs: {self.outputs}"),
             ]
         )
 

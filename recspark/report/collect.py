@@ -130,6 +130,7 @@ def collect(spark: SparkSession, cfg: Config, run_dir: str) -> Content:
     """
     run_id = runs.run_id_of(run_dir)
     metrics = spark.read.parquet(f"{run_dir}/{runs.METRICS_DIR}").toPandas()
+    models = sorted({m for m in metrics[MODEL] if "@" not in m})  # the run's, whatever cfg says
     ingest_dir = expand(cfg.ingest_dir())
     ingest_report = _json(spark, f"{ingest_dir}/report.json")
     pictures = {
@@ -139,11 +140,11 @@ def collect(spark: SparkSession, cfg: Config, run_dir: str) -> Content:
         ]),
         "convergence": _pictures(spark, [
             (f"{runs.model_dir(run_dir, m)}/{m}_convergence.png", f"{m}: RMSE per iteration")
-            for m in cfg.train.models
+            for m in models
         ]),
         "sweeps": _pictures(spark, [
             (f"{runs.model_dir(run_dir, m)}/{m}_sweep.png", f"{m}: test error by rank k")
-            for m in cfg.train.models
+            for m in models
         ]),
     }
     seg_dir = f"{expand(cfg.segment.output_dir).rstrip('/')}/{run_id}"
