@@ -42,6 +42,9 @@ def build_session(cfg: SparkConfig) -> SparkSession:
         # "python3" is first on PATH (PySpark reads only the environment variable; under
         # spark-submit, spark.pyspark.python sets it). On a cluster the cluster's setting rules.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        # Local mode needs no routable address; without this Spark warns twice at start-up
+        # that the host name resolves to a loopback address.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
