@@ -72,7 +72,9 @@ def run_job(
     *,
     extra_args: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> int:
-    """Parse ``argv``, build the config and session, run ``pipeline``, stop the session.
+    """Parse ``argv``, build the config and session, run ``pipeline``, stop the session: a
+    script outside the :data:`~recspark.commands.COMMANDS` table (the commands use
+    :func:`run_command`). A string ``pipeline`` returns is printed.
 
     Returns the process exit code: 0 on success, 2 for an error the user can fix (the
     message says what to do), which is printed without a Python traceback.

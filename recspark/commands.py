@@ -3,7 +3,7 @@
 One :class:`Command` per sub-command: its one-line summary, the config sections it reads,
 two examples, where its outputs go, the stages it plans for a config (``--dry-run``) and
 the function that runs it on a SparkSession. ``jobs/*.py`` (the spark-submit entry points)
-run the same functions through :func:`recspark.cli.run_job`. Pipelines are imported when a
+run the same functions through :func:`recspark.cli.run_command`. Pipelines are imported when a
 command runs, so ``--help`` and ``--dry-run`` start neither Spark nor the JVM.
 """
 
