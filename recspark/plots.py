@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from pyspark.sql import SparkSession  # noqa: E402
@@ -99,10 +100,12 @@ def sweep_chart(
                            label="RMSE (left axis)")
         best = wide.loc[wide[RMSE].idxmin()]
         left.axvline(best[SWEEP_K], color="grey", linestyle="--", linewidth=1)
+        at_right = best[SWEEP_K] == wide[SWEEP_K].max()  # keep the label off the right axis
         left.annotate(f"best k = {int(best[SWEEP_K])}\nRMSE {best[RMSE]:.4f}",
-                      (best[SWEEP_K], best[RMSE]), textcoords="offset points", xytext=(8, 12),
-                      fontsize=8)
+                      (best[SWEEP_K], best[RMSE]), textcoords="offset points",
+                      xytext=(-75 if at_right else 8, 12), fontsize=8)
     left.set_xlabel("k (latent factors)")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_ylabel("test RMSE", color="C0")
     if MAE in wide:
         right = left.twinx()
@@ -134,6 +137,7 @@ def convergence_chart(spark: SparkSession, history: pd.DataFrame, *, path: str, 
         title += " (no validation set)"
     ax.set_title(title)
     ax.set_xlabel(ITERATION)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("RMSE")
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)

@@ -21,6 +21,7 @@ from recspark.config import Config
 from recspark.errors import ConfigError
 from recspark.io import runs, storage
 from recspark.report.collect import Content, Picture, collect
+from recspark.schema import GENRE, LIFT, MEAN_RATING, RUN_ID, TITLE
 
 _logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def _figure(p: Picture) -> Markup:
 
 def _frame(df: pd.DataFrame) -> Markup:
     """A small frame as an HTML table (escaped; arrays and structs as their text)."""
-    shown = df.copy()
+    shown = df.drop(columns=[RUN_ID], errors="ignore")
     for col in shown.columns:
         if shown[col].dtype == object:
             shown[col] = shown[col].map(_text)
@@ -59,7 +60,11 @@ def _text(value: object) -> object:
     """Nested values (profile arrays of structs) as short readable text."""
     if hasattr(value, "asDict"):
         value = value.asDict()
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # a profile's top movie or genre: its name, lift or mean
+        if value.get(TITLE):
+            return f"{value[TITLE]} ({value.get(MEAN_RATING, float('nan')):.2f})"
+        if value.get(GENRE):
+            return f"{value[GENRE]} ({value.get(LIFT, float('nan')):+.2f})"
         return ", ".join(f"{k} {_num(v) if isinstance(v, float) else v}" for k, v in value.items())
     if isinstance(value, (list, tuple)) or type(value).__name__ == "ndarray":
         return "; ".join(str(_text(v)) for v in value)
