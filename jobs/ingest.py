@@ -18,17 +18,13 @@ try:
 except ImportError:  # run from a checkout without installing: python jobs/ingest.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recspark.cli import main_exit, run_job  # noqa: E402
-from recspark.pipeline.ingest import run_ingest  # noqa: E402
+from recspark.cli import main_exit, run_command  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, build config and session, run the ingest, stop the session."""
-    return run_job(
-        "Ingest MovieLens ratings, movies, tags and links into validated Parquet tables.",
-        lambda spark, cfg, args: run_ingest(spark, cfg),
-        argv,
-    )
+    """``recspark ingest`` (:mod:`recspark.commands`): parse arguments, build config and
+    session, run, stop the session; returns the exit code."""
+    return run_command("ingest", argv, prog="jobs/ingest.py")
 
 
 if __name__ == "__main__":

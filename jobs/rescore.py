@@ -8,18 +8,22 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Sequence
 
-from recspark.cli import run_job
-from recspark.pipeline.rescore import run_rescore
+try:
+    import recspark  # noqa: F401
+except ImportError:  # run from a checkout without installing: python jobs/rescore.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from recspark.cli import main_exit, run_command  # noqa: E402
 
 
-def _pipeline(spark, cfg, args) -> None:
-    run_rescore(spark, cfg)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_job("Re-score users or pairs with a saved recspark model.", _pipeline, argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    """``recspark rescore`` (:mod:`recspark.commands`): parse arguments, build config and
+    session, run, stop the session; returns the exit code."""
+    return run_command("rescore", argv, prog="jobs/rescore.py")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_exit(main())

@@ -7,29 +7,22 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Sequence
 
-from recspark.cli import run_job
-from recspark.pipeline.segment import run_segment
+try:
+    import recspark  # noqa: F401
+except ImportError:  # run from a checkout without installing: python jobs/segment.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def _pipeline(spark, cfg, args) -> None:
-    result = run_segment(spark, cfg)
-    verdict = "helps" if result.segmentation_helps() else "does not help"
-    print(
-        f"\nsegment run {result.run_id} ({result.model} from {result.source}, k={result.k}) "
-        f"-> {result.output_dir}\n"
-        f"{result.metrics.pivot_table(index='model', columns=['split', 'metric'], values='value', aggfunc='first').to_string(float_format=lambda v: f'{v:.4f}')}\n"
-        f"segmentation {verdict} (blend weight {result.blend_weight})"
-    )
+from recspark.cli import main_exit, run_command  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_job(
-        "Segment users on latent factors; write profiles, ablation, similar movies and plots.",
-        _pipeline,
-        argv,
-    )
+def main(argv: Sequence[str] | None = None) -> int:
+    """``recspark segment`` (:mod:`recspark.commands`): parse arguments, build config and
+    session, run, stop the session; returns the exit code."""
+    return run_command("segment", argv, prog="jobs/segment.py")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_exit(main())

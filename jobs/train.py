@@ -7,19 +7,22 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Sequence
 
-from recspark.cli import run_job
-from recspark.pipeline.train import run_train
+try:
+    import recspark  # noqa: F401
+except ImportError:  # run from a checkout without installing: python jobs/train.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from recspark.cli import main_exit, run_command  # noqa: E402
 
 
-def _pipeline(spark, cfg, args) -> None:
-    result = run_train(spark, cfg)
-    print(f"\nrun {result.run_id} -> {result.run_dir}\n{result.summary()}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_job("Train recspark models and write predictions and metrics.", _pipeline, argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    """``recspark train`` (:mod:`recspark.commands`): parse arguments, build config and
+    session, run, stop the session; returns the exit code."""
+    return run_command("train", argv, prog="jobs/train.py")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_exit(main())

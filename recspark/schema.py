@@ -163,6 +163,7 @@ RUN_ID = "run_id"
 SPLIT = "split"  # "<split kind>/train", "<split kind>/test", "validation", ...
 METRIC = "metric"
 VALUE = "value"
+FOLD = "fold"  # cross-validation fold of a metrics row (null: a summary over folds, or no folds)
 
 METRICS_SCHEMA = T.StructType(
     [

@@ -268,6 +268,9 @@ def build_session(cfg: SparkConfig) -> SparkSession:
     res = resolve(preset, wanted_settings(cfg), jvm_running=jvm_running)
     if res.master.value.startswith("local"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        # Local mode needs no routable address; without this Spark warns twice at start-up
+        # that the host name resolves to a loopback address.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder
     for key, value in res.apply.items():
         builder = builder.config(key, value)

@@ -13,26 +13,15 @@ under generate.output_dir, atomically (a staging folder renamed into place).
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import Sequence
 
-from pyspark.sql import SparkSession
-
-from recspark.cli import run_job
-from recspark.config import Config
-from recspark.synthetic import generate_movielens
+from recspark.cli import run_command
 
 
-def _pipeline(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> None:
-    s = generate_movielens(spark, cfg=cfg)
-    print(
-        f"\n{s.ratings} ratings, {s.users} users, {s.movies} movies, ~{s.tags_planned} tags "
-        f"in {s.seconds:.1f} s ({s.rate():,.0f} ratings/s) -> {s.output}\n"
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_job("Generate a synthetic MovieLens data set (ml-32m layout).", _pipeline, argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    """``recspark generate`` (:mod:`recspark.commands`); returns the exit code."""
+    return run_command("generate", argv, prog="scripts/generate_synthetic.py")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ cd "$repo"
 python3 - <<'PY'
 import pathlib, zipfile
 with zipfile.ZipFile("dist/recspark.zip", "w", zipfile.ZIP_DEFLATED) as z:
-    for p in sorted(pathlib.Path("recspark").rglob("*.py")):
+    for p in sorted([*pathlib.Path("recspark").rglob("*.py"), *pathlib.Path("recspark").rglob("*.j2")]):
         z.write(p)
 PY
 echo "dist/recspark.zip"

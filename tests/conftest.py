@@ -76,3 +76,37 @@ def run_job_script(spark, monkeypatch):
         return module.main(argv)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def small_run(spark, sample_dir, tmp_path_factory):
+    """A real ml-latest-small run, made once for the report and notebook-API tests: ingest,
+    train (bias, popularity, als with 4 iterations and a validation set, svd with a rank
+    sweep) and segment (als, k = 3), through the ``recspark`` commands. Returns
+    (train.output_dir, run folder, the common ``--set`` arguments)."""
+    from recspark import cli
+
+    tmp = tmp_path_factory.mktemp("small_run")
+    common = [
+        "--set", f"data.dir={sample_dir}", "--set", f"ingest.output_dir={tmp}/ingest",
+        "--set", f"train.output_dir={tmp}/runs", "--set", f"segment.output_dir={tmp}/segments",
+        "--set", f"rescore.output_dir={tmp}/rescore",
+    ]
+    lent = _Lent(spark)
+    original = cli.build_session
+    cli.build_session = lambda _cfg: lent
+    try:
+        assert cli.run_command("ingest", common) == 0
+        assert cli.run_command("train", common + [
+            "--set", "train.run_id=small", "--set", "train.models=bias,popularity,als,svd",
+            "--set", "als.max_iter=4", "--set", "als.rank=8", "--set", "svd.sweep=[4,8,12]",
+            "--set", "svd.rank=8", "--set", "train.validation_fraction=0.05",
+            "--set", "recommend.extra_splits=[]",
+        ]) == 0
+        assert cli.run_command("segment", common + [
+            "--set", "segment.run_id=small", "--set", "segment.k=3",
+            "--set", "segment.plot_points=2000",
+        ]) == 0
+    finally:
+        cli.build_session = original
+    return f"{tmp}/runs", f"{tmp}/runs/small", common

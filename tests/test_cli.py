@@ -52,3 +52,56 @@ def test_a_bad_log_level_is_a_usage_error():
     assert done.returncode == 2
     assert "invalid choice: 'FOO'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _no_spark(monkeypatch):
+    def no_spark(_cfg):
+        raise AssertionError("the SparkSession must not be built")
+
+    monkeypatch.setattr(cli, "build_session", no_spark)
+
+
+@pytest.mark.parametrize("name", ["ingest", "train", "segment", "rescore", "tune", "report", "generate"])
+def test_every_command_has_its_own_help(capsys, name):
+    with pytest.raises(SystemExit) as stop:
+        cli.main([name, "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: recspark {name}")
+    assert "config sections read: spark" in out and "examples:\n  recspark " + name in out
+    assert "outputs: " in out and "--dry-run" in out
+
+
+def test_top_level_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for name in ("ingest", "train", "segment", "rescore", "tune", "report", "generate"):
+        assert f"\n  {name} " in out
+
+
+def test_dry_run_prints_config_and_plan_without_spark(monkeypatch, capsys):
+    _no_spark(monkeypatch)
+    assert cli.main(["train", "--dry-run", "--set", "train.models=bias,popularity,als",
+                     "--set", "train.run_id=x"]) == 0
+    out = capsys.readouterr().out
+    assert 'models = ["bias", "popularity", "als"]' in out
+    plan = [line for line in out.splitlines() if line.startswith("# ")]
+    assert "# 5. fit popularity [SAVE, TOP_N]" in plan
+    assert any("top-10 lists and ranking metrics@10: popularity, als" in p for p in plan)
+    assert plan[-2].endswith("/x/") and plan[-1].endswith("write report.html")
+
+
+def test_dry_run_still_rejects_a_bad_value(monkeypatch, caplog):
+    _no_spark(monkeypatch)
+    assert cli.main(["segment", "--dry-run", "--set", "als.rank=0"]) == 2
+    assert "als.rank" in caplog.text
+
+
+def test_a_command_not_in_this_build_exits_2(monkeypatch, caplog):
+    _no_spark(monkeypatch)
+    monkeypatch.setitem(cli.COMMANDS, "tune", cli.COMMANDS["tune"])
+    if cli.COMMANDS["tune"].run is not None:
+        pytest.skip("tune is available")
+    assert cli.main(["tune"]) == 2
+    assert "not available in this build" in caplog.text

@@ -75,23 +75,27 @@ def list_dir(spark: SparkSession, path: str) -> list[str]:
     return sorted(str(s.getPath().getName()) for s in fs.listStatus(hpath))
 
 
-def write_text(spark: SparkSession, path: str, text: str) -> None:
-    """Write a small text file (config, markers) through the Hadoop file system."""
+def write_bytes(spark: SparkSession, path: str, data: bytes) -> None:
+    """Write a small binary file (a PNG, a report) through the Hadoop file system."""
     fs, hpath = _fs_path(spark, path)
     out = fs.create(hpath, True)
     try:
-        out.write(bytearray(text.encode("utf-8")))
+        out.write(bytearray(data))
     finally:
         out.close()
 
 
-def read_text(spark: SparkSession, path: str) -> str:
-    """Read a small text file written by :func:`write_text`."""
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    """Write a small text file (config, markers) through the Hadoop file system."""
+    write_bytes(spark, path, text.encode("utf-8"))
+
+
+def read_bytes(spark: SparkSession, path: str) -> bytes:
+    """Read a small file (a PNG) whole through the Hadoop file system."""
     fs, hpath = _fs_path(spark, path)
     stream = fs.open(hpath)
     try:
-        jvm = spark.sparkContext._jvm
-        return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+        return bytes(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
     finally:
         stream.close()
 
@@ -111,6 +115,11 @@ def read_first_line(spark: SparkSession, path: str) -> str | None:
         return None if line is None else str(line)
     finally:
         stream.close()
+
+
+def read_text(spark: SparkSession, path: str) -> str:
+    """Read a small text file written by :func:`write_text`."""
+    return read_bytes(spark, path).decode("utf-8")
 
 
 def publish(spark: SparkSession, staging: str, target: str) -> None:

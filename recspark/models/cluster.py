@@ -180,9 +180,10 @@ def segment_profiles(
     require_columns(movies, [MOVIE_ID, TITLE, GENRES], stage="segment_profiles (movies)")
     rated = ratings.select(USER_ID, MOVIE_ID, RATING).join(segments.select(USER_ID, SEGMENT), USER_ID)
 
-    everyone = Window.partitionBy()  # over k rows only
     sizes = segments.groupBy(SEGMENT).agg(F.count(F.lit(1)).alias(SIZE))
-    sizes = sizes.withColumn(SHARE, F.col(SIZE) / F.sum(SIZE).over(everyone))
+    # the total joined on (k rows), not a window without partition: Spark warns on those
+    total = sizes.agg(F.sum(SIZE).alias("_total"))
+    sizes = sizes.crossJoin(total).select(SEGMENT, SIZE, (F.col(SIZE) / F.col("_total")).alias(SHARE))
     means = rated.groupBy(SEGMENT).agg(
         F.count(F.lit(1)).alias(N_RATINGS), F.avg(RATING).alias(MEAN_RATING)
     )

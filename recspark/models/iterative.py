@@ -28,8 +28,9 @@ Checkpointing
 Stage names and progress
     Each step's Spark jobs are described as ``"<name> <unit> t/max_iter"`` and one INFO line
     follows it, e.g. ``als iteration 3/10: train RMSE 0.8123, validation RMSE 0.8634,
-    objective 1.23e+04 (1.2 s)``; NaN figures (no validation set, no change yet) are left
-    out of the line.
+    objective 1.23e+04 (1.2 s; 3.9 s elapsed, ~9 s left)``, the time left estimated from
+    the mean step so far (early stopping may end sooner); NaN figures (no validation set, no
+    change yet) are left out of the line.
 
 Example (iteration 0 is the initial state, as NMF and iterative SVD record it)::
 
@@ -56,7 +57,7 @@ import pandas as pd
 from pyspark import RDD, StorageLevel
 from pyspark.sql import SparkSession
 
-from recspark.log import job_description
+from recspark.log import eta, job_description
 from recspark.schema import ITERATION, OBJECTIVE, SECONDS, TRAIN_RMSE, VALIDATION_RMSE
 
 __all__ = ["Iteration", "IterationResult", "Loop", "LoopResult"]
@@ -210,6 +211,7 @@ class Loop:
         (see the module docstring for when it stops). Returns a :class:`LoopResult`; raises
         what ``step`` raises, after freeing every iteration's data."""
         rows: list[dict[str, float]] = []
+        self._first, self._spent = first, 0.0
         best: _Held | None = None
         last: _Held | None = None
         best_rmse, bad, stopped_by = math.inf, 0, "max_iter"
@@ -270,7 +272,12 @@ class Loop:
         finally:
             it._previous = None  # no chain of handles across the whole fit
         seconds = time.perf_counter() - start
-        _logger.info("%s: %s (%.1f s)", label, _figures(result), seconds)
+        self._spent += seconds
+        done = number - self._first + 1
+        _logger.info(
+            "%s: %s (%.1f s; %s)", label, _figures(result), seconds,
+            eta(done, max_iter - self._first + 1, self._spent),
+        )
         return it, result, seconds
 
     def _finish(

@@ -12,7 +12,7 @@ train run the model came from, or a new UTC time stamp when the model was fitted
   on the validation and test ratings, plus k, silhouette, blend_weight and size_ratio
 - ``similar_movies/`` Parquet: movie_id, rank, similar_movie_id, similarity, title, similar_title
 - ``users_pca.png`` (user factors coloured by segment) and ``movies_pca.png`` (movie factors
-  coloured by first listed genre), each of at most ``segment.plot_points`` sampled points
+  coloured by genre group), each of at most ``segment.plot_points`` sampled points
 - ``config.toml``: the resolved configuration
 
 Honest ablation. The ratings are split exactly as the train pipeline splits them (same seeds):
@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from recspark.config import Config, expand
 from recspark.errors import DataNotFoundError
@@ -58,7 +57,7 @@ from recspark.models.cluster import (
 )
 from recspark.models.contract import Ability, ModelSpec, require
 from recspark.pipeline.sizes import config_for_data
-from recspark.plots import line_chart, pca_scatter
+from recspark.plots import GENRE_GROUPS, genre_group, line_chart, pca_scatter
 from recspark.schema import (
     BIAS,
     BLEND_WEIGHT,
@@ -380,7 +379,7 @@ def _pictures(
     n_users: int, out: str,
 ) -> None:
     """Write ``users_pca.png`` (user factors by segment) and ``movies_pca.png`` (movie
-    factors by first genre), each of a seeded sample of at most ``segment.plot_points``."""
+    factors by genre group, :func:`recspark.plots.genre_group`), each of a seeded sample of at most ``segment.plot_points``."""
     sc, name = cfg.segment, cfg.segment.model
     with stage("segment: latent-space pictures", spark):
         users = _sample(
@@ -390,14 +389,15 @@ def _pictures(
         _scatter(spark, users, label=SEGMENT, path=f"{out}/users_pca.png",
                  title=f"{name} user factors, PCA, coloured by segment", n_total=n_users)
         items = model.item_factors.join(movies.select(MOVIE_ID, GENRES), MOVIE_ID, "left").select(
-            FACTORS, F.coalesce(F.split(F.col(GENRES), r"\|")[0], F.lit("?")).alias(GENRE)
+            FACTORS, GENRES
         )
         n_items = items.count()
         items_pdf = _sample(items, n=n_items, points=sc.plot_points,
                             seed=derive_seed(cfg.seed, "segment", "plot_movies"))
+        items_pdf[GENRE] = items_pdf[GENRES].map(genre_group)
         _scatter(spark, items_pdf, label=GENRE, path=f"{out}/movies_pca.png",
-                 title=f"{name} movie factors, PCA, coloured by first genre", n_total=n_items,
-                 max_groups=10)
+                 title=f"{name} movie factors, PCA, coloured by genre group", n_total=n_items,
+                 max_groups=len(GENRE_GROUPS) + 1)
 
 
 def _sample(df: DataFrame, *, n: int, points: int, seed: int) -> pd.DataFrame:

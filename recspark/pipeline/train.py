@@ -36,6 +36,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from recspark.config import Config, SplitConfig, expand
 from recspark.evaluation.best import RANKING_KEY, RANKING_METRIC_KEY, RMSE_KEY, best_models, best_rows
+from recspark.evaluation.leaderboard import format_board, leaderboard
 from recspark.evaluation.rating import metrics_frame, regression_metrics, union_all
 from recspark.evaluation.sweeps import sweep_rows
 from recspark.io import runs, storage
@@ -60,7 +61,6 @@ from recspark.schema import (
     PREDICTION,
     RATING,
     RMSE,
-    SPLIT,
     SWEEP_K,
     USER_ID,
     VALUE,
@@ -76,18 +76,21 @@ _logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
-    """Where the run was written and its metrics as a small pandas frame."""
+    """Where the run was written, its metrics as a small pandas frame, its main split kind
+    and ranking cut-off k."""
 
     run_id: str
     run_dir: str
     metrics: pd.DataFrame
+    kind: str = "random"
+    k: int = 10
 
-    def summary(self) -> str:
-        """The metrics as a model × (split, metric) table for the terminal."""
-        table = self.metrics.pivot_table(
-            index=MODEL, columns=[SPLIT, METRIC], values=VALUE, aggfunc="first"
-        )
-        return table.to_string(float_format=lambda v: f"{v:.4f}")
+    def summary(self, width: int = 120) -> str:
+        """The leaderboard of the main split for the terminal, at most ``width`` columns
+        (:func:`recspark.evaluation.leaderboard.format_board`); per-iteration figures stay
+        in the metrics table and the report."""
+        board = leaderboard(self.metrics, kind=self.kind, k=self.k)
+        return format_board(board, k=self.k, width=width)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +144,7 @@ def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> T
         runs.write_run_config(spark, staging, cfg)
     with stage("train: read metrics back", spark):
         metrics = spark.read.parquet(f"{run_dir}/{runs.METRICS_DIR}").toPandas()
-    result = TrainResult(run_id, run_dir, metrics)
+    result = TrainResult(run_id, run_dir, metrics, kind=cfg.split.kind, k=cfg.recommend.k)
     _logger.info("run %s written to %s", run_id, run_dir)
     return result
 
