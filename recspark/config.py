@@ -15,6 +15,7 @@ is one module plus one registry line.
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import tomllib
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from recspark.errors import ConfigError
 
@@ -33,7 +34,8 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 DATA_ENV = "RECSPARK_DATA"
 
 #: Split kinds :mod:`recspark.split` implements.
-SPLIT_KINDS = ("random", "leave_last_out")
+SPLIT_KINDS = ("random", "leave_last_out", "kfold", "temporal", "stratified")
+SplitKind = Literal["random", "leave_last_out", "kfold", "temporal", "stratified"]
 
 
 class Section(BaseModel):
@@ -143,20 +145,36 @@ class IngestConfig(Section):
 
 
 class SplitConfig(Section):
-    """How ratings are split into train and test."""
+    """How ratings are split into train and test (:mod:`recspark.split`).
 
-    kind: Literal["random", "leave_last_out"] = "random"
+    ``kind``: ``random``, ``leave_last_out``, ``kfold`` (fold 0 of round(1 / test_fraction)
+    hashed folds), ``temporal`` (test = ratings at or after a global cut-off: ``cutoff``,
+    a YYYY-MM-DD date (UTC), or when empty the (1 − test_fraction) quantile of the
+    timestamps) or ``stratified`` (per user, floor(test_fraction · n_u) ratings to test).
+    """
+
+    kind: SplitKind = "random"
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    cutoff: str = Field("", pattern=r"^(|\d{4}-\d{2}-\d{2})$")
+
+    @field_validator("cutoff", mode="before")
+    @classmethod
+    def _date_as_text(cls, value: Any) -> Any:
+        # TOML reads a bare 2015-01-01 as a date; the setting is text.
+        return value.isoformat() if isinstance(value, datetime.date) else value
 
 
 class TrainConfig(Section):
     """What ``jobs/train.py`` fits and where it writes the run folder. ``models`` names
-    registered models (:mod:`recspark.models.registry`), checked when the config is built."""
+    registered models (:mod:`recspark.models.registry`), checked when the config is built.
+    ``folds`` >= 2 cross-validates every model on that many hashed folds
+    (:func:`recspark.split.kfold_split`) instead of fitting it on ``split``."""
 
     models: tuple[str, ...] = ("bias", "popularity", "mllib_als")
     output_dir: str = "out/runs"
     run_id: str = ""
     validation_fraction: float = Field(0.0, ge=0, lt=1)
+    folds: int = Field(0, ge=0)  # >= 2: k-fold cross-validation instead of one split
     rating_min: float = 0.5
     rating_max: float = 5.0
 
@@ -169,6 +187,8 @@ class TrainConfig(Section):
             )
         if not self.models:
             raise ValueError("train.models must name at least one model")
+        if self.folds == 1:
+            raise ValueError("train.folds must be 0 (one split) or at least 2, got 1")
         return self
 
 
@@ -296,7 +316,7 @@ class RecommendConfig(Section):
     """
 
     enabled: bool = True
-    extra_splits: tuple[Literal["random", "leave_last_out"], ...] = ("leave_last_out",)
+    extra_splits: tuple[SplitKind, ...] = ("leave_last_out",)
     n: int = Field(10, ge=1)
     k: int = Field(10, ge=1)
     relevance_threshold: float = 4.0

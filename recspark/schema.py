@@ -161,6 +161,8 @@ RUN_ID = "run_id"
 SPLIT = "split"  # "<split kind>/train", "<split kind>/test", "validation", ...
 METRIC = "metric"
 VALUE = "value"
+FOLD = "fold"  # cross-validation fold 0..K-1 of a per-fold row; null otherwise (summaries too)
+KFOLD = "kfold"  # the split kind of cross-validation rows: split "kfold/test", "kfold/train"
 
 METRICS_SCHEMA = T.StructType(
     [
@@ -169,6 +171,7 @@ METRICS_SCHEMA = T.StructType(
         T.StructField(SPLIT, T.StringType(), False),
         T.StructField(METRIC, T.StringType(), False),
         T.StructField(VALUE, T.DoubleType(), True),
+        T.StructField(FOLD, T.IntegerType(), True),
     ]
 )
 
@@ -206,6 +209,12 @@ ndcg_at = functools.partial(at_k, NDCG)
 map_at = functools.partial(at_k, MAP)
 hit_rate_at = functools.partial(at_k, HIT_RATE)
 coverage_at = functools.partial(at_k, COVERAGE)
+
+
+def std_of(metric: str) -> str:
+    """``<metric>_std``: the standard deviation (ddof = 1) over folds of a cross-validated
+    metric, beside its mean ``<metric>`` in the fold-summary rows."""
+    return f"{metric}_std"
 
 
 def at_iteration(metric: str, iteration: int) -> str:

@@ -44,11 +44,19 @@ def regression_metrics(predictions: DataFrame) -> dict[str, float]:
 
 
 def metrics_frame(
-    spark: SparkSession, *, run_id: str, model: str, split: str, values: Mapping[str, float]
+    spark: SparkSession,
+    *,
+    run_id: str,
+    model: str,
+    split: str,
+    values: Mapping[str, float],
+    fold: int | None = None,
 ) -> DataFrame:
-    """Rows (run_id, model, split, metric, value) for the metrics table."""
+    """Rows (run_id, model, split, metric, value, fold) for the metrics table; ``fold`` is
+    the cross-validation fold of per-fold rows, None otherwise."""
     return spark.createDataFrame(
-        [(run_id, model, split, name, float(v)) for name, v in values.items()], METRICS_SCHEMA
+        [(run_id, model, split, name, float(v), fold) for name, v in values.items()],
+        METRICS_SCHEMA,
     )
 
 
