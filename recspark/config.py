@@ -175,6 +175,7 @@ class TrainConfig(Section):
     run_id: str = ""
     validation_fraction: float = Field(0.0, ge=0, lt=1)
     folds: int = Field(0, ge=0)  # >= 2: k-fold cross-validation instead of one split
+    leaderboard_by: Literal["rmse", "mae", "ndcg", "hit_rate", "coverage", "fit_seconds"] = "rmse"
     rating_min: float = 0.5
     rating_max: float = 5.0
 

@@ -9,6 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recspark.schema import (
+    FOLD,
     MAE,
     METRIC,
     METRICS_SCHEMA,
@@ -19,6 +20,7 @@ from recspark.schema import (
     RATING,
     RMSE,
     ROWS,
+    RUN_ID,
     SPLIT,
     VALUE,
     require_columns,
@@ -58,6 +60,17 @@ def metrics_frame(
         [(run_id, model, split, name, float(v), fold) for name, v in values.items()],
         METRICS_SCHEMA,
     )
+
+
+def metrics_table(spark: SparkSession, metrics: pd.DataFrame) -> DataFrame:
+    """The pandas metrics table ``metrics`` (the columns of ``METRICS_SCHEMA``; NaN or None
+    for a null fold) as a Spark DataFrame of that schema."""
+    rows = [
+        (r[RUN_ID], r[MODEL], r[SPLIT], r[METRIC], float(r[VALUE]),
+         None if pd.isna(r[FOLD]) else int(r[FOLD]))
+        for r in metrics.to_dict("records")
+    ]
+    return spark.createDataFrame(rows, METRICS_SCHEMA)
 
 
 def union_all(frames: list[DataFrame]) -> DataFrame:

@@ -38,6 +38,8 @@ PREDICTIONS_DIR = "predictions"
 METRICS_DIR = "metrics"
 RECOMMENDATIONS_DIR = "recommendations"
 SPLITS_DIR = "splits"
+FOLDS_DIR = "folds"  # cross-validated runs: folds/<i>/recommendations/
+LEADERBOARD_DIR = "leaderboard"  # leaderboard/ Parquet and leaderboard.csv
 #: Key of the registered model name in ``model.json``.
 NAME_KEY = "name"
 

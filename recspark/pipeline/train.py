@@ -16,9 +16,18 @@ spec claims:
 - ``TOP_N``: ``recommendations/`` partitioned by ``model`` and ranking metrics
   (:mod:`recspark.pipeline.ranking`), when ``recommend.enabled``
 
-plus ``fit_seconds`` of every model, ``metrics/`` Parquet (run_id, model, split, metric,
-value), ``splits/<kind>/recommendations/`` and the test metrics of every
-``recommend.extra_splits`` kind (every model refitted on that split), and ``config.toml``.
+plus ``fit_seconds`` of every model (its baseline's fit included), ``metrics/`` Parquet
+(run_id, model, split, metric, value, fold), ``splits/<kind>/recommendations/`` and the
+test metrics of every ``recommend.extra_splits`` kind (every model refitted on that split),
+``leaderboard/`` Parquet and ``leaderboard.csv`` (:mod:`recspark.evaluation.leaderboard`,
+sorted by ``train.leaderboard_by``), and ``config.toml``.
+
+With ``train.folds`` = K >= 2 the run cross-validates instead (:func:`cross_validate`):
+every model is fitted on each of K hashed folds (:func:`recspark.split.kfold_split`); no
+model or prediction is kept, top-N lists go to ``folds/<i>/recommendations/``, and the
+metrics table holds the per-fold rows (``fold`` = i, split ``kfold/test`` or
+``kfold/train``) plus their mean and standard deviation per model (``fold`` null, metric
+``<name>`` and ``<name>_std``).
 """
 
 from __future__ import annotations
@@ -30,9 +39,11 @@ from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from recspark.config import Config, SplitConfig, expand
-from recspark.evaluation.rating import metrics_frame, regression_metrics, union_all
+from recspark.evaluation.leaderboard import fold_summary, format_leaderboard, leaderboard
+from recspark.evaluation.rating import metrics_frame, metrics_table, regression_metrics, union_all
 from recspark.evaluation.sweeps import sweep_rows
 from recspark.io import runs, storage
 from recspark.io.ingested import read_ratings
@@ -44,7 +55,9 @@ from recspark.pipeline.ranking import recommend_and_rank
 from recspark.plots import convergence_chart, sweep_chart
 from recspark.schema import (
     FIT_SECONDS,
+    FOLD,
     ITERATION,
+    KFOLD,
     MAE,
     METRIC,
     METRICS_SCHEMA,
@@ -63,7 +76,7 @@ from recspark.schema import (
     at_rank,
 )
 from recspark.seeds import derive_seed
-from recspark.split import random_split, split_config, split_ratings
+from recspark.split import kfold_split, random_split, split_config, split_ratings
 
 _logger = logging.getLogger(__name__)
 
@@ -75,13 +88,17 @@ class TrainResult:
     run_id: str
     run_dir: str
     metrics: pd.DataFrame
+    leaderboard: pd.DataFrame | None = None
 
     def summary(self) -> str:
-        """The metrics as a model × (split, metric) table for the terminal."""
-        table = self.metrics.pivot_table(
-            index=MODEL, columns=[SPLIT, METRIC], values=VALUE, aggfunc="first"
-        )
-        return table.to_string(float_format=lambda v: f"{v:.4f}")
+        """The metrics (fold summaries, not per-fold rows) as a model × (split, metric)
+        table for the terminal, then the leaderboard."""
+        rows = self.metrics[self.metrics[FOLD].isna()] if FOLD in self.metrics else self.metrics
+        table = rows.pivot_table(index=MODEL, columns=[SPLIT, METRIC], values=VALUE, aggfunc="first")
+        text = table.to_string(float_format=lambda v: f"{v:.4f}")
+        if self.leaderboard is not None:
+            text += "\n\nleaderboard\n" + format_leaderboard(self.leaderboard)
+        return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +110,8 @@ class _Split:
     validation: DataFrame | None
     test: DataFrame
     bias: BiasModel
+    bias_seconds: float = 0.0  # the baseline's fit, counted in every model's fit_seconds
+    fold: int | None = None
 
     def unpersist(self) -> None:
         for df in (self.train, self.validation, self.test):
@@ -107,8 +126,11 @@ def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> T
     ratings = read_ratings(spark, expand(cfg.ingest_dir()))
     extra_kinds = [split_config(cfg.split, k).kind for k in cfg.recommend.extra_splits]  # fail early
     extra_kinds = [k for k in dict.fromkeys(extra_kinds) if k != cfg.split.kind]
-    main = _split_and_bias(spark, cfg, ratings, cfg.split)
     with storage.staged(spark, run_dir) as staging:
+        if cfg.train.folds >= 2:
+            return _finish(spark, cfg, cross_validate(spark, cfg, ratings, run_id, staging),
+                           run_id=run_id, run_dir=run_dir, staging=staging)
+        main = _split_and_bias(spark, cfg, ratings, cfg.split)
         rows: list[DataFrame] = []
         rankers: dict[str, Any] = {}
         for name in cfg.train.models:
@@ -124,22 +146,74 @@ def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> T
         if cfg.recommend.enabled:
             for kind in extra_kinds:
                 rows += _extra_split(spark, cfg, ratings, kind, run_id, staging)
-        union_all(rows).coalesce(1).write.parquet(f"{staging}/{runs.METRICS_DIR}")
-        runs.write_run_config(spark, staging, cfg)
-    result = TrainResult(
-        run_id, run_dir, spark.read.parquet(f"{run_dir}/{runs.METRICS_DIR}").toPandas()
-    )
-    _logger.info("run %s written to %s", run_id, run_dir)
-    return result
+        return _finish(spark, cfg, rows, run_id=run_id, run_dir=run_dir, staging=staging)
+
+
+def _finish(
+    spark: SparkSession, cfg: Config, rows: list[DataFrame], *, run_id: str, run_dir: str,
+    staging: str,
+) -> TrainResult:
+    """Write the metrics table (plus fold summaries when there are per-fold rows), the
+    leaderboard and the config into ``staging``; the result once published."""
+    metrics = union_all(rows).toPandas()
+    if metrics[FOLD].notna().any():
+        metrics = pd.concat([metrics, fold_summary(metrics)], ignore_index=True)
+    metrics_table(spark, metrics).coalesce(1).write.parquet(f"{staging}/{runs.METRICS_DIR}")
+    board = leaderboard(metrics, k=cfg.recommend.k, sort_by=cfg.train.leaderboard_by)
+    where = f"{staging}/{runs.LEADERBOARD_DIR}"
+    spark.createDataFrame(board).coalesce(1).write.parquet(where)
+    storage.write_text(spark, f"{where}.csv", board.to_csv(index=False))
+    _logger.info("leaderboard by %s:\n%s", cfg.train.leaderboard_by, format_leaderboard(board))
+    runs.write_run_config(spark, staging, cfg)
+    return TrainResult(run_id, run_dir, metrics, board)
+
+
+def cross_validate(
+    spark: SparkSession, cfg: Config, ratings: DataFrame, run_id: str, staging: str
+) -> list[DataFrame]:
+    """Fit every model of ``train.models`` on each of the ``train.folds`` folds; return the
+    per-fold metric rows (``fold`` = i): fit seconds on ``kfold/train``, test RMSE/MAE of
+    ``PREDICT`` models and ranking metrics of ``TOP_N`` models on ``kfold/test`` (lists in
+    ``folds/<i>/``)."""
+    rows: list[DataFrame] = []
+    for fold in range(cfg.train.folds):
+        split = _split_and_bias(spark, cfg, ratings, cfg.split, fold=fold)
+        rankers: dict[str, Any] = {}
+        for name in cfg.train.models:
+            spec = registry.spec(name)
+            start = time.perf_counter()
+            model = _fit(spark, cfg, name, split, label=f" (fold {fold})")
+            seconds = {FIT_SECONDS: split.bias_seconds + time.perf_counter() - start}
+            rows.append(metrics_frame(
+                spark, run_id=run_id, model=name, split=f"{KFOLD}/train", values=seconds, fold=fold
+            ))
+            if spec.can(Ability.PREDICT):
+                rows.append(_evaluate(spark, model, name, run_id, f"{KFOLD}/test", split.test, None,
+                                      fold=fold))
+            if spec.can(Ability.TOP_N):
+                rankers[name] = model
+        ranked = recommend_and_rank(
+            spark, cfg, rankers=rankers, train=split.train, test=split.test, run_id=run_id,
+            out_dir=f"{staging}/{runs.FOLDS_DIR}/{fold}", kind=KFOLD,
+        )
+        rows += [r.withColumn(FOLD, F.lit(fold).cast("int")) for r in ranked]
+        split.unpersist()
+    return rows
 
 
 def _split_and_bias(
-    spark: SparkSession, cfg: Config, ratings: DataFrame, split_cfg: SplitConfig
+    spark: SparkSession, cfg: Config, ratings: DataFrame, split_cfg: SplitConfig,
+    fold: int | None = None,
 ) -> _Split:
-    """The (train, validation or None, test) parts of ``split_cfg`` (cached) and the bias
-    model fitted on train."""
-    with stage(f"split ({split_cfg.kind})", spark):
-        train, test = split_ratings(ratings, cfg=split_cfg, seed=derive_seed(cfg.seed, "split"))
+    """The (train, validation or None, test) parts of ``split_cfg`` (or of k-fold fold
+    ``fold`` of ``train.folds``), cached, and the bias model fitted on train (timed)."""
+    kind = split_cfg.kind if fold is None else KFOLD
+    with stage(f"split ({kind}{'' if fold is None else f' {fold}'})", spark):
+        seed = derive_seed(cfg.seed, "split")
+        train, test = (
+            split_ratings(ratings, cfg=split_cfg, seed=seed) if fold is None
+            else kfold_split(ratings, folds=cfg.train.folds, fold=fold, seed=seed)
+        )
         validation = None
         if cfg.train.validation_fraction > 0:
             train, validation = random_split(
@@ -149,9 +223,10 @@ def _split_and_bias(
             )
             validation = validation.cache()
         train, test = train.cache(), test.cache()
+    start = time.perf_counter()
     with stage("bias model", spark):
         bias = fit_bias(train, cfg=cfg.bias, lo=cfg.train.rating_min, hi=cfg.train.rating_max)
-    return _Split(split_cfg.kind, train, validation, test, bias)
+    return _Split(kind, train, validation, test, bias, time.perf_counter() - start, fold)
 
 
 def _fit(spark: SparkSession, cfg: Config, name: str, split: _Split, *, label: str = "") -> Any:
@@ -170,7 +245,7 @@ def _fit_and_report(
     spec = registry.spec(name)
     start = time.perf_counter()
     model = _fit(spark, cfg, name, split)
-    extra = {FIT_SECONDS: time.perf_counter() - start}
+    extra = {FIT_SECONDS: split.bias_seconds + time.perf_counter() - start}
     model_dir = runs.model_dir(staging, name)
     rows = []
     if spec.can(Ability.SAVE):
@@ -250,7 +325,7 @@ def _rank_sweep(
         sweep_chart(spark, sweep, out_dir=model_dir)
     return spark.createDataFrame(
         [
-            (run_id, at_rank(r[MODEL], int(r[SWEEP_K])), split, r[METRIC], float(r[VALUE]))
+            (run_id, at_rank(r[MODEL], int(r[SWEEP_K])), split, r[METRIC], float(r[VALUE]), None)
             for r in sweep.to_dict("records")
         ],
         METRICS_SCHEMA,
@@ -265,6 +340,7 @@ def _evaluate(
     split: str,
     data: DataFrame,
     write_to: str | None,
+    fold: int | None = None,
 ) -> DataFrame:
     """Predict ``data`` with a ``PREDICT`` model; optionally write the predictions; return
     metric rows.
@@ -284,4 +360,4 @@ def _evaluate(
         "%s %s: RMSE %.4f  MAE %.4f  personalised %.1f%%",
         name, split, values[RMSE], values[MAE], 100 * values[PERSONALISED_SHARE],
     )
-    return metrics_frame(spark, run_id=run_id, model=name, split=split, values=values)
+    return metrics_frame(spark, run_id=run_id, model=name, split=split, values=values, fold=fold)

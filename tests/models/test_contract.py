@@ -36,6 +36,7 @@ SETTINGS = [
     "mllib_als.rank=2", "mllib_als.max_iter=2", "mllib_als.num_blocks=2",
     "svd.rank=2", "svd.sweep=[1, 3]", "svd.max_rounds=2", "svd.blocks=2",
     "nmf.rank=2", "nmf.max_iter=2", "nmf.als_max_iter=2", "nmf.blocks=2",
+    "blend.members=[\"bias\", \"svd\"]",
 ]
 
 

@@ -107,3 +107,41 @@ def test_write_history_writes_parquet_png_and_metric_points(spark, tmp_path):
     back = pd.read_parquet(tmp_path / "hand_history").sort_values(ITERATION).reset_index(drop=True)
     pd.testing.assert_frame_equal(back, history, check_dtype=False)
     assert (tmp_path / "hand_convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cross_validated_run_writes_per_fold_rows_their_summary_and_a_leaderboard(
+    spark, tmp_path, run_job_script
+):
+    from tests.pipeline.test_new_model import _dataset
+
+    common = [
+        "--set", f"data.dir={_dataset(tmp_path / 'raw')}",
+        "--set", "data.dataset=tiny",
+        "--set", f"ingest.output_dir={tmp_path}/ingest",
+        "--set", f"train.output_dir={tmp_path}/runs",
+    ]
+    assert run_job_script("ingest", common) == 0
+    args = ["--set", "train.run_id=cv", "--set", "train.models=bias,popularity",
+            "--set", "train.folds=3", "--set", "recommend.n=3", "--set", "recommend.k=3",
+            "--set", "train.leaderboard_by=ndcg"]
+    assert run_job_script("train", common + args) == 0
+
+    run = tmp_path / "runs" / "cv"
+    metrics = pd.read_parquet(run / "metrics")
+    per_fold = metrics[metrics["fold"].notna()]
+    rows = per_fold[(per_fold[MODEL] == "bias") & (per_fold[METRIC] == "rows")]
+    assert sorted(rows["fold"]) == [0, 1, 2] and set(rows[SPLIT]) == {"kfold/test"}
+    ratings = pd.read_parquet(tmp_path / "ingest" / "ratings")
+    assert rows[VALUE].sum() == len(ratings)  # every rating tested exactly once
+    rmse = per_fold[(per_fold[MODEL] == "bias") & (per_fold[METRIC] == "rmse")][VALUE]
+    summary = metrics[metrics["fold"].isna()].set_index([MODEL, SPLIT, METRIC])[VALUE]
+    assert summary[("bias", "kfold/test", "rmse")] == pytest.approx(rmse.mean())
+    assert summary[("bias", "kfold/test", "rmse_std")] == pytest.approx(rmse.std(ddof=1))
+    assert summary[("popularity", "kfold/test", "ndcg@3")] >= 0
+    assert summary[("bias", "kfold/train", "fit_seconds")] > 0  # the baseline's fit counts
+
+    board = pd.read_parquet(run / "leaderboard")
+    assert board[MODEL].tolist() == ["popularity", "bias"]  # by NDCG@3; bias cannot rank
+    assert board.loc[1, "rmse"] == pytest.approx(rmse.mean())
+    assert pd.read_csv(run / "leaderboard.csv")[MODEL].tolist() == ["popularity", "bias"]
+    assert (run / "folds" / "2" / "recommendations").is_dir()
