@@ -86,19 +86,29 @@ def member_predictions(members: list[Any], pairs: DataFrame) -> DataFrame:
     return scored
 
 
-def normal_equations(scored: DataFrame, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """(XᵀX, Xᵀy) of X = [1, _blend_p0 … _blend_p<m-1>] and y = ``rating`` over the rows of
-    ``scored``: an (m+1) × (m+1) and an (m+1,) array. Action: one aggregation."""
+def normal_equations(scored: DataFrame, m: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(XᵀX, Xᵀy, yᵀy) of X = [1, _blend_p0 … _blend_p<m-1>] and y = ``rating`` over the rows
+    of ``scored``: an (m+1) × (m+1) and an (m+1,) array and a number. Action: one
+    aggregation."""
     require_columns(scored, [RATING] + [_column(j) for j in range(m)], stage="blend weights")
     x = [F.lit(1.0)] + [F.col(_column(j)) for j in range(m)]
     sums = [F.sum(x[a] * x[b]) for a in range(m + 1) for b in range(a, m + 1)]
     sums += [F.sum(x[a] * F.col(RATING)) for a in range(m + 1)]
+    sums.append(F.sum(F.col(RATING) * F.col(RATING)))
     row = scored.agg(*sums).first()
     values = [float(v) if v is not None else 0.0 for v in row]
     gram = np.zeros((m + 1, m + 1))
-    gram[np.triu_indices(m + 1)] = values[: len(values) - (m + 1)]
+    n_gram = (m + 1) * (m + 2) // 2
+    gram[np.triu_indices(m + 1)] = values[:n_gram]
     gram = gram + np.triu(gram, 1).T
-    return gram, np.asarray(values[-(m + 1):])
+    return gram, np.asarray(values[n_gram:n_gram + m + 1]), values[-1]
+
+
+def holdout_rmse(gram: np.ndarray, xty: np.ndarray, yty: float, w: np.ndarray) -> float:
+    """RMSE on the rows behind the normal equations of the (unclipped) predictor X·w:
+    sqrt((yᵀy − 2 wᵀXᵀy + wᵀXᵀXw) / n), n = XᵀX[0, 0]."""
+    sse = yty - 2.0 * float(w @ xty) + float(w @ gram @ w)
+    return float(np.sqrt(max(sse, 0.0) / gram[0, 0])) if gram[0, 0] else float("nan")
 
 
 def ridge_weights(gram: np.ndarray, xty: np.ndarray, reg: float) -> np.ndarray:
@@ -158,10 +168,14 @@ def fit_blend(
     part_bias = fit_bias(fit_part, cfg=root_cfg.bias, lo=lo, hi=hi)
     members = [registry.fit(n, fit_part, cfg=root_cfg, bias=part_bias) for n in cfg.members]
     scored = member_predictions(members, holdout.select(USER_ID, MOVIE_ID, RATING))
-    weights = ridge_weights(*normal_equations(scored, len(members)), cfg.reg)
+    gram, xty, yty = normal_equations(scored, len(members))
+    weights = ridge_weights(gram, xty, cfg.reg)
+    alone = np.eye(len(members) + 1)[1:]  # member j's own predictions
     _logger.info(
-        "blend weights: intercept %.4f, %s", weights[0],
+        "blend weights: intercept %.4f, %s; validation RMSE %.4f (members: %s)", weights[0],
         ", ".join(f"{n} {w:.4f}" for n, w in zip(cfg.members, weights[1:])),
+        holdout_rmse(gram, xty, yty, weights),
+        ", ".join(f"{n} {holdout_rmse(gram, xty, yty, e):.4f}" for n, e in zip(cfg.members, alone)),
     )
     if cfg.refit:
         members = [registry.fit(n, train, cfg=root_cfg, bias=bias) for n in cfg.members]

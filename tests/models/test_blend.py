@@ -13,6 +13,7 @@ from recspark.errors import ConfigError
 from recspark.models.blend import (
     BlendConfig,
     BlendModel,
+    holdout_rmse,
     member_predictions,
     normal_equations,
     ridge_weights,
@@ -46,7 +47,8 @@ def test_weights_match_a_numpy_ridge_with_an_unpenalised_intercept(spark, reg):
     members = [Planted(0.5, 0.1), Planted(0.2, 0.6)]
     pairs, rows = _pairs(spark)
     scored = member_predictions(members, pairs)
-    w = ridge_weights(*normal_equations(scored, 2), reg)
+    gram, xty, yty = normal_equations(scored, 2)
+    w = ridge_weights(gram, xty, reg)
 
     u, m, y = rows[:, 0], rows[:, 1], rows[:, 2]
     x = np.column_stack([np.ones_like(u), 0.5 * u + 0.1 * m, 0.2 * u + 0.6 * m])
@@ -54,6 +56,7 @@ def test_weights_match_a_numpy_ridge_with_an_unpenalised_intercept(spark, reg):
     penalty = np.sqrt(reg) * np.diag([0.0, 1.0, 1.0])
     expected, *_ = np.linalg.lstsq(np.vstack([x, penalty]), np.concatenate([y, np.zeros(3)]), rcond=None)
     np.testing.assert_allclose(w, expected, rtol=1e-8, atol=1e-10)
+    assert holdout_rmse(gram, xty, yty, w) == pytest.approx(np.sqrt(np.mean((x @ w - y) ** 2)))
 
 
 def test_blend_predicts_the_weighted_sum_and_falls_back_where_no_member_is_personal(spark):
