@@ -112,15 +112,9 @@ def test_write_history_writes_parquet_png_and_metric_points(spark, tmp_path):
 def test_cross_validated_run_writes_per_fold_rows_their_summary_and_a_leaderboard(
     spark, tmp_path, run_job_script
 ):
-    from tests.pipeline.test_new_model import _dataset
+    from tests.pipeline.test_new_model import ingested
 
-    common = [
-        "--set", f"data.dir={_dataset(tmp_path / 'raw')}",
-        "--set", "data.dataset=tiny",
-        "--set", f"ingest.output_dir={tmp_path}/ingest",
-        "--set", f"train.output_dir={tmp_path}/runs",
-    ]
-    assert run_job_script("ingest", common) == 0
+    common = ingested(tmp_path, run_job_script)
     args = ["--set", "train.run_id=cv", "--set", "train.models=bias,popularity",
             "--set", "train.folds=3", "--set", "recommend.n=3", "--set", "recommend.k=3",
             "--set", "train.leaderboard_by=ndcg"]
