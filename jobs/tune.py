@@ -24,7 +24,8 @@ def _options(p) -> None:
                    help="K >= 2: K-fold CV of the training part; 0: one validation part")
     p.add_argument("--trials", type=int, default=0,
                    help="seeded random search of this many grid points (0: the whole grid)")
-    p.add_argument("--parallel", type=int, default=1, help="trials run at once")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="trials run at once (keep 1 for svd: computeSVD is not thread-safe)")
     p.add_argument("--output", default="", help="output folder (default out/tune/<model>)")
     p.add_argument("--overlay", default="", help="where to write the winning overlay "
                    "(default <output>/best.toml)")
