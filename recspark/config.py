@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from recspark.errors import ConfigError
 
@@ -34,7 +34,8 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 DATA_ENV = "RECSPARK_DATA"
 
 #: Split kinds :mod:`recspark.split` implements.
-SPLIT_KINDS = ("random", "leave_last_out")
+SPLIT_KINDS = ("random", "leave_last_out", "kfold", "temporal", "stratified")
+SplitKind = Literal["random", "leave_last_out", "kfold", "temporal", "stratified"]
 
 
 class Section(BaseModel):
@@ -144,10 +145,23 @@ class IngestConfig(Section):
 
 
 class SplitConfig(Section):
-    """How ratings are split into train and test."""
+    """How ratings are split into train and test (:mod:`recspark.split`).
 
-    kind: Literal["random", "leave_last_out"] = "random"
+    ``kind``: ``random``, ``leave_last_out``, ``kfold`` (fold 0 of round(1 / test_fraction)
+    hashed folds), ``temporal`` (test = ratings at or after a global cut-off: ``cutoff``,
+    a YYYY-MM-DD date (UTC), or when empty the (1 − test_fraction) quantile of the
+    timestamps) or ``stratified`` (per user, floor(test_fraction · n_u) ratings to test).
+    """
+
+    kind: SplitKind = "random"
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    cutoff: str = Field("", pattern=r"^(|\d{4}-\d{2}-\d{2})$")
+
+    @field_validator("cutoff", mode="before")
+    @classmethod
+    def _date_as_text(cls, value: Any) -> Any:
+        # TOML reads a bare 2015-01-01 as a date; the setting is text.
+        return value.isoformat() if isinstance(value, datetime.date) else value
 
 
 class TrainConfig(Section):
@@ -159,6 +173,9 @@ class TrainConfig(Section):
     ingested data set's layout (recorded in its ``report.json``), and the run's saved config
     records the scale used; ``"config"`` keeps the values set here, deliberately (ingest then
     validates against them too).
+
+    ``folds`` >= 2 cross-validates every model on that many hashed folds
+    (:func:`recspark.split.kfold_split`) instead of fitting it on ``split``.
     """
 
     models: tuple[str, ...] = ("bias", "popularity", "mllib_als")
@@ -166,6 +183,8 @@ class TrainConfig(Section):
     run_id: str = ""
     validation_fraction: float = Field(0.0, ge=0, lt=1)
     rating_scale: Literal["data", "config"] = "data"
+    folds: int = Field(0, ge=0)  # >= 2: k-fold cross-validation instead of one split
+    leaderboard_by: Literal["rmse", "mae", "ndcg", "hit_rate", "coverage", "fit_seconds"] = "rmse"
     rating_min: float = 0.5
     rating_max: float = 5.0
     rating_step: float = Field(0.5, gt=0)
@@ -179,6 +198,8 @@ class TrainConfig(Section):
             )
         if not self.models:
             raise ValueError("train.models must name at least one model")
+        if self.folds == 1:
+            raise ValueError("train.folds must be 0 (one split) or at least 2, got 1")
         return self
 
 
@@ -309,7 +330,7 @@ class RecommendConfig(Section):
     """
 
     enabled: bool = True
-    extra_splits: tuple[Literal["random", "leave_last_out"], ...] = ("leave_last_out",)
+    extra_splits: tuple[SplitKind, ...] = ("leave_last_out",)
     n: int = Field(10, ge=1)
     k: int = Field(10, ge=1)
     relevance_threshold: float = 4.0

@@ -205,3 +205,31 @@ def pca_scatter(
     ax.set_title(f"{title}\n{len(coords)} of {n_total} points")
     ax.grid(True, alpha=0.3)
     save_figure(spark, fig, path)
+
+
+def trial_chart(
+    spark: SparkSession, trials: pd.DataFrame, *, param: str, metric: str, path: str, title: str
+) -> None:
+    """PNG of a search's ``metric`` against one searched ``param`` (columns of ``trials``,
+    one row per trial): every trial as a dot (with its ``<metric>_std`` as an error bar
+    when present) and the best trial at each value joined by a line. Text values are
+    placed evenly in their sorted order."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    values = trials[param]
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    order = sorted(values.astype(str).unique()) if not numeric else None
+    xs = values.to_numpy(float) if numeric else values.astype(str).map(order.index).to_numpy(float)
+    std = trials.get(f"{metric}_std")
+    ax.errorbar(xs, trials[metric], yerr=None if std is None else std.fillna(0.0), fmt="o",
+                markersize=4, alpha=0.6, capsize=2, label="trials")
+    best = pd.DataFrame({"x": xs, "y": trials[metric]}).groupby("x")["y"]
+    best = best.max() if metric.split("@")[0] not in (RMSE, MAE) else best.min()
+    ax.plot(best.index, best.to_numpy(), marker="s", label="best at each value")
+    if not numeric:
+        ax.set_xticks(range(len(order)), order)
+    ax.set_title(title)
+    ax.set_xlabel(param)
+    ax.set_ylabel(metric)
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    save_figure(spark, fig, path)

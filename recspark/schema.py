@@ -163,7 +163,8 @@ RUN_ID = "run_id"
 SPLIT = "split"  # "<split kind>/train", "<split kind>/test", "validation", ...
 METRIC = "metric"
 VALUE = "value"
-FOLD = "fold"  # cross-validation fold of a metrics row (null: a summary over folds, or no folds)
+FOLD = "fold"  # cross-validation fold 0..K-1 of a per-fold row; null otherwise (summaries too)
+KFOLD = "kfold"  # the split kind of cross-validation rows: split "kfold/test", "kfold/train"
 
 METRICS_SCHEMA = T.StructType(
     [
@@ -172,6 +173,7 @@ METRICS_SCHEMA = T.StructType(
         T.StructField(SPLIT, T.StringType(), False),
         T.StructField(METRIC, T.StringType(), False),
         T.StructField(VALUE, T.DoubleType(), True),
+        T.StructField(FOLD, T.IntegerType(), True),
     ]
 )
 
@@ -221,6 +223,12 @@ def best_by(metric: str) -> str:
     """``best_by_<metric>``: the metric-table row naming the run's best model by ``metric``
     (its model column; the value is the model's figure), e.g. ``best_by_ndcg@10``."""
     return f"best_by_{metric}"
+
+
+def std_of(metric: str) -> str:
+    """``<metric>_std``: the standard deviation (ddof = 1) over folds of a cross-validated
+    metric, beside its mean ``<metric>`` in the fold-summary rows."""
+    return f"{metric}_std"
 
 
 def at_iteration(metric: str, iteration: int) -> str:

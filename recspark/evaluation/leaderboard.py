@@ -23,6 +23,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from recspark.errors import ConfigError
 from recspark.schema import (
     FIT_SECONDS,
     FOLD,
@@ -30,15 +31,48 @@ from recspark.schema import (
     METRIC,
     MODEL,
     RMSE,
+    RUN_ID,
     SPLIT,
     VALUE,
     coverage_at,
     hit_rate_at,
     ndcg_at,
+    std_of,
 )
 
 #: Suffix of the metric holding the standard deviation over folds of ``<name>``.
-STD = "_std"
+STD = std_of("")
+
+
+def fold_summary(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation (ddof = 1) over folds of every per-fold metric,
+
+        mean = Σ_f x_f / K,   std = sqrt(Σ_f (x_f − mean)² / (K − 1))
+
+    ``metrics``: the metrics table in pandas; rows with a non-null ``fold`` are per-fold.
+    Returns rows of the same columns, ``fold`` null: for each (run_id, model, split, metric)
+    with per-fold rows, ``<metric>`` = mean and ``<metric>_std`` = std (NaN for one fold).
+    """
+    per_fold = metrics[metrics[FOLD].notna()]
+    keys = [RUN_ID, MODEL, SPLIT, METRIC]
+    grouped = per_fold.groupby(keys, sort=True)[VALUE]
+    mean = grouped.mean().reset_index()
+    std = grouped.std(ddof=1).reset_index()
+    std[METRIC] = std[METRIC].map(std_of)
+    out = pd.concat([mean, std], ignore_index=True)
+    out[FOLD] = pd.Series([None] * len(out), dtype="object")
+    return out[keys + [VALUE, FOLD]]
+
+
+def board_metric(name: str, k: int) -> str:
+    """The leaderboard column of metric ``name`` as ``train.leaderboard_by`` spells it
+    (``ndcg`` → ``ndcg@k``; a column name passes). Raises :class:`ConfigError` for a metric
+    not on the board."""
+    cols = columns(k)
+    for column in cols:
+        if name in (column, column.split("@", 1)[0]):
+            return column
+    raise ConfigError(f"cannot sort the leaderboard by {name!r}; choose one of {', '.join(cols)}")
 
 
 def columns(k: int) -> list[str]:

@@ -9,6 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recspark.schema import (
+    FOLD,
     MAE,
     METRIC,
     METRICS_SCHEMA,
@@ -19,6 +20,7 @@ from recspark.schema import (
     RATING,
     RMSE,
     ROWS,
+    RUN_ID,
     SPLIT,
     VALUE,
     require_columns,
@@ -44,12 +46,31 @@ def regression_metrics(predictions: DataFrame) -> dict[str, float]:
 
 
 def metrics_frame(
-    spark: SparkSession, *, run_id: str, model: str, split: str, values: Mapping[str, float]
+    spark: SparkSession,
+    *,
+    run_id: str,
+    model: str,
+    split: str,
+    values: Mapping[str, float],
+    fold: int | None = None,
 ) -> DataFrame:
-    """Rows (run_id, model, split, metric, value) for the metrics table."""
+    """Rows (run_id, model, split, metric, value, fold) for the metrics table; ``fold`` is
+    the cross-validation fold of per-fold rows, None otherwise."""
     return spark.createDataFrame(
-        [(run_id, model, split, name, float(v)) for name, v in values.items()], METRICS_SCHEMA
+        [(run_id, model, split, name, float(v), fold) for name, v in values.items()],
+        METRICS_SCHEMA,
     )
+
+
+def metrics_table(spark: SparkSession, metrics: pd.DataFrame) -> DataFrame:
+    """The pandas metrics table ``metrics`` (the columns of ``METRICS_SCHEMA``; NaN or None
+    for a null fold) as a Spark DataFrame of that schema."""
+    rows = [
+        (r[RUN_ID], r[MODEL], r[SPLIT], r[METRIC], float(r[VALUE]),
+         None if pd.isna(r[FOLD]) else int(r[FOLD]))
+        for r in metrics.to_dict("records")
+    ]
+    return spark.createDataFrame(rows, METRICS_SCHEMA)
 
 
 def union_all(frames: list[DataFrame]) -> DataFrame:

@@ -47,6 +47,8 @@ METRICS_DIR = "metrics"
 RECOMMENDATIONS_DIR = "recommendations"
 SPLITS_DIR = "splits"
 BEST_FILE = "best.json"
+FOLDS_DIR = "folds"  # cross-validated runs: folds/<i>/recommendations/
+LEADERBOARD_DIR = "leaderboard"  # leaderboard/ Parquet and leaderboard.csv
 #: Key of the registered model name in ``model.json``.
 NAME_KEY = "name"
 

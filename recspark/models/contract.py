@@ -32,8 +32,9 @@ ability             what the fitted model offers
 
 The generic adapter :meth:`ModelSpec.fit_model` calls every model's fit function the same
 way: ``fit(train, *, cfg=<its section>, seed=<derived from the root seed by model name>,
-lo=, hi=<the rating scale>, bias=<the baseline on the same train>, validation=)``, passing
-only the keywords the function declares.
+lo=, hi=<the rating scale>, bias=<the baseline on the same train>, validation=,
+root_cfg=<the whole config>)``, passing only the keywords the function declares (only a
+model built from other models, the blend, needs ``root_cfg``).
 """
 
 from __future__ import annotations
@@ -269,6 +270,7 @@ declare only the keywords it uses);
             "hi": hi,
             "bias": ctx.bias,
             "validation": ctx.validation,
+            "root_cfg": ctx.cfg,
         }
         # A fit function takes the keywords it uses (a truncated SVD has no seed).
         params = inspect.signature(self.fit).parameters

@@ -29,6 +29,7 @@ MODELS: dict[str, str] = {
     "nmf": "recspark.models.nmf:SPEC",
     "nmf_als": "recspark.models.nmf:ALS_SPEC",
     "popularity": "recspark.models.popularity:SPEC",
+    "blend": "recspark.models.blend:SPEC",
 }
 
 

@@ -16,12 +16,21 @@ spec claims:
 - ``TOP_N``: ``recommendations/`` partitioned by ``model`` and ranking metrics
   (:mod:`recspark.pipeline.ranking`), when ``recommend.enabled``
 
-plus ``fit_seconds`` of every model, ``metrics/`` Parquet (run_id, model, split, metric,
-value), ``splits/<kind>/recommendations/`` and the test metrics of every
-``recommend.extra_splits`` kind (every model refitted on that split), ``config.toml``, and
-``best.json``: the run's models ordered by test RMSE and by ``recommend.best_metric`` at
-``recommend.k`` on the main split (:mod:`recspark.evaluation.best`), whose winners are also
-metric rows ``best_by_rmse`` / ``best_by_ndcg@10`` and logged.
+plus ``fit_seconds`` of every model (its baseline's fit included), ``metrics/`` Parquet
+(run_id, model, split, metric, value, fold), ``splits/<kind>/recommendations/`` and the
+test metrics of every ``recommend.extra_splits`` kind (every model refitted on that split),
+``leaderboard/`` Parquet and ``leaderboard.csv`` (:mod:`recspark.evaluation.leaderboard`,
+sorted by ``train.leaderboard_by``), ``config.toml``, and ``best.json``: the run's models
+ordered by test RMSE and by ``recommend.best_metric`` at ``recommend.k`` on the main split
+(:mod:`recspark.evaluation.best`), whose winners are also metric rows ``best_by_rmse`` /
+``best_by_ndcg@10`` and logged.
+
+With ``train.folds`` = K >= 2 the run cross-validates instead (:func:`cross_validate`):
+every model is fitted on each of K hashed folds (:func:`recspark.split.kfold_split`); no
+model or prediction is kept, top-N lists go to ``folds/<i>/recommendations/``, and the
+metrics table holds the per-fold rows (``fold`` = i, split ``kfold/test`` or
+``kfold/train``) plus their mean and standard deviation per model (``fold`` null, metric
+``<name>`` and ``<name>_std``).
 """
 
 from __future__ import annotations
@@ -33,11 +42,12 @@ from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from recspark.config import Config, SplitConfig, expand
 from recspark.evaluation.best import RANKING_KEY, RANKING_METRIC_KEY, RMSE_KEY, best_models, best_rows
-from recspark.evaluation.leaderboard import format_board, leaderboard
-from recspark.evaluation.rating import metrics_frame, regression_metrics, union_all
+from recspark.evaluation.leaderboard import board_metric, fold_summary, format_board, leaderboard
+from recspark.evaluation.rating import metrics_frame, metrics_table, regression_metrics, union_all
 from recspark.evaluation.sweeps import sweep_rows
 from recspark.io import runs, storage
 from recspark.io.ingested import read_movies, read_ratings
@@ -50,7 +60,9 @@ from recspark.pipeline.sizes import config_for_data
 from recspark.plots import convergence_chart, sweep_chart
 from recspark.schema import (
     FIT_SECONDS,
+    FOLD,
     ITERATION,
+    KFOLD,
     MAE,
     METRIC,
     METRICS_SCHEMA,
@@ -69,7 +81,7 @@ from recspark.schema import (
     at_rank,
 )
 from recspark.seeds import derive_seed
-from recspark.split import random_split, split_config, split_ratings
+from recspark.split import kfold_split, random_split, split_config, split_ratings
 
 _logger = logging.getLogger(__name__)
 
@@ -102,6 +114,8 @@ class _Split:
     validation: DataFrame | None
     test: DataFrame
     bias: BiasModel
+    bias_seconds: float = 0.0  # the baseline's fit, counted in every model's fit_seconds
+    fold: int | None = None
 
     def unpersist(self) -> None:
         for df in (self.train, self.validation, self.test):
@@ -119,43 +133,115 @@ def run_train(spark: SparkSession, cfg: Config, args: object | None = None) -> T
     movies = read_movies(spark, expand(cfg.ingest_dir()))
     extra_kinds = [split_config(cfg.split, k).kind for k in cfg.recommend.extra_splits]  # fail early
     extra_kinds = [k for k in dict.fromkeys(extra_kinds) if k != cfg.split.kind]
-    main = _split_and_bias(spark, cfg, ratings, cfg.split)
     with storage.staged(spark, run_dir) as staging, storage.checkpoints(
         spark, cfg.spark.checkpoint_dir, work_dir=runs.runs_dir(cfg), name=run_id
     ):
-        rows: list[DataFrame] = []
-        rankers: dict[str, Any] = {}
-        for name in cfg.train.models:
-            model, more = _fit_and_report(spark, cfg, name, main, run_id=run_id, staging=staging)
-            rows += more
-            if registry.spec(name).can(Ability.TOP_N):
-                rankers[name] = model
-        rows += recommend_and_rank(
-            spark, cfg, rankers=rankers, train=main.train, test=main.test, run_id=run_id,
-            out_dir=staging, kind=main.kind, movies=movies,
-        )
-        main.unpersist()
-        if cfg.recommend.enabled:
-            for kind in extra_kinds:
-                rows += _extra_split(spark, cfg, ratings, kind, run_id, staging)
-        with stage("train: write metrics", spark):
-            write_metrics(spark, cfg, union_all(rows).toPandas(), run_id=run_id, kind=main.kind,
-                          out_dir=staging)
-        runs.write_run_config(spark, staging, cfg)
+        if cfg.train.folds >= 2:
+            kind = KFOLD
+            rows = cross_validate(spark, cfg, ratings, movies, run_id, staging)
+        else:
+            kind = cfg.split.kind
+            rows = _fit_main_split(spark, cfg, ratings, movies, run_id, staging, extra_kinds)
+        _finish(spark, cfg, rows, run_id=run_id, kind=kind, staging=staging)
     with stage("train: read metrics back", spark):
         metrics = spark.read.parquet(f"{run_dir}/{runs.METRICS_DIR}").toPandas()
-    result = TrainResult(run_id, run_dir, metrics, kind=cfg.split.kind, k=cfg.recommend.k)
     _logger.info("run %s written to %s", run_id, run_dir)
-    return result
+    return TrainResult(run_id, run_dir, metrics, kind=kind, k=cfg.recommend.k)
+
+
+def _fit_main_split(
+    spark: SparkSession, cfg: Config, ratings: DataFrame, movies: DataFrame, run_id: str,
+    staging: str, extra_kinds: list[str],
+) -> list[DataFrame]:
+    """Fit every model on the ``split`` split (models, predictions and lists written into
+    ``staging``), then refit on each extra split kind; return the metric rows."""
+    main = _split_and_bias(spark, cfg, ratings, cfg.split)
+    rows: list[DataFrame] = []
+    rankers: dict[str, Any] = {}
+    for name in cfg.train.models:
+        model, more = _fit_and_report(spark, cfg, name, main, run_id=run_id, staging=staging)
+        rows += more
+        if registry.spec(name).can(Ability.TOP_N):
+            rankers[name] = model
+    rows += recommend_and_rank(
+        spark, cfg, rankers=rankers, train=main.train, test=main.test, run_id=run_id,
+        out_dir=staging, kind=main.kind, movies=movies,
+    )
+    main.unpersist()
+    if cfg.recommend.enabled:
+        for kind in extra_kinds:
+            rows += _extra_split(spark, cfg, ratings, movies, kind, run_id, staging)
+    return rows
+
+
+def _finish(
+    spark: SparkSession, cfg: Config, rows: list[DataFrame], *, run_id: str, kind: str,
+    staging: str,
+) -> None:
+    """Write the metrics table (plus fold summaries when there are per-fold rows, and the
+    ``best_by_*`` rows), ``best.json``, the leaderboard of split kind ``kind`` and the
+    config into ``staging``."""
+    with stage("train: write metrics", spark):
+        metrics = union_all(rows).toPandas()
+        if metrics[FOLD].notna().any():
+            metrics = pd.concat([metrics, fold_summary(metrics)], ignore_index=True)
+        write_metrics(spark, cfg, metrics, run_id=run_id, kind=kind, out_dir=staging)
+        k = cfg.recommend.k
+        board = leaderboard(metrics, kind=kind, k=k, sort_by=board_metric(cfg.train.leaderboard_by, k))
+        where = f"{staging}/{runs.LEADERBOARD_DIR}"
+        spark.createDataFrame(board).coalesce(1).write.parquet(where)
+        storage.write_text(spark, f"{where}.csv", board.to_csv(index=False))
+    _logger.info("leaderboard by %s:\n%s", cfg.train.leaderboard_by, format_board(board, k=k))
+    runs.write_run_config(spark, staging, cfg)
+
+
+def cross_validate(
+    spark: SparkSession, cfg: Config, ratings: DataFrame, movies: DataFrame, run_id: str,
+    staging: str,
+) -> list[DataFrame]:
+    """Fit every model of ``train.models`` on each of the ``train.folds`` folds; return the
+    per-fold metric rows (``fold`` = i): fit seconds on ``kfold/train``, test RMSE/MAE of
+    ``PREDICT`` models and ranking metrics of ``TOP_N`` models on ``kfold/test`` (lists in
+    ``folds/<i>/``)."""
+    rows: list[DataFrame] = []
+    for fold in range(cfg.train.folds):
+        split = _split_and_bias(spark, cfg, ratings, cfg.split, fold=fold)
+        rankers: dict[str, Any] = {}
+        for name in cfg.train.models:
+            spec = registry.spec(name)
+            start = time.perf_counter()
+            model = _fit(spark, cfg, name, split, label=f" (fold {fold})")
+            seconds = {FIT_SECONDS: split.bias_seconds + time.perf_counter() - start}
+            rows.append(metrics_frame(
+                spark, run_id=run_id, model=name, split=f"{KFOLD}/train", values=seconds, fold=fold
+            ))
+            if spec.can(Ability.PREDICT):
+                rows.append(_evaluate(spark, model, name, run_id, f"{KFOLD}/test", split.test, None,
+                                      fold=fold))
+            if spec.can(Ability.TOP_N):
+                rankers[name] = model
+        ranked = recommend_and_rank(
+            spark, cfg, rankers=rankers, train=split.train, test=split.test, run_id=run_id,
+            out_dir=f"{staging}/{runs.FOLDS_DIR}/{fold}", kind=KFOLD, movies=movies,
+        )
+        rows += [r.withColumn(FOLD, F.lit(fold).cast("int")) for r in ranked]
+        split.unpersist()
+    return rows
 
 
 def _split_and_bias(
-    spark: SparkSession, cfg: Config, ratings: DataFrame, split_cfg: SplitConfig
+    spark: SparkSession, cfg: Config, ratings: DataFrame, split_cfg: SplitConfig,
+    fold: int | None = None,
 ) -> _Split:
-    """The (train, validation or None, test) parts of ``split_cfg`` (cached) and the bias
-    model fitted on train."""
-    with stage(f"split ({split_cfg.kind})", spark):
-        train, test = split_ratings(ratings, cfg=split_cfg, seed=derive_seed(cfg.seed, "split"))
+    """The (train, validation or None, test) parts of ``split_cfg`` (or of k-fold fold
+    ``fold`` of ``train.folds``), cached, and the bias model fitted on train (timed)."""
+    kind = split_cfg.kind if fold is None else KFOLD
+    with stage(f"split ({kind}{'' if fold is None else f' {fold}'})", spark):
+        seed = derive_seed(cfg.seed, "split")
+        train, test = (
+            split_ratings(ratings, cfg=split_cfg, seed=seed) if fold is None
+            else kfold_split(ratings, folds=cfg.train.folds, fold=fold, seed=seed)
+        )
         validation = None
         if cfg.train.validation_fraction > 0:
             train, validation = random_split(
@@ -165,9 +251,10 @@ def _split_and_bias(
             )
             validation = validation.cache()
         train, test = train.cache(), test.cache()
+    start = time.perf_counter()
     with stage("bias model", spark):
         bias = fit_bias(train, cfg=cfg.bias, lo=cfg.train.rating_min, hi=cfg.train.rating_max)
-    return _Split(split_cfg.kind, train, validation, test, bias)
+    return _Split(kind, train, validation, test, bias, time.perf_counter() - start, fold)
 
 
 def _fit(spark: SparkSession, cfg: Config, name: str, split: _Split, *, label: str = "") -> Any:
@@ -186,7 +273,7 @@ def _fit_and_report(
     spec = registry.spec(name)
     start = time.perf_counter()
     model = _fit(spark, cfg, name, split)
-    extra = {FIT_SECONDS: time.perf_counter() - start}
+    extra = {FIT_SECONDS: split.bias_seconds + time.perf_counter() - start}
     model_dir = runs.model_dir(staging, name)
     rows = []
     if spec.can(Ability.SAVE):
@@ -244,15 +331,16 @@ def write_metrics(
     by RMSE and by ``recommend.best_metric`` at ``recommend.k``), log them, write
     ``best.json`` and the metrics table (``metrics`` plus the ``best_by_*`` rows) into
     ``out_dir``; returns the best dict."""
+    summary = metrics[metrics[FOLD].isna()] if FOLD in metrics else metrics  # not per-fold rows
     best = best_models(
-        metrics, split=f"{kind}/test", ranking_metric=at_k(cfg.recommend.best_metric, cfg.recommend.k)
+        summary, split=f"{kind}/test", ranking_metric=at_k(cfg.recommend.best_metric, cfg.recommend.k)
     )
     for label, ranked in (("test RMSE", best[RMSE_KEY]), (best[RANKING_METRIC_KEY], best[RANKING_KEY])):
         if ranked:
             _logger.info("best model by %s: %s (%.4f)", label, ranked[0][MODEL], ranked[0][VALUE])
     winners = best_rows(best, run_id=run_id)
     table = pd.concat([metrics, winners], ignore_index=True) if len(winners) else metrics
-    spark.createDataFrame(table[METRICS_SCHEMA.names], METRICS_SCHEMA).coalesce(1).write.parquet(
+    metrics_table(spark, table).coalesce(1).write.parquet(
         f"{out_dir}/{runs.METRICS_DIR}"
     )
     runs.write_best(spark, out_dir, best)
@@ -290,7 +378,7 @@ def _rank_sweep(
         sweep_chart(spark, sweep, out_dir=model_dir)
     return spark.createDataFrame(
         [
-            (run_id, at_rank(r[MODEL], int(r[SWEEP_K])), split, r[METRIC], float(r[VALUE]))
+            (run_id, at_rank(r[MODEL], int(r[SWEEP_K])), split, r[METRIC], float(r[VALUE]), None)
             for r in sweep.to_dict("records")
         ],
         METRICS_SCHEMA,
@@ -305,6 +393,7 @@ def _evaluate(
     split: str,
     data: DataFrame,
     write_to: str | None,
+    fold: int | None = None,
 ) -> DataFrame:
     """Predict ``data`` with a ``PREDICT`` model; optionally write the predictions; return
     metric rows.
@@ -324,4 +413,4 @@ def _evaluate(
         "%s %s: RMSE %.4f  MAE %.4f  personalised %.1f%%",
         name, split, values[RMSE], values[MAE], 100 * values[PERSONALISED_SHARE],
     )
-    return metrics_frame(spark, run_id=run_id, model=name, split=split, values=values)
+    return metrics_frame(spark, run_id=run_id, model=name, split=split, values=values, fold=fold)

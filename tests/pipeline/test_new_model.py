@@ -55,10 +55,8 @@ def _lists(df: pd.DataFrame) -> dict:
     return {u: g.sort_values(RANK)[MOVIE_ID].tolist() for u, g in df.groupby(USER_ID)}
 
 
-def test_a_new_model_is_one_module_and_one_registry_line(
-    spark, tmp_path, run_job_script, monkeypatch
-):
-    monkeypatch.setitem(registry.MODELS, "tiny", "tests.pipeline.movie_mean:SPEC")
+def ingested(tmp_path: Path, run_job_script) -> list[str]:
+    """Ingest :func:`_dataset` under ``tmp_path``; the options every later job needs."""
     common = [
         "--set", f"data.dir={_dataset(tmp_path / 'raw')}",
         "--set", "data.dataset=tiny",
@@ -66,6 +64,14 @@ def test_a_new_model_is_one_module_and_one_registry_line(
         "--set", f"train.output_dir={tmp_path}/runs",
     ]
     assert run_job_script("ingest", common) == 0
+    return common
+
+
+def test_a_new_model_is_one_module_and_one_registry_line(
+    spark, tmp_path, run_job_script, monkeypatch
+):
+    monkeypatch.setitem(registry.MODELS, "tiny", "tests.pipeline.movie_mean:SPEC")
+    common = ingested(tmp_path, run_job_script)
     train_args = ["--set", "train.run_id=r1", "--set", "train.models=bias,tiny",
                   "--set", "recommend.n=3", "--set", "recommend.k=3"]
     assert run_job_script("train", common + train_args) == 0

@@ -256,3 +256,35 @@ def test_whole_star_data_set_never_gets_a_prediction_outside_1_to_5(tmp_path, sp
     assert set(predictions[MODEL]) == {"bias", "mllib_als"}
     assert predictions[PREDICTION].between(1.0, 5.0).all()
     assert predictions[PREDICTION].min() == 1.0  # the clip at 1 is what holds them
+
+
+def test_cross_validated_run_writes_per_fold_rows_their_summary_and_a_leaderboard(
+    spark, tmp_path, run_job_script
+):
+    from tests.pipeline.test_new_model import ingested
+
+    common = ingested(tmp_path, run_job_script)
+    args = ["--set", "train.run_id=cv", "--set", "train.models=bias,popularity",
+            "--set", "train.folds=3", "--set", "recommend.n=3", "--set", "recommend.k=3",
+            "--set", "train.leaderboard_by=ndcg"]
+    assert run_job_script("train", common + args) == 0
+
+    run = tmp_path / "runs" / "cv"
+    metrics = pd.read_parquet(run / "metrics")
+    per_fold = metrics[metrics["fold"].notna()]
+    rows = per_fold[(per_fold[MODEL] == "bias") & (per_fold[METRIC] == "rows")]
+    assert sorted(rows["fold"]) == [0, 1, 2] and set(rows[SPLIT]) == {"kfold/test"}
+    ratings = pd.read_parquet(tmp_path / "ingest" / "ratings")
+    assert rows[VALUE].sum() == len(ratings)  # every rating tested exactly once
+    rmse = per_fold[(per_fold[MODEL] == "bias") & (per_fold[METRIC] == "rmse")][VALUE]
+    summary = metrics[metrics["fold"].isna()].set_index([MODEL, SPLIT, METRIC])[VALUE]
+    assert summary[("bias", "kfold/test", "rmse")] == pytest.approx(rmse.mean())
+    assert summary[("bias", "kfold/test", "rmse_std")] == pytest.approx(rmse.std(ddof=1))
+    assert summary[("popularity", "kfold/test", "ndcg@3")] >= 0
+    assert summary[("bias", "kfold/train", "fit_seconds")] > 0  # the baseline's fit counts
+
+    board = pd.read_parquet(run / "leaderboard")
+    assert board[MODEL].tolist() == ["popularity", "bias"]  # by NDCG@3; bias cannot rank
+    assert board.loc[1, "rmse"] == pytest.approx(rmse.mean())
+    assert pd.read_csv(run / "leaderboard.csv")[MODEL].tolist() == ["popularity", "bias"]
+    assert (run / "folds" / "2" / "recommendations").is_dir()

@@ -1,0 +1,97 @@
+"""The search finds a planted best setting, never reads the test part, and writes an overlay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from pydantic import Field
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from recspark.config import Section, load_config
+from recspark.errors import ConfigError
+from recspark.models import registry
+from recspark.models.contract import Ability, ModelSpec
+from recspark.pipeline.tune import overlay_text, parse_grid, search, trial_settings
+from recspark.schema import MOVIE_ID, PERSONALISED, PREDICTION, RATING, TIMESTAMP, USER_ID
+from recspark.seeds import derive_seed
+from recspark.split import split_ratings
+
+
+class LevelConfig(Section):
+    level: float = Field(3.0, ge=0)
+    noise: int = 0  # searched too, but changes nothing
+
+
+@dataclass(frozen=True)
+class LevelModel:
+    """Predicts ``level`` for every pair: its RMSE is sqrt(var(r) + (mean(r) − level)²)."""
+
+    level: float
+    name: str = "level"
+
+    def predict(self, pairs: DataFrame) -> DataFrame:
+        return pairs.withColumn(PREDICTION, F.lit(self.level)).withColumn(PERSONALISED, F.lit(True))
+
+
+def _fit(train: DataFrame, *, cfg: LevelConfig) -> LevelModel:
+    return LevelModel(cfg.level)
+
+
+SPEC = ModelSpec("level", "a constant", fit=_fit, abilities=frozenset({Ability.PREDICT}),
+                 config=LevelConfig)
+
+
+@pytest.fixture
+def level_model(monkeypatch):
+    monkeypatch.setitem(registry.MODELS, "level", "tests.pipeline.test_tune:SPEC")
+
+
+def test_parse_grid_reads_toml_lists_and_rejects_bad_entries():
+    assert parse_grid(["als.rank=[10, 20]", "als.reg_factors=0.1", "svd.fill=[\"zero\"]"]) == {
+        "als.rank": [10, 20], "als.reg_factors": [0.1], "svd.fill": ["zero"]}
+    for bad in (["rank=[1]"], ["als.rank=[]"], ["als.rank=[1]", "als.rank=[2]"], []):
+        with pytest.raises(ConfigError):
+            parse_grid(bad)
+
+
+def test_random_search_draws_a_seeded_subset_of_the_grid():
+    grid = {"a.x": [1, 2, 3], "a.y": [0.1, 0.2]}
+    everything = trial_settings(grid, trials=0, seed=1)
+    assert len(everything) == 6 and everything[0] == {"a.x": 1, "a.y": 0.1}
+    picked = trial_settings(grid, trials=3, seed=1)
+    assert len(picked) == 3 and all(p in everything for p in picked)
+    assert picked == trial_settings(grid, trials=3, seed=1)
+    assert trial_settings(grid, trials=10, seed=1) == everything
+
+
+def test_search_finds_the_planted_best_level_and_writes_an_overlay(spark, level_model, tmp_path):
+    g = np.random.default_rng(11)
+    rows = [(u, m, float(np.clip(np.round(g.normal(3.45, 0.6) * 2) / 2, 0.5, 5.0)), m)
+            for u in range(1, 21) for m in range(1, 16)]
+    cfg = load_config(overrides=["split.kind=random", "split.test_fraction=0.5"])
+    # the test part (half the ratings) is all 5 stars: a search that read it would pick 4.0
+    _, test = split_ratings(spark.createDataFrame(rows, [USER_ID, MOVIE_ID, RATING, TIMESTAMP]),
+                            cfg=cfg.split, seed=derive_seed(cfg.seed, "split"))
+    held_out = {(r[USER_ID], r[MOVIE_ID]) for r in test.collect()}
+    rows = [(u, m, 5.0 if (u, m) in held_out else r, t) for u, m, r, t in rows]
+    ratings = spark.createDataFrame(rows, [USER_ID, MOVIE_ID, RATING, TIMESTAMP])
+    grid = {"level.level": [2.5, 3.0, 3.5, 4.0], "level.noise": [0, 1]}
+    table = search(spark, cfg, ratings, model="level", grid=grid, folds=3)
+    assert len(table) == 8 and table["rank"].tolist() == list(range(1, 9))
+    assert table.iloc[0]["level.level"] == 3.5 and table.iloc[1]["level.level"] == 3.5
+    assert (table["rmse"].diff().dropna() >= 0).all() and (table["rmse_std"] > 0).all()
+    train = np.array([r for u, m, r, _ in rows if (u, m) not in held_out])
+    assert abs(table.iloc[0]["rmse"] - np.sqrt(np.mean((train - 3.5) ** 2))) < 0.05
+
+    text = overlay_text(cfg, table, grid, command="python jobs/tune.py --model level", scoring="3-fold")
+    assert "#   python jobs/tune.py --model level" in text
+    (tmp_path / "level.toml").write_text(text)
+    assert load_config([tmp_path / "level.toml"]).level.level == 3.5
+
+    with pytest.raises(ConfigError, match="level.level"):
+        search(spark, cfg, ratings, model="level", grid={"level.level": [-1.0]})
+    with pytest.raises(ConfigError, match="rank movies"):
+        search(spark, cfg, ratings, model="level", grid=grid, metric="ndcg")
