@@ -7,46 +7,22 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
+from pathlib import Path
+from typing import Sequence
 
-from recspark.cli import run_job
-from recspark.pipeline.tune import run_tune
+try:
+    import recspark  # noqa: F401
+except ImportError:  # run from a checkout without installing: python jobs/tune.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def _options(p) -> None:
-    p.add_argument("--model", required=True, help="registered model to tune")
-    p.add_argument("--grid", action="append", default=[], metavar="SECTION.KEY=[V1,V2,...]",
-                   help="values to search for one config key (repeatable)")
-    p.add_argument("--metric", default="rmse", choices=["rmse", "ndcg"],
-                   help="rmse (lower is better) or ndcg at recommend.k (higher is better)")
-    p.add_argument("--folds", type=int, default=0,
-                   help="K >= 2: K-fold CV of the training part; 0: one validation part")
-    p.add_argument("--trials", type=int, default=0,
-                   help="seeded random search of this many grid points (0: the whole grid)")
-    p.add_argument("--parallel", type=int, default=1,
-                   help="trials run at once (keep 1 for svd: computeSVD is not thread-safe)")
-    p.add_argument("--output", default="", help="output folder (default out/tune/<model>)")
-    p.add_argument("--overlay", default="", help="where to write the winning overlay "
-                   "(default <output>/best.toml)")
+from recspark.cli import main_exit, run_command  # noqa: E402
 
 
-def _pipeline(spark, cfg, args) -> None:
-    table = run_tune(spark, cfg, args)
-    print(table.head(10).to_string(index=False))
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    command = shlex.join(["python", "jobs/tune.py", *argv])
-
-    def options(p) -> None:
-        _options(p)
-        p.set_defaults(command=command)
-
-    return run_job("Search a model's settings (grid or seeded random).", _pipeline, argv,
-                   extra_args=options)
+def main(argv: Sequence[str] | None = None) -> int:
+    """``recspark tune`` (:mod:`recspark.commands`); returns the exit code."""
+    return run_command("tune", argv, prog="jobs/tune.py")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_exit(main())

@@ -134,10 +134,6 @@ def run_command(name: str, argv: Sequence[str] | None = None, *, prog: str | Non
     (its own options); the exit code as :func:`run_job`. ``jobs/<name>.py`` call this."""
     command = COMMANDS[name]
     args = _command_parser(command, prog or f"recspark {name}").parse_args(argv)
-    if command.run is None:
-        setup_logging(args.log_level)
-        _logger.error("recspark %s is not available in this build", name)
-        return 2
     return _run(command.run, args, command.plan)
 
 

@@ -29,7 +29,7 @@ Runner = Callable[[SparkSession, Config, argparse.Namespace], object]
 
 @dataclasses.dataclass(frozen=True)
 class Command:
-    """A sub-command: see the module docstring. ``run`` None: not available in this build."""
+    """A sub-command: see the module docstring."""
 
     name: str
     summary: str
@@ -37,7 +37,7 @@ class Command:
     examples: tuple[str, str]
     outputs: str
     plan: Callable[[Config], list[str]]
-    run: Runner | None
+    run: Runner
     arguments: Callable[[argparse.ArgumentParser], None] | None = None
 
     def epilog(self) -> str:
@@ -132,6 +132,33 @@ def _refresh_report(spark: SparkSession, cfg: Config, run_dir: str) -> None:
         write_report(spark, cfg, run_dir)
 
 
+def _tune(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> str:
+    import shlex
+    import sys
+
+    from recspark.pipeline.tune import run_tune
+
+    args.command = shlex.join(sys.argv)  # recorded in the overlay's header
+    return run_tune(spark, cfg, args).head(10).to_string(index=False)
+
+
+def _tune_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="registered model to tune")
+    p.add_argument("--grid", action="append", default=[], metavar="SECTION.KEY=[V1,V2,...]",
+                   help="values to search for one config key (repeatable)")
+    p.add_argument("--metric", default="rmse", choices=["rmse", "ndcg"],
+                   help="rmse (lower is better) or ndcg at recommend.k (higher is better)")
+    p.add_argument("--folds", type=int, default=0,
+                   help="K >= 2: K-fold CV of the training part; 0: one validation part")
+    p.add_argument("--trials", type=int, default=0,
+                   help="seeded random search of this many grid points (0: the whole grid)")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="trials run at once (keep 1 for svd: computeSVD is not thread-safe)")
+    p.add_argument("--output", default="", help="output folder (default out/tune/<model>)")
+    p.add_argument("--overlay", default="", help="where to write the winning overlay "
+                   "(default <output>/best.toml)")
+
+
 def _report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_id", nargs="?", default="",
                    help="the train run to report (default: the latest published run)")
@@ -215,15 +242,19 @@ COMMANDS: dict[str, Command] = {
                          "report.html of the train run"],
             _rescore,
         ),
-        # Completed when the cross-validation branch (jobs/tune.py) lands: set run and plan.
         Command(
             "tune",
-            "cross-validated search of model settings (not in this build yet)",
-            ("spark", "ingest", "split", "train", "<each model's section>"),
-            ("recspark tune --set train.models=als", "recspark tune --dry-run"),
-            "see jobs/tune.py",
-            lambda cfg: ["not available in this build"],
-            None,
+            "grid or seeded random search of a model's settings by k-fold CV or validation",
+            ("spark", "ingest", "split", "train", "recommend", "<the model's section>"),
+            ("recspark tune --model als --grid 'als.rank=[10,20,30]' --grid 'als.reg_factors=[0.1,0.15]'",
+             "recspark tune --model svd --grid 'svd.rank=[10,15,20]' --folds 5 --overlay conf/svd.toml"),
+            "--output (default out/tune/<model>/): trials/ Parquet, trials.csv, one PNG per "
+            "searched key, and the winning settings as a TOML overlay (--overlay)",
+            lambda cfg: [f"read {cfg.ingest_dir()}/ratings", f"split ({cfg.split.kind}); the "
+                         "test part is never read", "fit and score every trial",
+                         "write trials, PNGs, overlay"],
+            _tune,
+            _tune_arguments,
         ),
         Command(
             "report",
