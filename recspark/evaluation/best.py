@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from recspark.schema import METRIC, METRICS_SCHEMA, MODEL, RMSE, RUN_ID, SPLIT, VALUE, best_by
+from recspark.schema import FOLD, METRIC, METRICS_SCHEMA, MODEL, RMSE, RUN_ID, SPLIT, VALUE, best_by
 
 #: Keys of the :func:`best_models` dict (and of ``best.json``).
 SPLIT_KEY, RMSE_KEY, RANKING_METRIC_KEY, RANKING_KEY = "split", "rmse", "ranking_metric", "ranking"
@@ -49,11 +49,11 @@ def best_models(metrics: pd.DataFrame, *, split: str, ranking_metric: str) -> di
 
 def best_rows(best: dict[str, Any], *, run_id: str) -> pd.DataFrame:
     """The metrics-table rows naming the winners of :func:`best_models`:
-    (run_id, <best model>, split, ``best_by_rmse`` / ``best_by_<ranking metric>``, its value);
-    no row for an empty list."""
+    (run_id, <best model>, split, ``best_by_rmse`` / ``best_by_<ranking metric>``, its value,
+    fold null); no row for an empty list."""
     rows = [
         {RUN_ID: run_id, MODEL: ranked[0][MODEL], SPLIT: best[SPLIT_KEY], METRIC: best_by(metric),
-         VALUE: ranked[0][VALUE]}
+         VALUE: ranked[0][VALUE], FOLD: None}
         for metric, ranked in ((RMSE, best[RMSE_KEY]), (best[RANKING_METRIC_KEY], best[RANKING_KEY]))
         if ranked
     ]

@@ -22,7 +22,7 @@ ROWS = [
 
 
 def table(rows) -> pd.DataFrame:
-    return pd.DataFrame([("r", m, s, k, v) for m, s, k, v in rows], columns=METRICS_SCHEMA.names)
+    return pd.DataFrame([("r", m, s, k, v, None) for m, s, k, v in rows], columns=METRICS_SCHEMA.names)
 
 
 def test_best_models_orders_each_list_best_first():
