@@ -27,6 +27,8 @@ MODELS: dict[str, str] = {
     "nmf": "recspark.models.nmf:SPEC",
     "nmf_als": "recspark.models.nmf:ALS_SPEC",
     "popularity": "recspark.models.popularity:SPEC",
+    "sgd_mf": "recspark.models.sgd:SPEC",
+    "svdpp": "recspark.models.sgd:SVDPP_SPEC",
 }
 
 
