@@ -14,7 +14,8 @@ learning rate γ, with e = r − r̂:
     p_u += γ (e q_i − λ_f p_u)        q_i += γ (e (p_u + z_u) − λ_f q_i)     (old p_u, q_i)
     SVD++ only: y_j += γ (e |N(u)|^-½ q_i − λ_y y_j)  for j ∈ N(u) ∩ (this block's movies)
 
-where z_u = |N(u)|^-½ Σ_{j∈N(u)} y_j (0 for plain MF) is kept up to date as the y_j move.
+where z_u = |N(u)|^-½ Σ_{j∈N(u)} y_j (0 for plain MF) is summed afresh for every rating
+(the y_j of u's movies move with every rating of every user who rated them).
 """
 
 from __future__ import annotations
@@ -62,42 +63,49 @@ def sgd_pass(order, users, cols, vals, mu, p, bu, q, bi, lr, reg_f, reg_b):  # p
 
 @numba.njit(cache=True, nogil=True)
 def svdpp_pass(
-    order, users, indptr, cols, vals, mu, p, bu, z, scale, q, bi, y, lr, reg_f, reg_b, reg_y
+    order, users, indptr, cols, vals, mu, p, bu, z_out, scale, q, bi, y, lr, reg_f, reg_b, reg_y
 ):  # pragma: no cover
     """One pass of SVD++ SGD over the ratings in ``order`` (module docstring).
 
-    ``z`` (n_users × k) holds each user's implicit sum |N(u)|^-½ Σ_{j∈N(u)} y_j at the
-    start (over *all* its rated movies, see :func:`implicit_sums`) and is kept equal to it
-    as this block's ``y`` rows (n_movies × k) move; ``scale`` is |N(u)|^-½ per user row.
-    The y_j updated for a rating of user u are those of u's movies in this block
-    (``cols[indptr[u]:indptr[u+1]]``). All arrays but the ratings are updated in place.
-    Returns Σ e² of the ratings as visited.
+    The implicit sum of user u is z_u = ``z_out[u]`` + |N(u)|^-½ Σ_{j ∈ N(u) ∩ block} y_j:
+    ``z_out`` (n_users × k, read only) holds the part over u's movies outside this block
+    (their y belong to other tasks: fixed here, see :func:`implicit_sums`), the in-block
+    part is summed afresh for every rating from the current ``y`` (n_movies × k; other
+    users' updates move it too). ``scale`` is |N(u)|^-½ per user row. The y_j updated for
+    a rating of user u are those of u's movies in this block (``cols[indptr[u]:indptr[u+1]]``).
+    p, bu, q, bi, y are updated in place. Returns Σ e² of the ratings as visited.
     """
     k = p.shape[1]
+    z = np.empty(k)
     sse = 0.0
     for t in range(order.shape[0]):
         x = order[t]
         u = users[x]
         i = cols[x]
+        s = scale[u]
+        for f in range(k):
+            z[f] = 0.0
+        for c in range(indptr[u], indptr[u + 1]):
+            j = cols[c]
+            for f in range(k):
+                z[f] += y[j, f]
         pred = mu + bu[u] + bi[i]
         for f in range(k):
-            pred += q[i, f] * (p[u, f] + z[u, f])
+            z[f] = z_out[u, f] + s * z[f]
+            pred += q[i, f] * (p[u, f] + z[f])
         e = vals[x] - pred
         sse += e * e
         bu[u] += lr * (e - reg_b * bu[u])
         bi[i] += lr * (e - reg_b * bi[i])
-        s = scale[u]
         for f in range(k):
             pf = p[u, f]
             qf = q[i, f]
             p[u, f] += lr * (e * qf - reg_f * pf)
-            q[i, f] += lr * (e * (pf + z[u, f]) - reg_f * qf)
+            q[i, f] += lr * (e * (pf + z[f]) - reg_f * qf)
             g = e * s * qf
             for c in range(indptr[u], indptr[u + 1]):
                 j = cols[c]
-                dy = lr * (g - reg_y * y[j, f])
-                y[j, f] += dy
-                z[u, f] += s * dy
+                y[j, f] += lr * (g - reg_y * y[j, f])
     return sse
 
 

@@ -14,11 +14,13 @@ Inside a block the ratings are visited in a seeded permutation (:func:`rating_or
 by the compiled loops of :mod:`recspark.models.sgd.kernel`.
 
 SVD++'s implicit term couples a user with all its rated movies, not only the block's. A
-task recomputes z_u = |N(u)|^-½ Σ_{j∈N(u)} y_j for its users at the start of the
-sub-epoch from the broadcast y (all of N(u): partition a holds every rating of its users),
-then updates only the y_j of its own movie block (the ones no other task writes) and keeps
-z_u in step with them. Over an epoch each y_j is thus moved by the ratings of its raters in
-the blocks that hold j. With d = 1 this is exactly Surprise's serial SVD++ update.
+task splits z_u = |N(u)|^-½ Σ_{j∈N(u)} y_j in two: the part over u's movies in other
+movie blocks is computed once at the start of the sub-epoch from the broadcast y
+(partition a holds every rating of its users) and held fixed, since other tasks own those
+y_j; the part over the block's own movies is summed afresh for every rating from the
+current y. A rating updates only the y_j of its block's movies (the ones no other task
+writes), so over an epoch y_j is moved by the ratings in the blocks that hold j. With
+d = 1 this is exactly Surprise's serial SVD++ update.
 
 History per epoch: ``train_rmse`` is the RMSE of the ratings as visited during the epoch
 (each error measured just before its update, the usual cheap SGD figure); validation RMSE
@@ -196,10 +198,15 @@ def run_sub_epoch(
             hyper.reg_factors, hyper.reg_bias,
         )
     else:
-        z = effective_factors(part, UserState(np.zeros_like(p), bu), table.y, d)
+        z_out = np.zeros_like(p)  # the implicit sums over the other movie blocks
+        scale = part.scale()
+        for other, rest in enumerate(part.subs):
+            if other != b:
+                y_other = np.ascontiguousarray(table.y[other::d])
+                kernel.implicit_sums(rest.indptr, rest.cols, y_other, scale, z_out)
         sse = kernel.svdpp_pass(
-            order, sub.users, sub.indptr, sub.cols, sub.vals, hyper.mu, p, bu, z,
-            part.scale(), q, bi, y, lr, hyper.reg_factors, hyper.reg_bias, hyper.reg_implicit,
+            order, sub.users, sub.indptr, sub.cols, sub.vals, hyper.mu, p, bu, z_out,
+            scale, q, bi, y, lr, hyper.reg_factors, hyper.reg_bias, hyper.reg_implicit,
         )
     yield a, SubEpoch(UserState(p, bu), b, q, bi, y, float(sse))
 
