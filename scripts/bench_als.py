@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Benchmark recspark's block ALS against MLlib ALS: same data, split, rank, iterations, λ.
+"""Benchmark recspark's block ALS against MLlib ALS (same data, split, rank, iterations, λ)
+and against recspark's DSGD ``sgd_mf`` (same rank, as many epochs as iterations).
 
     python scripts/bench_als.py --ratings /work/shared/data/ml-latest-small
     python scripts/bench_als.py --ratings /work/shared/data/ml-latest-small --replicate 20
@@ -50,7 +51,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from memwatch import TreeMemory, tree_cpu_seconds  # noqa: E402
 
-MODELS = ("recspark", "mllib")
+MODELS = ("recspark", "mllib", "sgd_mf")
 
 
 class PhaseClock(logging.Handler):
@@ -61,7 +62,8 @@ class PhaseClock(logging.Handler):
     """
 
     PHASES = {"als: partition ratings into blocks": "blocks", "als iteration": "iterations",
-              "als: factor tables": "tables"}
+              "als: factor tables": "tables", "sgd_mf: partition ratings into blocks": "blocks",
+              "sgd_mf: factor tables": "tables"}
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -183,25 +185,31 @@ def fit(a: argparse.Namespace) -> None:
     test = spark.read.parquet(str(work / "test"))
     train.count()  # the input is materialised before the clock starts, for both models
     result: dict = {"model": a.model}
-    if a.model == "recspark":
+    if a.model in ("recspark", "sgd_mf"):
         import threadpoolctl
 
-        from recspark.models.als import AlsConfig
-        from recspark.models.als import fit_als
+        from recspark.models.als import AlsConfig, fit_als
+        from recspark.models.sgd import SgdMfConfig, fit_sgd_mf
 
-        cfg = AlsConfig(
-            rank=a.rank,
-            max_iter=a.iters,
-            reg_factors=a.reg,
-            reg_bias=a.reg,
-            weighted_reg=True,
-            blocks=a.blocks,
-            mode=a.mode,
-        )
+        if a.model == "recspark":
+            fit_model, cfg = fit_als, AlsConfig(
+                rank=a.rank,
+                max_iter=a.iters,
+                reg_factors=a.reg,
+                reg_bias=a.reg,
+                weighted_reg=True,
+                blocks=a.blocks,
+                mode=a.mode,
+            )
+        else:  # SGD's λ is per rating (its weighted λ); its own tuned step and λ
+            fit_model, cfg = fit_sgd_mf, SgdMfConfig(
+                rank=a.rank, epochs=a.iters, learning_rate=a.sgd_lr, reg_factors=a.sgd_reg,
+                reg_bias=a.sgd_reg, blocks=a.sgd_blocks,
+            )
         clock = PhaseClock()
         logging.getLogger("recspark").addHandler(clock)
         start, cpu = time.perf_counter(), tree_cpu_seconds(os.getpid())
-        model = fit_als(train, cfg=cfg, seed=a.seed)  # returns with (idx, bias, factors) cached
+        model = fit_model(train, cfg=cfg, seed=a.seed)  # returns with (idx, bias, factors) cached
         result["fit_s"] = time.perf_counter() - start
         result["fit_cpu_s"] = tree_cpu_seconds(os.getpid()) - cpu
         result["phases"] = clock.totals
@@ -277,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blocks", type=int, default=4, help="recspark als.blocks")
     p.add_argument("--mode", default="auto", help="recspark als.mode")
     p.add_argument("--mllib-blocks", type=int, default=10, help="MLlib numUser/ItemBlocks")
+    p.add_argument("--sgd-blocks", type=int, default=2, help="sgd_mf.blocks (d of the d x d grid)")
+    p.add_argument("--sgd-lr", type=float, default=0.01, help="sgd_mf.learning_rate")
+    p.add_argument("--sgd-reg", type=float, default=0.05, help="sgd_mf.reg_factors and reg_bias")
     p.add_argument("--master", default="local[2]")
     p.add_argument("--driver-memory", default="8g")
     p.add_argument("--shuffle-partitions", type=int, default=8)
@@ -316,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         code, wall, mem = run_child(
             ["_fit", *common, "--model", model, "--rank", str(a.rank), "--iters", str(a.iters),
              "--reg", str(a.reg), "--blocks", str(a.blocks), "--mode", a.mode,
-             "--mllib-blocks", str(a.mllib_blocks)],
+             "--mllib-blocks", str(a.mllib_blocks), "--sgd-blocks", str(a.sgd_blocks),
+             "--sgd-lr", str(a.sgd_lr), "--sgd-reg", str(a.sgd_reg)],
             env,
         )
         if code:
@@ -341,12 +353,19 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['peak_rss_gb']:>12.2f} {r['test_rmse']:>10.4f} {r['test_rows']:>10,}"
         )
     byname = {r["model"]: r for r in rows}
-    if set(byname) >= set(MODELS):
+    if set(byname) >= {"recspark", "mllib"}:
         rs, ml = byname["recspark"], byname["mllib"]
         print(
             f"{'ratio':<10} {rs['fit_s'] / ml['fit_s']:>8.2f} {rs['fit_cpu_s'] / ml['fit_cpu_s']:>10.2f} {'':>8} {'':>8} "
             f"{rs['peak_rss_gb'] / ml['peak_rss_gb']:>12.2f} "
             f"{rs['test_rmse'] / ml['test_rmse']:>10.4f}"
+        )
+    if {"recspark", "sgd_mf"} <= set(byname):
+        sg, rs = byname["sgd_mf"], byname["recspark"]
+        print(
+            f"sgd_mf / recspark ALS: fit {sg['fit_s'] / rs['fit_s']:.2f}x wall, "
+            f"{sg['fit_cpu_s'] / rs['fit_cpu_s']:.2f}x CPU ({a.iters} epochs vs {a.iters} "
+            f"iterations, rank {a.rank}; target <= 2x)"
         )
     if "recspark" in byname:
         phases = byname["recspark"].get("phases", {})

@@ -379,7 +379,9 @@ class Trainer:
             )
 
         loop = Loop(
-            name, spark=self.spark, patience=self.cfg.patience,
+            # without validation ratings there is nothing to stop on
+            name, spark=self.spark,
+            patience=self.cfg.patience if self.val_parts is not None else None,
             checkpoint_every=self.cfg.checkpoint_every, unit="epoch",
         )
         return loop.run(step, max_iter=self.cfg.epochs)
