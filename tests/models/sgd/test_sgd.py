@@ -125,7 +125,7 @@ def test_four_blocks_match_one_on_a_planted_low_rank_matrix(spark):
     bias = fit_bias(train, cfg=BiasConfig(), lo=-10.0, hi=20.0)
     rmse = {}
     for d in (1, 4):
-        cfg = SgdMfConfig(rank=3, epochs=40, learning_rate=0.02, reg_factors=0.01,
+        cfg = SgdMfConfig(rank=3, epochs=15, learning_rate=0.04, decay=0.85, reg_factors=0.01,
                           reg_bias=0.01, blocks=d)
         model = fit_sgd_mf(train, cfg=cfg, seed=SEED, lo=-10.0, hi=20.0, bias=bias, validation=test)
         err = model.predict(test).select(F.avg((F.col(RATING) - F.col("prediction")) ** 2)).first()[0]
@@ -139,10 +139,10 @@ def test_four_blocks_match_one_on_a_planted_low_rank_matrix(spark):
 
 def test_patience_keeps_the_best_epoch(spark):
     train, test = _planted(spark)
-    cfg = SgdMfConfig(rank=3, epochs=12, learning_rate=0.3, blocks=2, patience=2)
+    cfg = SgdMfConfig(rank=3, epochs=8, learning_rate=0.3, blocks=2, patience=2)
     model = fit_sgd_mf(train, cfg=cfg, seed=SEED, validation=test)
     h = model.history
-    assert len(h) < 12  # a learning rate this high diverges: stopped early
+    assert len(h) < 8  # a learning rate this high diverges: stopped early
     best = h[VALIDATION_RMSE].idxmin()
     err = model.predict(test).select(F.avg((F.col(RATING) - F.col("prediction")) ** 2)).first()[0]
     # predictions clip to [0.5, 5], as the validation figure does
