@@ -30,6 +30,8 @@ MODELS: dict[str, str] = {
     "nmf_als": "recspark.models.nmf:ALS_SPEC",
     "popularity": "recspark.models.popularity:SPEC",
     "blend": "recspark.models.blend:SPEC",
+    "sgd_mf": "recspark.models.sgd:SPEC",
+    "svdpp": "recspark.models.sgd:SVDPP_SPEC",
 }
 
 

@@ -1,0 +1,141 @@
+"""The compiled inner loops of SGD matrix factorisation and SVD++ (one block, one pass).
+
+A per-rating sequential update (each step reads the factors the previous step wrote) has
+no vectorised NumPy form, so these loops are compiled by numba (once per Python worker;
+the compiled code is cached on disk). Every function works on one block of ratings held
+in CSR form over *local* rows: user row ``u`` of the block has the ratings
+``cols[indptr[u]:indptr[u+1]]`` (local movie rows) with values ``vals[...]``; ``users``
+repeats the row of every rating. ``order`` lists the ratings in the order they are visited.
+
+Updates (Funk / Surprise "SVD"; Koren 2008 for SVD++), for a rating r of user u, movie i,
+learning rate γ, with e = r − r̂:
+
+    b_u += γ (e − λ_b b_u)            b_i += γ (e − λ_b b_i)
+    p_u += γ (e q_i − λ_f p_u)        q_i += γ (e (p_u + z_u) − λ_f q_i)     (old p_u, q_i)
+    SVD++ only: y_j += γ (e |N(u)|^-½ q_i − λ_y y_j)  for j ∈ N(u) ∩ (this block's movies)
+
+where z_u = |N(u)|^-½ Σ_{j∈N(u)} y_j (0 for plain MF) is summed afresh for every rating
+(the y_j of u's movies move with every rating of every user who rated them).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["rating_order", "sgd_pass", "svdpp_pass", "implicit_sums", "block_sse"]
+
+
+def rating_order(seed: int, epoch: int, user_block: int, movie_block: int, n: int) -> np.ndarray:
+    """The seeded order (a permutation of ``range(n)``) block (user_block, movie_block)
+    visits its ``n`` ratings in during ``epoch``: a pure function of its arguments, so a
+    fit is deterministic for a given number of blocks."""
+    return np.random.default_rng([seed, epoch, user_block, movie_block]).permutation(n)
+
+
+@numba.njit(cache=True, nogil=True)
+def sgd_pass(order, users, cols, vals, mu, p, bu, q, bi, lr, reg_f, reg_b):  # pragma: no cover
+    """One pass of biased-MF SGD over the ratings in ``order`` (module docstring).
+
+    ``p`` (n_users × k), ``bu`` (n_users,), ``q`` (n_movies × k), ``bi`` (n_movies,) are
+    updated in place. Returns Σ e² of the ratings as visited (before each update).
+    """
+    k = p.shape[1]
+    sse = 0.0
+    for t in range(order.shape[0]):
+        x = order[t]
+        u = users[x]
+        i = cols[x]
+        pred = mu + bu[u] + bi[i]
+        for f in range(k):
+            pred += p[u, f] * q[i, f]
+        e = vals[x] - pred
+        sse += e * e
+        bu[u] += lr * (e - reg_b * bu[u])
+        bi[i] += lr * (e - reg_b * bi[i])
+        for f in range(k):
+            pf = p[u, f]
+            qf = q[i, f]
+            p[u, f] += lr * (e * qf - reg_f * pf)
+            q[i, f] += lr * (e * pf - reg_f * qf)
+    return sse
+
+
+@numba.njit(cache=True, nogil=True)
+def svdpp_pass(
+    order, users, indptr, cols, vals, mu, p, bu, z_out, scale, q, bi, y, lr, reg_f, reg_b, reg_y
+):  # pragma: no cover
+    """One pass of SVD++ SGD over the ratings in ``order`` (module docstring).
+
+    The implicit sum of user u is z_u = ``z_out[u]`` + |N(u)|^-½ Σ_{j ∈ N(u) ∩ block} y_j:
+    ``z_out`` (n_users × k, read only) holds the part over u's movies outside this block
+    (their y belong to other tasks: fixed here, see :func:`implicit_sums`), the in-block
+    part is summed afresh for every rating from the current ``y`` (n_movies × k; other
+    users' updates move it too). ``scale`` is |N(u)|^-½ per user row. The y_j updated for
+    a rating of user u are those of u's movies in this block (``cols[indptr[u]:indptr[u+1]]``).
+    p, bu, q, bi, y are updated in place. Returns Σ e² of the ratings as visited.
+    """
+    k = p.shape[1]
+    z = np.empty(k)
+    sse = 0.0
+    for t in range(order.shape[0]):
+        x = order[t]
+        u = users[x]
+        i = cols[x]
+        s = scale[u]
+        for f in range(k):
+            z[f] = 0.0
+        for c in range(indptr[u], indptr[u + 1]):
+            j = cols[c]
+            for f in range(k):
+                z[f] += y[j, f]
+        pred = mu + bu[u] + bi[i]
+        for f in range(k):
+            z[f] = z_out[u, f] + s * z[f]
+            pred += q[i, f] * (p[u, f] + z[f])
+        e = vals[x] - pred
+        sse += e * e
+        bu[u] += lr * (e - reg_b * bu[u])
+        bi[i] += lr * (e - reg_b * bi[i])
+        for f in range(k):
+            pf = p[u, f]
+            qf = q[i, f]
+            p[u, f] += lr * (e * qf - reg_f * pf)
+            q[i, f] += lr * (e * (pf + z[f]) - reg_f * qf)
+            g = e * s * qf
+            for c in range(indptr[u], indptr[u + 1]):
+                j = cols[c]
+                y[j, f] += lr * (g - reg_y * y[j, f])
+    return sse
+
+
+@numba.njit(cache=True, nogil=True)
+def implicit_sums(indptr, cols, y, scale, out):  # pragma: no cover
+    """``out[u] += scale[u] · Σ_{j ∈ cols[indptr[u]:indptr[u+1]]} y[j]`` for every row u
+    (call once per movie block to sum over all of a user's rated movies)."""
+    k = y.shape[1]
+    for u in range(indptr.shape[0] - 1):
+        s = scale[u]
+        for c in range(indptr[u], indptr[u + 1]):
+            j = cols[c]
+            for f in range(k):
+                out[u, f] += s * y[j, f]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def block_sse(users, cols, vals, mu, p, bu, q, bi, lo, hi):  # pragma: no cover
+    """Σ (r − clip(μ + b_u + b_i + p_u·q_i, lo, hi))² over the ratings (no update); for
+    SVD++ pass p + z as ``p``."""
+    k = p.shape[1]
+    sse = 0.0
+    for x in range(vals.shape[0]):
+        u = users[x]
+        i = cols[x]
+        pred = mu + bu[u] + bi[i]
+        for f in range(k):
+            pred += p[u, f] * q[i, f]
+        pred = min(max(pred, lo), hi)
+        e = vals[x] - pred
+        sse += e * e
+    return sse
