@@ -55,8 +55,8 @@ __all__ = ["SgdMfConfig", "SvdppConfig", "SPEC", "SVDPP_SPEC", "fit_sgd_mf", "fi
 
 class SgdMfConfig(Section):
     """SGD matrix factorisation (module docstring). ``epochs`` is the most run; with
-    ``patience`` p the fit stops after p epochs without a better validation RMSE and keeps
-    the best. ``blocks`` d: the d × d DSGD grid (the result depends on d, not on the
+    ``patience`` p ≥ 1 the fit stops after p epochs without a better validation RMSE and
+    keeps the best (0: off). ``blocks`` d: the d × d DSGD grid (the result depends on d, not on the
     machine)."""
 
     rank: int = Field(50, ge=1)
@@ -67,7 +67,7 @@ class SgdMfConfig(Section):
     reg_bias: float = Field(0.02, ge=0)
     init_std: float = Field(0.1, gt=0)
     blocks: int = Field(2, ge=1)
-    patience: int | None = Field(None, ge=1)
+    patience: int = Field(0, ge=0)  # 0: run every epoch
     checkpoint_every: int = Field(5, ge=1)
 
 

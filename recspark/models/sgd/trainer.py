@@ -381,7 +381,7 @@ class Trainer:
         loop = Loop(
             # without validation ratings there is nothing to stop on
             name, spark=self.spark,
-            patience=self.cfg.patience if self.val_parts is not None else None,
+            patience=(self.cfg.patience or None) if self.val_parts is not None else None,
             checkpoint_every=self.cfg.checkpoint_every, unit="epoch",
         )
         return loop.run(step, max_iter=self.cfg.epochs)
