@@ -274,6 +274,10 @@ SIMILAR_SCHEMA = T.StructType(
     ]
 )
 
+# =========================================================================== neighbourhood models
+NEIGHBOUR_ID = "neighbour_id"  # a kNN neighbour: a movie_id (item_knn) or a user_id (user_knn)
+CO_SUPPORT = "co_support"  # co-rated entries behind a similarity
+
 # =========================================================================== re-scoring output (scores)
 SCORE_DATE = "score_date"  # partition column of the re-scoring output, YYYY-MM-DD
 # pairs mode: USER_ID, MOVIE_ID, PREDICTION, PERSONALISED, MODEL; top-N modes: RECOMMENDATIONS_SCHEMA

@@ -27,6 +27,8 @@ MODELS: dict[str, str] = {
     "nmf": "recspark.models.nmf:SPEC",
     "nmf_als": "recspark.models.nmf:ALS_SPEC",
     "popularity": "recspark.models.popularity:SPEC",
+    "item_knn": "recspark.models.neighbours.knn:ITEM_SPEC",
+    "user_knn": "recspark.models.neighbours.knn:USER_SPEC",
 }
 
 
