@@ -29,6 +29,7 @@ MODELS: dict[str, str] = {
     "popularity": "recspark.models.popularity:SPEC",
     "item_knn": "recspark.models.neighbours.knn:ITEM_SPEC",
     "user_knn": "recspark.models.neighbours.knn:USER_SPEC",
+    "ease": "recspark.models.neighbours.ease:SPEC",
 }
 
 
