@@ -208,6 +208,12 @@ hit_rate_at = functools.partial(at_k, HIT_RATE)
 coverage_at = functools.partial(at_k, COVERAGE)
 
 
+def at_cold(metric: str, below: int) -> str:
+    """``<metric>@cold<<below>``: a metric over test movies with fewer than ``below``
+    training ratings."""
+    return f"{metric}@cold<{below}"
+
+
 def at_iteration(metric: str, iteration: int) -> str:
     """``<metric>@iter=NNN``: one point of a convergence history in the metrics table."""
     return f"{metric}@iter={iteration:03d}"

@@ -25,6 +25,7 @@ import time
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from recspark.io.ingested import read_ratings_csv
 from recspark.log import setup_logging, stage
 from recspark.models.bias import BiasConfig, fit_bias
 from recspark.models.neighbours.knn import ITEM, KnnConfig, neighbour_table
@@ -39,7 +40,7 @@ _logger = logging.getLogger("bench_knn")
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ratings", type=int, default=4_000_000)
-    p.add_argument("--ratings-csv", default="")
+    p.add_argument("--ratings-csv", default="", help="a ratings.csv (its folder is read)")
     p.add_argument("--users", type=int, default=200_948)
     p.add_argument("--movies", type=int, default=87_585)
     p.add_argument("--k", type=int, default=50)
@@ -65,8 +66,7 @@ def main() -> None:
     start = time.perf_counter()
     try:
         if args.ratings_csv:
-            ratings = spark.read.csv(args.ratings_csv, header=True, schema="userId long, movieId long, rating double, timestamp long")
-            ratings = ratings.select(F.col("userId").alias(USER_ID), F.col("movieId").alias(MOVIE_ID), RATING)
+            ratings = read_ratings_csv(spark, os.path.dirname(args.ratings_csv))
         else:
             ratings = synthetic(spark, users=args.users, movies=args.movies, ratings=args.ratings, seed=args.seed)
         ratings = ratings.select(USER_ID, MOVIE_ID, RATING).cache()

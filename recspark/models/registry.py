@@ -30,6 +30,7 @@ MODELS: dict[str, str] = {
     "item_knn": "recspark.models.neighbours.knn:ITEM_SPEC",
     "user_knn": "recspark.models.neighbours.knn:USER_SPEC",
     "ease": "recspark.models.neighbours.ease:SPEC",
+    "content_knn": "recspark.models.content:SPEC",
 }
 
 

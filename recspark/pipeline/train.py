@@ -32,6 +32,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
 from recspark.config import Config, SplitConfig, expand
+from recspark.evaluation.cold import cold_metrics
 from recspark.evaluation.rating import metrics_frame, regression_metrics, union_all
 from recspark.evaluation.sweeps import sweep_rows
 from recspark.io import runs, storage
@@ -184,6 +185,8 @@ def _fit_and_report(
         rows.append(
             _evaluate(spark, model, name, run_id, f"{split.kind}/test", split.test, pred_path)
         )
+        cold = cold_metrics(spark.read.parquet(pred_path), split.train)
+        rows.append(metrics_frame(spark, run_id=run_id, model=name, split=f"{split.kind}/test", values=cold))
     rows.append(
         metrics_frame(spark, run_id=run_id, model=name, split=f"{split.kind}/train", values=extra)
     )

@@ -296,6 +296,17 @@ def _bias_schema(id_col: str) -> T.StructType:
     )
 
 
+def residual_table(train: DataFrame, bias: BiasModel, *, keep_rating: bool = False) -> DataFrame:
+    """(user_id, movie_id[, rating], residual = r − (μ + b_u + b_i)) of ``train``, computed
+    and cached (localCheckpoint: an action)."""
+    return (
+        bias.annotate(train.select(USER_ID, MOVIE_ID, RATING))
+        .select(USER_ID, MOVIE_ID, *([RATING] if keep_rating else []),
+                (F.col(RATING) - F.col(BIAS_PREDICTION)).alias(RESIDUAL))
+        .localCheckpoint()
+    )
+
+
 def fit_knn(
     train: DataFrame, *, side: str, name: str, cfg: KnnConfig, bias: BiasModel, seed: int,
     lo: float, hi: float,
@@ -305,11 +316,7 @@ def fit_knn(
     computed and cached (localCheckpoint)."""
     require_columns(train, [USER_ID, MOVIE_ID, RATING], stage=f"{name} fit")
     s = _SIDES[side]
-    residuals = (
-        bias.annotate(train.select(USER_ID, MOVIE_ID, RATING))
-        .select(USER_ID, MOVIE_ID, RATING, (F.col(RATING) - F.col(BIAS_PREDICTION)).alias(RESIDUAL))
-        .localCheckpoint()
-    )
+    residuals = residual_table(train, bias, keep_rating=True)
     value_col = RESIDUAL if cfg.values == "residual" else RATING
     neighbours = neighbour_table(residuals, side=s, cfg=cfg, value_col=value_col, seed=seed)
     neighbours = neighbours.localCheckpoint()
