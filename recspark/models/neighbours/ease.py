@@ -79,12 +79,16 @@ def gram(matrix: sp.csc_matrix, *, spark, max_cells: int) -> np.ndarray:
 
 
 def ease_weights(g: np.ndarray, reg: float) -> np.ndarray:
-    """B = I − P · diag(1 / diag P) with P = (G + reg·I)⁻¹ (G symmetric M × M); float64."""
-    a = g + reg * np.eye(g.shape[0])
-    p = scipy.linalg.cho_solve(scipy.linalg.cho_factor(a, overwrite_a=True), np.eye(g.shape[0]))
-    b = -p / np.diag(p)[None, :]
-    np.fill_diagonal(b, 0.0)
-    return b
+    """B = I − P · diag(1 / diag P) with P = (G + reg·I)⁻¹ (G symmetric M × M); float64.
+
+    Works in place to hold about two M × M arrays at once: ``g`` is overwritten."""
+    g[np.diag_indices_from(g)] += reg
+    factor = scipy.linalg.cho_factor(g, overwrite_a=True)
+    p = scipy.linalg.cho_solve(factor, np.eye(g.shape[0]), overwrite_b=True)
+    del factor, g
+    p /= -np.diag(p)[None, :]
+    np.fill_diagonal(p, 0.0)
+    return p
 
 
 @dataclass(frozen=True)

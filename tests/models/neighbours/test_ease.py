@@ -27,7 +27,7 @@ MOVIES = np.array([10, 20, 30, 40, 50, 60])
 
 
 def test_weights_solve_the_constrained_least_squares():
-    b = ease_weights(X.T @ X, 2.0)
+    b = ease_weights(X.T @ X, 2.0)  # (a fresh Gram: it is overwritten)
     assert np.all(np.diag(b) == 0)
     # stationarity of ||X − XB||² + λ||B||² with diag(B) = 0: off-diagonal gradient vanishes
     grad = X.T @ (X @ b - X) + 2.0 * b
