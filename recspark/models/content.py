@@ -37,9 +37,9 @@ from recspark.config import Config, Section, expand
 from recspark.io.ingested import read_movies, read_tags
 from recspark.models.bias import BiasModel
 from recspark.models.contract import Ability, ModelSpec
-from recspark.models.neighbours.knn import ITEM, KnnModel, neighbour_schema, residual_table
+from recspark.models.neighbours.knn import ITEM, KnnModel, neighbour_batch, neighbour_schema, residual_table
 from recspark.models.neighbours.matrix import map_column_blocks
-from recspark.schema import FEATURES, GENRES, MOVIE_ID, SIMILARITY, TAG, TITLE
+from recspark.schema import FEATURES, GENRES, MOVIE_ID, TAG, TITLE
 from recspark.similarity import top_k
 
 _logger = logging.getLogger(__name__)
@@ -115,12 +115,7 @@ def feature_matrix(features: DataFrame) -> tuple[np.ndarray, sp.csc_matrix]:
 def _content_block(matrix: sp.csc_matrix, cols: np.ndarray, *, ids: np.ndarray, k: int) -> pa.RecordBatch:
     sims = np.asarray((matrix[:, cols].T @ matrix).toarray())  # unit columns: cosine
     rows, nbr, vals = top_k(sims, k, exclude=cols)
-    return pa.RecordBatch.from_arrays(
-        [pa.array(ids[cols[rows]]), pa.array(ids[nbr]), pa.array(vals),
-         pa.array(np.zeros(rows.size, dtype=np.int64))],
-        schema=pa.schema([pa.field(f.name, pa.float64() if f.name == SIMILARITY else pa.int64(), False)
-                          for f in neighbour_schema(ITEM).fields]),
-    )
+    return neighbour_batch(ids[cols[rows]], ids[nbr], vals, np.zeros(rows.size), ITEM)
 
 
 def content_neighbours(features: DataFrame, *, k: int, max_cells: int) -> DataFrame:

@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 from pydantic import Field
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -72,7 +72,7 @@ _logger = logging.getLogger(__name__)
 
 MODEL_FORMAT = "recspark-knn-model"
 MODEL_VERSION = 1
-_RAW, _DELTA, _ORDER = "_knn_raw", "_knn_delta", "_knn_order"
+_RAW, _DELTA = "_knn_raw", "_knn_delta"
 _NEIGHBOURS, _RESIDUALS, _USER_BIAS, _ITEM_BIAS = "neighbours", "residuals", "user_bias", "item_bias"
 
 
@@ -114,6 +114,129 @@ def neighbour_schema(side: Side) -> T.StructType:
     )
 
 
+@dataclass(frozen=True)
+class NeighbourRows:
+    """A neighbour table as padded rows: ``nbr[i]`` (K,) are the positions (into
+    ``item_ids``, the entity ids: movies for item_knn, users for user_knn) of entity i's
+    neighbours, most similar first, −1 past the last; ``sim[i]`` their similarities."""
+
+    item_ids: np.ndarray
+    nbr: np.ndarray  # (M, K) int32
+    sim: np.ndarray  # (M, K) float64
+
+    @classmethod
+    def collect(cls, neighbours: DataFrame, side: Side = None) -> "NeighbourRows":  # type: ignore[assignment]
+        """From the (entity id, neighbour_id, similarity) table of ``side`` (default: item
+        side, entity movie_id). Action: one collect."""
+        entity = (side or ITEM).entity
+        pdf = neighbours.select(entity, NEIGHBOUR_ID, SIMILARITY).toPandas()
+        i_ids, j_ids = pdf[entity].to_numpy(np.int64), pdf[NEIGHBOUR_ID].to_numpy(np.int64)
+        sims = pdf[SIMILARITY].to_numpy(np.float64)
+        item_ids = np.unique(np.concatenate([i_ids, j_ids]))
+        i, j = np.searchsorted(item_ids, i_ids), np.searchsorted(item_ids, j_ids)
+        order = np.lexsort((j, -sims, i))  # per movie: most similar first, ties by smaller id
+        i, j, sims = i[order], j[order], sims[order]
+        counts = np.bincount(i, minlength=item_ids.size)
+        width = max(int(counts.max(initial=0)), 1)
+        slot = np.arange(i.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        nbr = np.full((item_ids.size, width), -1, dtype=np.int32)
+        sim = np.zeros((item_ids.size, width))
+        nbr[i, slot], sim[i, slot] = j, sims
+        return cls(item_ids, nbr, sim)
+
+
+def block_deltas(
+    rows: NeighbourRows, pair_users: np.ndarray, pair_items: np.ndarray, rated_users: np.ndarray,
+    rated_items: np.ndarray, residuals: np.ndarray, *, k: int, max_cells: int = 4_000_000,
+) -> np.ndarray:
+    """The KNN-with-baseline correction of every pair (NaN where no neighbour was rated).
+
+    Item side: ``pair_users``/``pair_items`` are the pairs' user and movie ids, ``rated_*``
+    and ``residuals`` the training residuals of those users. For pair (u, i) the neighbours
+    of i are scanned most similar first; the first k that u rated give Σ s·res / Σ s. User
+    side: the same with the roles swapped (movies in ``pair_users``, users in
+    ``pair_items``: the first k neighbours of u who rated i). Memory
+    O(pairs chunk × K) with chunks of ``max_cells`` cells; sorted-key lookups, no loop per pair.
+    """
+    m = rows.item_ids.size
+    rated_pos = np.searchsorted(rows.item_ids, rated_items)
+    known = (rated_pos < m) & (rows.item_ids[np.minimum(rated_pos, m - 1)] == rated_items)
+    keys = rated_users[known].astype(np.int64) * m + rated_pos[known]  # users are ids: fine for int64
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], residuals[known][order]
+    pos = np.searchsorted(rows.item_ids, pair_items)
+    item_known = (pos < m) & (rows.item_ids[np.minimum(pos, m - 1)] == pair_items)
+    out = np.full(pair_users.size, np.nan)
+    chunk = max(1, max_cells // rows.nbr.shape[1])
+    for a in range(0, pair_users.size, chunk):
+        sel = np.arange(a, min(a + chunk, pair_users.size))
+        sel = sel[item_known[sel]]
+        nbr, sim = rows.nbr[pos[sel]], rows.sim[pos[sel]]
+        want = pair_users[sel, None].astype(np.int64) * m + nbr
+        at = np.minimum(np.searchsorted(keys, want), max(keys.size - 1, 0))
+        found = (nbr >= 0) & (keys.size > 0) & (keys[at] == want) & (sim > 0)
+        use = found & (np.cumsum(found, axis=1) <= k)
+        den = np.where(use, sim, 0.0).sum(axis=1)
+        num = np.where(use, sim * values[at] if keys.size else 0.0, 0.0).sum(axis=1)
+        out[sel] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return out
+
+
+_DELTA_SCHEMA = T.StructType(
+    [T.StructField(USER_ID, T.LongType(), False), T.StructField(MOVIE_ID, T.LongType(), False),
+     T.StructField(_DELTA, T.DoubleType(), False)]
+)
+_PART = "_knn_part"
+
+
+def knn_deltas(
+    pairs: DataFrame, neighbours: DataFrame, residuals: DataFrame, *, side: Side, k: int,
+    blocks: int = 16,
+) -> DataFrame:
+    """(user_id, movie_id, ``_knn_delta``) of :func:`block_deltas` for the distinct pairs of
+    ``pairs``: the pairs and the residuals (user_id, movie_id, residual) are co-grouped by a
+    hash of the other side's id (the user for item_knn) into ``blocks`` groups, so each
+    group holds every residual its pairs need; the padded neighbour rows are broadcast.
+    Action: collects the neighbour table; the result is lazy."""
+    spark = pairs.sparkSession
+    table = spark.sparkContext.broadcast(NeighbourRows.collect(neighbours, side))
+
+    def task(left: pa.Table, right: pa.Table) -> pa.Table:
+        rows, ents = (left.column(c).to_numpy().astype(np.int64) for c in (side.other, side.entity))
+        delta = block_deltas(
+            table.value, rows, ents, right.column(side.other).to_numpy().astype(np.int64),
+            right.column(side.entity).to_numpy().astype(np.int64),
+            right.column(RESIDUAL).to_numpy().astype(np.float64), k=k,
+        )
+        ok = ~np.isnan(delta)
+        found = {side.other: rows[ok], side.entity: ents[ok]}
+        return pa.table({USER_ID: found[USER_ID], MOVIE_ID: found[MOVIE_ID], _DELTA: delta[ok]})
+
+    task.__annotations__ = {"left": pa.Table, "right": pa.Table, "return": pa.Table}
+    part = F.pmod(F.xxhash64(side.other), F.lit(blocks)).alias(_PART)
+    q = pairs.select(F.col(USER_ID).cast("long"), F.col(MOVIE_ID).cast("long")).distinct()
+    r = residuals.select(F.col(USER_ID).cast("long"), F.col(MOVIE_ID).cast("long"), RESIDUAL)
+    return (
+        q.select("*", part).groupBy(_PART)
+        .cogroup(r.select("*", part).groupBy(_PART))
+        .applyInArrow(task, _DELTA_SCHEMA)
+    )
+
+
+def neighbour_batch(
+    entities: np.ndarray, neighbours: np.ndarray, sims: np.ndarray, support: np.ndarray, side: Side
+) -> pa.RecordBatch:
+    """One Arrow batch of the neighbour table (:func:`neighbour_schema` of ``side``)."""
+    return pa.RecordBatch.from_arrays(
+        [pa.array(entities, pa.int64()), pa.array(neighbours, pa.int64()),
+         pa.array(sims, pa.float64()), pa.array(support.astype(np.int64))],
+        schema=pa.schema(
+            [pa.field(f.name, pa.int64() if f.name != SIMILARITY else pa.float64(), False)
+             for f in neighbour_schema(side).fields]
+        ),
+    )
+
+
 def _neighbour_block(
     matrix: sp.csc_matrix, cols: np.ndarray, *, ids: np.ndarray, cfg: KnnConfig, side: Side
 ) -> pa.RecordBatch:
@@ -122,16 +245,7 @@ def _neighbour_block(
         cfg.measure, matrix[:, cols], matrix, min_support=cfg.min_support, shrinkage=cfg.shrinkage
     )
     rows, nbr, vals = top_k(sim, cfg.neighbours, exclude=cols)
-    return pa.RecordBatch.from_arrays(
-        [
-            pa.array(ids[cols[rows]]), pa.array(ids[nbr]), pa.array(vals),
-            pa.array(n[rows, nbr].astype(np.int64)),
-        ],
-        schema=pa.schema(
-            [pa.field(f.name, pa.int64() if f.name != SIMILARITY else pa.float64(), False)
-             for f in neighbour_schema(side).fields]
-        ),
-    )
+    return neighbour_batch(ids[cols[rows]], ids[nbr], vals, n[rows, nbr], side)
 
 
 def neighbour_table(
@@ -190,19 +304,9 @@ class KnnModel:
 
     def deltas(self, pairs: DataFrame) -> DataFrame:
         """(user_id, movie_id, ``_knn_delta``): the similarity-weighted mean residual of the
-        k most similar rated neighbours, for the distinct pairs that have any."""
-        s = _SIDES[self.side]
-        q = pairs.select(USER_ID, MOVIE_ID).distinct()
-        nbrs = q.join(self.neighbours.select(s.entity, NEIGHBOUR_ID, SIMILARITY), s.entity)
-        rated = self.residuals.select(s.other, F.col(s.entity).alias(NEIGHBOUR_ID), RESIDUAL)
-        joined = nbrs.join(rated, [s.other, NEIGHBOUR_ID])
-        best = Window.partitionBy(USER_ID, MOVIE_ID).orderBy(F.desc(SIMILARITY), NEIGHBOUR_ID)
-        return (
-            joined.withColumn(_ORDER, F.row_number().over(best))
-            .where(F.col(_ORDER) <= self.k)
-            .groupBy(USER_ID, MOVIE_ID)
-            .agg((F.sum(F.col(SIMILARITY) * F.col(RESIDUAL)) / F.sum(SIMILARITY)).alias(_DELTA))
-        )
+        k most similar rated neighbours, for the distinct pairs that have any
+        (:func:`knn_deltas`)."""
+        return knn_deltas(pairs, self.neighbours, self.residuals, side=_SIDES[self.side], k=self.k)
 
     def predict(self, pairs: DataFrame) -> DataFrame:
         """``PREDICT``: ``pairs`` (user_id, movie_id, ...) plus ``prediction`` (baseline plus
