@@ -55,6 +55,7 @@ class ContentConfig(Section):
     tag_vocabulary: int = Field(2000, ge=1)
     min_tag_movies: int = Field(2, ge=1)
     max_cells: int = Field(2_000_000, ge=1000)
+    damping: float = Field(1.0, ge=0)  # as item_knn.damping
     clusters: int = Field(0, ge=0)  # movie clusters (jobs/movie_clusters.py); 0 = one per genre
     clusters_dir: str = "out/movie_clusters"
 
@@ -139,7 +140,7 @@ def content_knn_model(
     _logger.info("content_knn: %d content neighbours kept per movie", cfg.neighbours)
     return KnnModel(
         name="content_knn", side="item", k=cfg.k, neighbours=neighbours,
-        residuals=residual_table(train, bias), bias=bias, lo=lo, hi=hi,
+        residuals=residual_table(train, bias), bias=bias, lo=lo, hi=hi, damping=cfg.damping,
     )
 
 
