@@ -25,8 +25,8 @@ than ``max_row_entries`` entries sampled down first.
 Top-N (``item_knn`` only): score(u, i) = Σ_{j ∈ R(u), j ∈ N(i)} s_ij, the sum of i's kept
 similarities to the movies u rated, not weighted by u's residuals. The unweighted sum
 ranks by "looks like what u watches", which is what a held-out test item is; weighting by
-residuals pushes down movies near ones u rated below its baseline although u still chose
-to watch them, and it lost on validation NDCG@10 (see ``conf/knn.toml``).
+residuals would push down movies near ones u rated below its baseline although u still
+chose to watch them (a design choice, not compared on validation).
 
 Saved as ``neighbours/`` (entity, neighbour_id, similarity, co_support), ``residuals/``
 (user_id, movie_id, residual: the training ratings minus the baseline, which re-scoring
