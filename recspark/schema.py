@@ -231,6 +231,12 @@ def std_of(metric: str) -> str:
     return f"{metric}_std"
 
 
+def at_cold(metric: str, below: int) -> str:
+    """``<metric>@cold<<below>``: a metric over test movies with fewer than ``below``
+    training ratings."""
+    return f"{metric}@cold<{below}"
+
+
 def at_iteration(metric: str, iteration: int) -> str:
     """``<metric>@iter=NNN``: one point of a convergence history in the metrics table."""
     return f"{metric}@iter={iteration:03d}"
@@ -298,6 +304,10 @@ SIMILAR_SCHEMA = T.StructType(
         T.StructField(SIMILARITY, T.DoubleType(), False),
     ]
 )
+
+# =========================================================================== neighbourhood models
+NEIGHBOUR_ID = "neighbour_id"  # a kNN neighbour: a movie_id (item_knn) or a user_id (user_knn)
+CO_SUPPORT = "co_support"  # co-rated entries behind a similarity
 
 # =========================================================================== re-scoring output (scores)
 SCORE_DATE = "score_date"  # partition column of the re-scoring output, YYYY-MM-DD

@@ -228,8 +228,9 @@ class FitContext:
 class ModelSpec:
     """One registered model: its name, config section, fit function and abilities.
 
-    ``fit(train, *, cfg, seed, lo, hi, bias, validation)`` returns the fitted model (it may
-declare only the keywords it uses);
+    ``fit(train, *, cfg, seed, lo, hi, bias, validation, config)`` returns the fitted model
+    (it may declare only the keywords it uses; ``config`` is the root config, e.g. for the
+    ingested movies table);
     ``config`` is its section class (None for a model without settings) and ``section``
     the name of the config section it reads (default: its own name; models sharing
     settings name the same section). ``load(spark, path)`` reads what ``save`` wrote
@@ -270,7 +271,7 @@ declare only the keywords it uses);
             "hi": hi,
             "bias": ctx.bias,
             "validation": ctx.validation,
-            "root_cfg": ctx.cfg,
+            "root_cfg": ctx.cfg,  # the root config, for a model that reads other sections or tables
         }
         # A fit function takes the keywords it uses (a truncated SVD has no seed).
         params = inspect.signature(self.fit).parameters

@@ -32,6 +32,10 @@ MODELS: dict[str, str] = {
     "blend": "recspark.models.blend:SPEC",
     "sgd_mf": "recspark.models.sgd:SPEC",
     "svdpp": "recspark.models.sgd:SVDPP_SPEC",
+    "item_knn": "recspark.models.neighbours.knn:ITEM_SPEC",
+    "user_knn": "recspark.models.neighbours.knn:USER_SPEC",
+    "ease": "recspark.models.neighbours.ease:SPEC",
+    "content_knn": "recspark.models.content:SPEC",
 }
 
 

@@ -46,6 +46,7 @@ from pyspark.sql import functions as F
 
 from recspark.config import Config, SplitConfig, expand
 from recspark.evaluation.best import RANKING_KEY, RANKING_METRIC_KEY, RMSE_KEY, best_models, best_rows
+from recspark.evaluation.cold import cold_metrics
 from recspark.evaluation.leaderboard import board_metric, fold_summary, format_board, leaderboard
 from recspark.evaluation.rating import metrics_frame, metrics_table, regression_metrics, union_all
 from recspark.evaluation.sweeps import sweep_rows
@@ -287,6 +288,8 @@ def _fit_and_report(
         rows.append(
             _evaluate(spark, model, name, run_id, f"{split.kind}/test", split.test, pred_path)
         )
+        cold = cold_metrics(spark.read.parquet(pred_path), split.train)
+        rows.append(metrics_frame(spark, run_id=run_id, model=name, split=f"{split.kind}/test", values=cold))
     rows.append(
         metrics_frame(spark, run_id=run_id, model=name, split=f"{split.kind}/train", values=extra)
     )

@@ -17,7 +17,10 @@ from recspark.models.contract import (
     ModelSpec,
     RankingInputs,
 )
+from recspark.io.ingested import MOVIES_DIR, TAGS_DIR
 from recspark.schema import (
+    MOVIES_SCHEMA,
+    TAGS_SCHEMA,
     FACTORS,
     ITERATION,
     MOVIE_ID,
@@ -56,10 +59,26 @@ def data(spark):
     return df, cfg, fit_bias(df, cfg=cfg.bias)
 
 
+def _with_content(spark, tmp) -> object:
+    """The test config with ``ingest.output_dir`` at a tiny ingested movies and tags folder
+    (content_knn reads them)."""
+    genres = ["Comedy", "Drama|Romance", "Horror|Sci-Fi", "Action"]
+    spark.createDataFrame(
+        [(500 + 7 * i, f"Movie {i} ({1990 + i})", genres[i % 4]) for i in range(MOVIES + 1)],
+        MOVIES_SCHEMA,
+    ).write.parquet(str(tmp / MOVIES_DIR))
+    spark.createDataFrame(
+        [(100, 500 + 7 * i, "tag" + str(i % 3), 0) for i in range(MOVIES)], TAGS_SCHEMA
+    ).write.parquet(str(tmp / TAGS_DIR))
+    return load_config(overrides=SETTINGS + [f"ingest.output_dir={tmp}"])
+
+
 @pytest.fixture(scope="module", params=list(registry.MODELS))
-def fitted(request, data):
+def fitted(request, data, tmp_path_factory):
     df, cfg, bias = data
     spec = registry.spec(request.param)
+    if spec.name == "content_knn":
+        cfg = _with_content(df.sparkSession, tmp_path_factory.mktemp("ingest"))
     return spec, spec.fit_model(FitContext(train=df, cfg=cfg, bias=bias, validation=df))
 
 

@@ -1,0 +1,55 @@
+"""EASE against its closed form in NumPy on a tiny matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recspark.config import load_config
+from recspark.models import registry
+from recspark.models.neighbours.ease import ease_weights
+from recspark.schema import MOVIE_ID, RATING, USER_ID
+from recspark.serving.topn import recommend
+
+# users × movies 10..60, 1 = rated; movie 60 is rated once and dropped by max_items=5
+X = np.array(
+    [
+        [1, 1, 0, 0, 1, 0],
+        [1, 1, 1, 0, 0, 0],
+        [0, 1, 1, 1, 0, 1],
+        [0, 0, 1, 1, 1, 0],
+        [1, 0, 0, 1, 1, 0],
+        [1, 1, 0, 1, 0, 0],
+    ],
+    dtype=float,
+)
+MOVIES = np.array([10, 20, 30, 40, 50, 60])
+
+
+def test_weights_solve_the_constrained_least_squares():
+    b = ease_weights(X.T @ X, 2.0)  # (a fresh Gram: it is overwritten)
+    assert np.all(np.diag(b) == 0)
+    # stationarity of ||X − XB||² + λ||B||² with diag(B) = 0: off-diagonal gradient vanishes
+    grad = X.T @ (X @ b - X) + 2.0 * b
+    off = ~np.eye(6, dtype=bool)
+    np.testing.assert_allclose(grad[off], 0.0, atol=1e-10)
+
+
+def test_ease_ranks_by_x_times_b_over_the_most_rated_movies(spark):
+    u, m = np.nonzero(X)
+    train = spark.createDataFrame(
+        [(int(a) + 1, int(MOVIES[c]), 4.0) for a, c in zip(u, m)],
+        f"{USER_ID} long, {MOVIE_ID} long, {RATING} double",
+    )
+    cfg = load_config(overrides=["ease.reg=2", "ease.max_items=5", "ease.max_cells=1000"])
+    model = registry.fit("ease", train, cfg=cfg)
+    assert model.item_ids.tolist() == [10, 20, 30, 40, 50]
+    x = X[:, :5]
+    b = ease_weights(x.T @ x, 2.0)
+    scores = x @ b
+    scores[x > 0] = -np.inf
+    got = {r[USER_ID]: (r[MOVIE_ID], r["score"]) for r in recommend(model, train, n=1).collect()}
+    for user in range(6):
+        best = int(np.argmax(scores[user]))
+        assert got[user + 1][0] == MOVIES[best]
+        assert got[user + 1][1] == pytest.approx(scores[user, best], rel=1e-5)
