@@ -288,7 +288,8 @@ def _fit_and_report(
         rows.append(
             _evaluate(spark, model, name, run_id, f"{split.kind}/test", split.test, pred_path)
         )
-        cold = cold_metrics(spark.read.parquet(pred_path), split.train)
+        with stage(f"cold-movie metrics of {name}", spark):
+            cold = cold_metrics(spark.read.parquet(pred_path), split.train)
         rows.append(metrics_frame(spark, run_id=run_id, model=name, split=f"{split.kind}/test", values=cold))
     rows.append(
         metrics_frame(spark, run_id=run_id, model=name, split=f"{split.kind}/train", values=extra)
