@@ -91,7 +91,10 @@ def test_train_job_end_to_end_on_ml_latest_small(spark, sample_dir, tmp_path, ru
     for model in ("mllib_als", "popularity"):
         assert 0.0 < value(model, "random/test", "ild@10") < 1.0
         assert value(model, "random/test", "novelty@10") > 0.0
-        assert 0.5 < value(model, "random/test", "popularity_bias@10") <= 1.0
+        assert 0.0 < value(model, "random/test", "popularity_bias@10") <= 1.0
+    # the most popular movies sit at the top percentile; unfiltered mllib_als lists obscure
+    # movies (0.29 on this run: see the README's top-N section)
+    assert value("popularity", "random/test", "popularity_bias@10") > 0.99
     assert value("popularity", "random/test", "popularity_bias@10") > value(
         "mllib_als", "random/test", "popularity_bias@10"
     )
