@@ -63,9 +63,10 @@ def recommend_and_rank(
     threshold = None if kind == "leave_last_out" else rc.relevance_threshold
     split = f"{kind}/test"
     rated = train.select(USER_ID, MOVIE_ID, RATING)
-    relevant = relevant_items(test, threshold=threshold).cache()
-    catalogue = train.select(MOVIE_ID).distinct()
-    popularity = movie_popularity(train).cache()
+    with stage(f"relevant items and movie popularity on {split}", spark):
+        relevant = relevant_items(test, threshold=threshold).cache()
+        catalogue = train.select(MOVIE_ID).distinct()
+        popularity = movie_popularity(train).cache()
     rows = []
     for name, model in rankers.items():
         path = f"{out_dir.rstrip('/')}/{RECOMMENDATIONS_DIR}/{MODEL}={name}"

@@ -287,7 +287,8 @@ def _segments(
             title=f"k-means on {sc.model} user factors: silhouette by k (chosen k = {k})",
             xlabel="k (segments)", ylabel="mean silhouette",
         )
-    sizes = segments.groupBy(SEGMENT).count().toPandas().sort_values(SEGMENT)
+    with stage("segment: sizes", spark):
+        sizes = segments.groupBy(SEGMENT).count().toPandas().sort_values(SEGMENT)
     vectors.unpersist()
     return segments, k, curve, sizes
 

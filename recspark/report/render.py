@@ -20,6 +20,7 @@ from pyspark.sql import SparkSession
 from recspark.config import Config
 from recspark.errors import ConfigError
 from recspark.io import runs, storage
+from recspark.log import stage
 from recspark.report.collect import Content, Picture, collect
 from recspark.schema import GENRE, LIFT, MEAN_RATING, RUN_ID, TITLE
 
@@ -103,8 +104,9 @@ def write_report(spark: SparkSession, cfg: Config, run_dir: str) -> str:
         saved = None
     # The run's own split, k, models and data set; today's segment and re-score folders.
     run_cfg = cfg if saved is None else saved.replace(segment=cfg.segment, rescore=cfg.rescore)
-    html = render(collect(spark, run_cfg, run_dir))
-    path = f"{run_dir.rstrip('/')}/{REPORT_FILE}"
-    storage.write_text(spark, path, html)
+    with stage("report: collect and render report.html", spark):
+        html = render(collect(spark, run_cfg, run_dir))
+        path = f"{run_dir.rstrip('/')}/{REPORT_FILE}"
+        storage.write_text(spark, path, html)
     _logger.info("report written to %s", path)
     return path
