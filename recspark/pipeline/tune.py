@@ -21,8 +21,9 @@ JVM) failed with an ArrayIndexOutOfBoundsException, so search ``svd`` with ``--p
 two ALS trials at a time ran fine.
 
 Writes into ``--output``: ``trials/`` Parquet and ``trials.csv`` (trial, one column per
-searched key, ``<metric>``, ``<metric>_std``, ``fit_seconds`` summed over parts, ``rank``
-1 = best), one PNG per searched key (``<metric>_by_<key>.png``:
+searched key, ``<metric>``, ``<metric>_std``, the means of the other metrics the model
+gives (RMSE and MAE when it predicts; precision, recall, NDCG, MAP, hit rate and coverage
+at k when it ranks), ``fit_seconds`` summed over parts, ``rank`` 1 = best), one PNG per searched key (``<metric>_by_<key>.png``:
 :func:`recspark.plots.trial_chart`) and the winning settings as a TOML overlay (the whole
 config section of every searched key, with a header recording the command, the scoring
 and the best trials), ready for ``-c``.
@@ -43,10 +44,11 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from recspark.config import Config, config_from_dict, expand, to_toml
 from recspark.errors import ConfigError
-from recspark.evaluation.ranking import ranking_metrics, relevant_items
+from recspark.evaluation.ranking import metric_names, ranking_metrics, relevant_items
 from recspark.evaluation.rating import regression_metrics
 from recspark.io import storage
 from recspark.io.ingested import read_ratings
@@ -55,9 +57,11 @@ from recspark.models import registry
 from recspark.models.bias import BiasModel, fit_bias
 from recspark.models.contract import Ability, require
 from recspark.plots import trial_chart
-from recspark.schema import FIT_SECONDS, MOVIE_ID, NDCG, RATING, RMSE, USER_ID, ndcg_at, std_of
+from recspark.schema import (
+    FIT_SECONDS, MAE, MOVIE_ID, N_RATINGS, NDCG, RATING, RMSE, USER_ID, ndcg_at, std_of,
+)
 from recspark.seeds import derive_seed
-from recspark.serving.topn import recommend
+from recspark.serving.topn import recommend, with_min_support
 from recspark.split import kfold_split, random_split, split_ratings
 
 _logger = logging.getLogger(__name__)
@@ -115,11 +119,13 @@ def with_settings(cfg: Config, settings: dict[str, Any]) -> Config:
 @dataclass(frozen=True)
 class Part:
     """One scoring part: fit on ``train`` (cached), score on ``holdout``; ``bias`` is the
-    baseline fitted on ``train``."""
+    baseline fitted on ``train``; ``counts`` (movie_id, n_ratings, cached) the training
+    ratings per movie, for ``recommend.min_support``."""
 
     train: DataFrame
     holdout: DataFrame
     bias: BiasModel
+    counts: DataFrame
 
 
 def scoring_parts(cfg: Config, ratings: DataFrame, *, folds: int) -> list[Part]:
@@ -138,26 +144,37 @@ def scoring_parts(cfg: Config, ratings: DataFrame, *, folds: int) -> list[Part]:
     parts = []
     for fit_part, holdout in pairs:
         fit_part, holdout = fit_part.cache(), holdout.cache()
-        parts.append(Part(fit_part, holdout, fit_bias(fit_part, cfg=cfg.bias, lo=lo, hi=hi)))
+        counts = fit_part.groupBy(MOVIE_ID).agg(F.count(F.lit(1)).alias(N_RATINGS)).cache()
+        parts.append(Part(fit_part, holdout, fit_bias(fit_part, cfg=cfg.bias, lo=lo, hi=hi), counts))
     return parts
 
 
-def score(cfg: Config, model: str, part: Part, *, metric: str, refit_bias: bool = False) -> float:
-    """``model`` fitted with ``cfg`` on ``part.train``, scored on ``part.holdout``: RMSE, or
-    NDCG at ``recommend.k`` (relevance: rating >= ``recommend.relevance_threshold``).
-    ``refit_bias``: fit the baseline with ``cfg.bias`` instead of using ``part.bias``.
-    Actions: the fit(s), one or two aggregations."""
+def score(cfg: Config, model: str, part: Part, *, refit_bias: bool = False) -> dict[str, float]:
+    """``model`` fitted with ``cfg`` on ``part.train`` and measured on ``part.holdout``:
+    RMSE and MAE when it predicts, and when it ranks (and ``recommend.enabled``) precision,
+    recall, NDCG, MAP, hit rate and coverage at ``recommend.k`` (relevance: rating >=
+    ``recommend.relevance_threshold``; movies with fewer than ``recommend.min_support``
+    ratings in ``part.train`` never listed, as in a train run). ``refit_bias``: fit the
+    baseline with ``cfg.bias`` instead of using ``part.bias``. Returns {metric: value}.
+    Actions: the fit(s), one aggregation per metric family."""
     lo, hi = cfg.train.rating_min, cfg.train.rating_max
     bias = fit_bias(part.train, cfg=cfg.bias, lo=lo, hi=hi) if refit_bias else part.bias
     fitted = registry.fit(model, part.train, cfg=cfg, bias=bias)
-    if metric == RMSE:
-        return regression_metrics(fitted.predict(part.holdout.select(USER_ID, MOVIE_ID, RATING)))[RMSE]
+    spec = registry.spec(model)
+    values: dict[str, float] = {}
+    if spec.can(Ability.PREDICT):
+        errors = regression_metrics(fitted.predict(part.holdout.select(USER_ID, MOVIE_ID, RATING)))
+        values.update({RMSE: errors[RMSE], MAE: errors[MAE]})
     rc = cfg.recommend
-    lists = recommend(fitted, part.train.select(USER_ID, MOVIE_ID, RATING), n=rc.k, model=model,
-                      block_users=rc.block_users, max_chunk_cells=rc.max_chunk_cells)
-    relevant = relevant_items(part.holdout, threshold=rc.relevance_threshold)
-    values = ranking_metrics(lists, relevant, k=rc.k, catalogue=part.train.select(MOVIE_ID))
-    return values[ndcg_at(rc.k)]
+    if spec.can(Ability.TOP_N) and rc.enabled:
+        inputs = with_min_support(fitted.ranking_inputs(), part.counts, min_support=rc.min_support)
+        lists = recommend(inputs, part.train.select(USER_ID, MOVIE_ID, RATING), n=rc.k,
+                          model=model, block_users=rc.block_users,
+                          max_chunk_cells=rc.max_chunk_cells)
+        relevant = relevant_items(part.holdout, threshold=rc.relevance_threshold)
+        ranking = ranking_metrics(lists, relevant, k=rc.k, catalogue=part.train.select(MOVIE_ID))
+        values.update({m: v for m, v in ranking.items() if m in metric_names(rc.k)})
+    return values
 
 
 def search(
@@ -181,6 +198,8 @@ def search(
         raise ConfigError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
     needed = Ability.PREDICT if metric == RMSE else Ability.TOP_N
     require(spec, needed, setting="--model", choices=registry.with_ability(needed))
+    if metric == NDCG and not cfg.recommend.enabled:
+        raise ConfigError("--metric ndcg needs recommend.enabled = true")
     settings = trial_settings(grid, trials=trials, seed=derive_seed(cfg.seed, "tune"))
     configs = [with_settings(cfg, s) for s in settings]  # every bad value fails before Spark work
     refit_bias = any(key.startswith("bias.") for key in grid)
@@ -192,10 +211,11 @@ def search(
         spark.sparkContext.setLocalProperty("spark.scheduler.pool", f"trial{i % parallel}")
         start = time.perf_counter()
         with stage(f"tune {model}: trial {i} {settings[i]}", spark):
-            values = [score(configs[i], model, p, metric=metric, refit_bias=refit_bias) for p in parts]
-        row = {TRIAL: i, **settings[i], name: float(np.mean(values)),
-               std_of(name): float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
-               FIT_SECONDS: time.perf_counter() - start}
+            values = pd.DataFrame([score(configs[i], model, p, refit_bias=refit_bias) for p in parts])
+        chosen = values.pop(name)
+        row = {TRIAL: i, **settings[i], name: float(chosen.mean()),
+               std_of(name): float(chosen.std(ddof=1)) if len(chosen) > 1 else math.nan,
+               **values.mean().to_dict(), FIT_SECONDS: time.perf_counter() - start}
         _logger.info("trial %d %s: %s %.4f", i, settings[i], name, row[name])
         return row
 
@@ -204,6 +224,7 @@ def search(
     for p in parts:
         p.train.unpersist()
         p.holdout.unpersist()
+        p.counts.unpersist()
     table = pd.DataFrame(rows).sort_values([name, TRIAL], ascending=[metric == RMSE, True])
     table[RANK] = np.arange(1, len(table) + 1)
     return table.reset_index(drop=True)

@@ -85,6 +85,7 @@ def test_search_finds_the_planted_best_level_and_writes_an_overlay(spark, level_
     assert (table["rmse"].diff().dropna() >= 0).all() and (table["rmse_std"] > 0).all()
     train = np.array([r for u, m, r, _ in rows if (u, m) not in held_out])
     assert abs(table.iloc[0]["rmse"] - np.sqrt(np.mean((train - 3.5) ** 2))) < 0.05
+    assert abs(table.iloc[0]["mae"] - np.mean(np.abs(train - 3.5))) < 0.05  # the other metric too
 
     text = overlay_text(cfg, table, grid, command="python jobs/tune.py --model level", scoring="3-fold")
     assert "#   python jobs/tune.py --model level" in text
@@ -95,3 +96,18 @@ def test_search_finds_the_planted_best_level_and_writes_an_overlay(spark, level_
         search(spark, cfg, ratings, model="level", grid={"level.level": [-1.0]})
     with pytest.raises(ConfigError, match="rank movies"):
         search(spark, cfg, ratings, model="level", grid=grid, metric="ndcg")
+
+
+def test_ranking_search_lists_only_movies_with_min_support(spark):
+    """recommend.min_support applies in the search as in a train run: with a floor above
+    every movie's count nothing is listed (coverage 0), with 1 the lists are scored."""
+    g = np.random.default_rng(5)
+    rows = [(u, m, float(g.choice([2.0, 4.5])), m) for u in range(1, 31) for m in range(1, 13)]
+    ratings = spark.createDataFrame(rows, [USER_ID, MOVIE_ID, RATING, TIMESTAMP])
+    cfg = load_config(overrides=["split.kind=random", "recommend.k=3"])
+    table = search(spark, cfg, ratings, model="popularity", metric="ndcg",
+                   grid={"recommend.min_support": [1, 1000]})
+    by_floor = table.set_index("recommend.min_support")
+    assert by_floor.loc[1000, "coverage@3"] == 0 and by_floor.loc[1000, "ndcg@3"] == 0
+    assert by_floor.loc[1, "coverage@3"] > 0 and by_floor.loc[1, "hit_rate@3"] > 0
+    assert table.iloc[0]["recommend.min_support"] == 1
