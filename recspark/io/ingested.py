@@ -103,16 +103,22 @@ def write_small(
     write_table(frame, folder, sub, single_file=True)
 
 
-def write_ratings(indexed: DataFrame, folder: str, *, user_blocks: int) -> None:
+def write_ratings(
+    indexed: DataFrame, folder: str, *, user_blocks: int, partitioned: bool = False
+) -> None:
     """Write indexed ratings to ``<folder>/ratings``, one Parquet partition per user block.
 
     Input: the columns of schema.INGESTED_RATINGS_SCHEMA. Each block is sorted by
     (user_idx, movie_idx), so a reader of one block gets each user's ratings together.
+    ``partitioned``: the caller has already put each user block in a single Spark
+    partition (e.g. ``repartitionByRange(user_blocks, user_block)``), so no shuffle is added;
+    otherwise the rows are range-partitioned by block (one sampling pass, one shuffle).
     """
+    frame = indexed.select(*INGESTED_RATINGS_SCHEMA.fieldNames())
+    if not partitioned:
+        frame = frame.repartitionByRange(user_blocks, USER_BLOCK)
     (
-        indexed.select(*INGESTED_RATINGS_SCHEMA.fieldNames())
-        .repartitionByRange(user_blocks, USER_BLOCK)
-        .sortWithinPartitions(USER_BLOCK, USER_IDX, MOVIE_IDX)
+        frame.sortWithinPartitions(USER_BLOCK, USER_IDX, MOVIE_IDX)
         .write.mode("overwrite")
         .partitionBy(USER_BLOCK)
         .parquet(path(folder, RATINGS_DIR))

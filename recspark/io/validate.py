@@ -335,12 +335,15 @@ def quarantined(validated: DataFrame) -> DataFrame:
     return validated.filter(F.col(REASON).isNotNull()).select(*QUARANTINE_SCHEMA.fieldNames())
 
 
-def dedupe_ratings(ratings: DataFrame) -> DataFrame:
+def dedupe_ratings(ratings: DataFrame, *, keys: Sequence[str] = ()) -> DataFrame:
     """One rating per (user, movie): the latest one.
 
     Input: ``user_id``, ``movie_id``, ``rating``, ``timestamp``, ``line_number`` (as from
-    :func:`accepted`). Output: ``user_id``, ``movie_id``, ``rating``, ``timestamp``,
-    ``copies`` (how many input rows the pair had; duplicates collapsed = sum(copies - 1)).
+    :func:`accepted`), plus ``keys``. Output: ``user_id``, ``movie_id``, the ``keys``,
+    ``rating``, ``timestamp``, ``copies`` (how many input rows the pair had; duplicates
+    collapsed = sum(copies - 1)). ``keys`` are columns determined by the pair (e.g. the
+    dense indices and user block): grouping by them too changes nothing in the result but
+    lets an input already hash-partitioned by one of them skip the aggregation's shuffle.
 
     The kept row has the largest timestamp; ties go to the later line. Both are folded into
     one long, key = timestamp * 2^31 + line_number (exact for validated timestamps, which are
@@ -348,9 +351,10 @@ def dedupe_ratings(ratings: DataFrame) -> DataFrame:
     fixed-width buffers: a hash aggregation (a struct max would fall back to a sort-based
     one). Line numbers are per file: layouts have a single ratings file.
     """
-    require_columns(ratings, [USER_ID, MOVIE_ID, RATING, TIMESTAMP, LINE_NUMBER], stage="dedupe")
+    required = [USER_ID, MOVIE_ID, *keys, RATING, TIMESTAMP, LINE_NUMBER]
+    require_columns(ratings, required, stage="dedupe")
     key = F.col(TIMESTAMP) * F.lit(1 << 31) + F.col(LINE_NUMBER)
-    return ratings.groupBy(USER_ID, MOVIE_ID).agg(
+    return ratings.groupBy(USER_ID, MOVIE_ID, *keys).agg(
         F.max_by(RATING, key).alias(RATING),
         F.max(TIMESTAMP).alias(TIMESTAMP),
         F.count(F.lit(1)).alias(COPIES),

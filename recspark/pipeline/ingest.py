@@ -11,8 +11,8 @@ The stages, in order: match each file's header by name (a wrong header stops ing
 before any Spark job: HeaderError, exit 2); read and validate all files (cached, raw lines
 kept only on bad rows and on lines decoded through the latin-1 fallback) and count rows per
 reason and fallback lines per file; write the fallback lines and the quarantine; check the
-quarantine threshold; write the side tables; deduplicate the ratings; build the index
-tables; write the indexed ratings; reconcile the counts; statistics and plots; the report.
+quarantine threshold; write the side tables; build the index tables; deduplicate and write
+the indexed ratings (one shuffle); reconcile the counts; statistics and plots; the report.
 
 Counts reconcile per file: rows read (data lines, header excluded) = accepted + quarantined
 + duplicates collapsed; the job fails loudly if they do not. When the quarantined share of
@@ -60,6 +60,7 @@ from recspark.schema import (
     LINKS_SCHEMA,
     METRIC,
     MOVIE_ID,
+    MOVIE_IDX,
     MOVIES_SCHEMA,
     N_RATINGS,
     QUARANTINE_SCHEMA,
@@ -72,7 +73,9 @@ from recspark.schema import (
     SOURCE_FILE,
     SUMMARY_SCHEMA,
     TAGS_SCHEMA,
+    USER_BLOCK,
     USER_ID,
+    USER_IDX,
     VALUE,
 )
 
@@ -290,10 +293,10 @@ def _ingest(
         entry = files[layout.ratings.name]
         _check_quarantine_share(spark, report, entry, out=out, target=target, cfg=cfg)
         _write_side_tables(spark, validated, inputs[1:], out)
-        deduped, pairs = _dedupe(spark, validated.pop(layout.ratings.name), entry)
-        cached.append(deduped)
-        _write_indexed(spark, deduped, out, user_blocks=cfg.ingest.user_blocks)
-        deduped.unpersist()
+        pairs = _dedupe_index_write(
+            spark, validated[layout.ratings.name], entry, out, user_blocks=cfg.ingest.user_blocks
+        )
+        validated.pop(layout.ratings.name).unpersist()
         ratings = ingested.read_ratings(spark, out)
         with stage("ingest: reconcile counts", spark):
             entry["accepted"] = written = ratings.count()
@@ -344,33 +347,43 @@ def _write_side_tables(
                 validated.pop(side.spec.name).unpersist()
 
 
-def _dedupe(
-    spark: SparkSession, ratings: DataFrame, entry: dict[str, Any]
-) -> tuple[DataFrame, int]:
-    """(deduplicated ratings, persisted: the caller unpersists; their number of pairs) from
-    the validated ratings, which are released. Sets ``entry["duplicates"]``."""
-    with stage("ingest: deduplicate ratings", spark):
-        deduped = dedupe_ratings(accepted(ratings, RATINGS_SCHEMA))
-        deduped = deduped.persist(StorageLevel.MEMORY_AND_DISK)
-        totals = deduped.agg(F.count(F.lit(1)).alias("pairs"), F.sum(COPIES).alias("rows")).first()
-        pairs, kept_rows = int(totals["pairs"]), int(totals["rows"] or 0)
-        entry["duplicates"] = kept_rows - pairs
-        ratings.unpersist()
-    return deduped, pairs
+def _dedupe_index_write(
+    spark: SparkSession,
+    ratings: DataFrame,
+    entry: dict[str, Any],
+    out: str,
+    *,
+    user_blocks: int,
+) -> int:
+    """Write the index tables, then the deduplicated ratings with dense indices and user
+    blocks; return the number of (user, movie) pairs written. Sets ``entry["duplicates"]``.
 
-
-def _write_indexed(spark: SparkSession, deduped: DataFrame, out: str, *, user_blocks: int) -> None:
-    """Write the index tables, then the ratings with dense indices and user blocks."""
+    One shuffle over the ratings: the index tables come from the accepted rows of the
+    cached validated frame ``ratings`` (deduplication keeps every pair, so the same users
+    and movies), the rows get their indices by broadcast joins, are range-partitioned by
+    ``user_block`` (a block never spans two partitions), and deduplicated
+    (:func:`dedupe_ratings`) grouped by keys that include ``user_block``, so the aggregation
+    reuses that partitioning instead of shuffling again, and each block is sorted and written
+    by one task. Before: a shuffle to deduplicate, a cached copy, two shuffles for the index
+    tables over it and a shuffle to partition. Every accepted row falls in exactly
+    one pair, so duplicates collapsed = accepted rows - pairs written.
+    """
+    good = accepted(ratings, RATINGS_SCHEMA)
     with stage("ingest: index tables", spark):
-        ingested.write_table(user_index(deduped), out, ingested.USER_INDEX_DIR, single_file=True)
-        ingested.write_table(movie_index(deduped), out, ingested.MOVIE_INDEX_DIR, single_file=True)
+        ingested.write_table(user_index(good), out, ingested.USER_INDEX_DIR, single_file=True)
+        ingested.write_table(movie_index(good), out, ingested.MOVIE_INDEX_DIR, single_file=True)
         users = ingested.read_user_index(spark, out)
         movies = ingested.read_movie_index(spark, out)
-    with stage("ingest: write indexed ratings", spark):
-        indexed = add_indices(
-            deduped.drop(COPIES), users=users, movies=movies, user_blocks=user_blocks
+    with stage("ingest: deduplicate and write indexed ratings", spark):
+        indexed = add_indices(good, users=users, movies=movies, user_blocks=user_blocks)
+        deduped = dedupe_ratings(
+            indexed.repartitionByRange(user_blocks, USER_BLOCK),
+            keys=(USER_BLOCK, USER_IDX, MOVIE_IDX),
         )
-        ingested.write_ratings(indexed, out, user_blocks=user_blocks)
+        ingested.write_ratings(deduped.drop(COPIES), out, user_blocks=user_blocks, partitioned=True)
+        pairs = ingested.read_ratings(spark, out).count()
+    entry["duplicates"] = entry["accepted"] - pairs
+    return pairs
 
 
 def _reconcile(

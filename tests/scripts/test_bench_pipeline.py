@@ -1,0 +1,71 @@
+"""scripts/bench_pipeline.py: the step runner and the figures it derives (no Spark)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+import bench_pipeline as bp  # noqa: E402
+
+
+def test_run_step_sums_the_stage_times_of_the_log(tmp_path: Path) -> None:
+    code = (
+        "print('12:00:00 INFO recspark: fit als done in 1.5 s');"
+        "print('12:00:01 INFO recspark: fit als done in 2.0 s');"
+        "print('12:00:02 INFO recspark.x: top-10 recommendations of als done in 0.25 s');"
+        "print('noise done in 9 s')"
+    )
+    r = bp.run_step("demo", [sys.executable, "-c", code], {}, tmp_path / "demo.log")
+    assert r["stages"] == {"fit als": 3.5, "top-10 recommendations of als": 0.25}
+    assert r["wall_s"] > 0 and len(r["load_before"]) == 3
+
+
+def test_run_step_raises_on_failure(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="step bad failed"):
+        bp.run_step("bad", [sys.executable, "-c", "raise SystemExit(3)"], {}, tmp_path / "b.log")
+
+
+def _step(wall: float, pss: float = 1.0, stages: dict | None = None) -> dict:
+    return {"wall_s": wall, "peak_pss_gb": pss, "stages": stages or {}}
+
+
+def test_figures_per_million_ratings_and_ratios(tmp_path: Path) -> None:
+    (tmp_path / "ingest").mkdir()
+    report = {"files": {"ratings.csv": {"rows_read": 4_000_000}}}
+    (tmp_path / "ingest" / "report.json").write_text(json.dumps(report))
+    (tmp_path / "als").mkdir()
+    als = {"results": [{"model": "recspark", "fit_s": 30.0}, {"model": "mllib", "fit_s": 120.0}]}
+    (tmp_path / "als" / "results.json").write_text(json.dumps(als))
+    topn = {"top-10 recspark": 20.0, "top-10 mllib recommendForAllUsers": 50.0}
+    steps = {
+        "generate": _step(99.0),
+        "bare": _step(10.0),
+        "ingest": _step(14.0, 2.0),
+        "train": _step(100.0, 7.5),
+        "segment": _step(40.0),
+        "rescore": _step(6.0),
+        "topn": _step(80.0, stages=topn),
+    }
+    f = bp._figures(steps, tmp_path)
+    assert f["ratings"] == 4_000_000
+    assert f["s_per_m_ratings"]["ingest"] == pytest.approx(3.5)
+    assert "generate" not in f["s_per_m_ratings"]
+    assert f["pipeline_s"] == pytest.approx(160.0)  # ingest + train + segment + rescore
+    assert f["peak_pss_gb"] == 7.5
+    ratios = f["ratios"]
+    assert ratios["ingest / bare (<= 1.5)"] == pytest.approx(1.4)
+    assert ratios["als fit / MLlib fit (<= 0.3)"] == pytest.approx(0.25)
+    assert ratios["top-10 recspark / recommendForAllUsers (< 1)"] == pytest.approx(0.4)
+
+
+def test_generate_args_scale_the_ml32m_shape(tmp_path: Path) -> None:
+    args = dict(a.split("=", 1) for a in bp._generate_args(Fraction(1, 8), tmp_path / "d"))
+    assert int(args["generate.ratings"]) == round(32_000_204 / 8)
+    assert int(args["generate.users"]) == round(200_948 / 8)
+    assert args["generate.output_dir"] == str(tmp_path / "d")
