@@ -43,7 +43,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
-from pydantic import Field
+from pydantic import Field, model_validator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -91,6 +91,15 @@ class KnnConfig(Section):
     damping: float = Field(0.0, ge=0)  # λ in Σ s·res / (Σ s + λ): few weak neighbours, small correction
     max_row_entries: int = Field(0, ge=0)  # cap on a user's (movie's) entries; 0 = none
     max_cells: int = Field(2_000_000, ge=1000)  # block × all entities cells per block (bounds its co-rated cells)
+
+    @model_validator(mode="after")
+    def _k_within_kept(self) -> "KnnConfig":
+        if self.k > self.neighbours:
+            raise ValueError(
+                f"k ({self.k}) must not exceed neighbours ({self.neighbours}): a prediction "
+                "averages the k most similar among the kept neighbours"
+            )
+        return self
 
 
 @dataclass(frozen=True)
