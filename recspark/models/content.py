@@ -48,7 +48,7 @@ from recspark.io.download import resolve_data_dir
 from recspark.io.ingested import read_genome, read_movies, read_tags
 from recspark.models.bias import BiasModel
 from recspark.models.contract import Ability, ModelSpec
-from recspark.models.neighbours.knn import ITEM, KnnModel, neighbour_batch, neighbour_schema, residual_table
+from recspark.models.neighbours.knn import ITEM, KnnModel, check_k, neighbour_batch, neighbour_schema, residual_table
 from recspark.models.neighbours.matrix import map_column_blocks
 from recspark.schema import FEATURES, GENRES, MOVIE_ID, RELEVANCE, TAG, TAG_ID, TITLE
 from recspark.similarity import top_k
@@ -73,11 +73,7 @@ class ContentConfig(Section):
 
     @model_validator(mode="after")
     def _k_within_kept(self) -> "ContentConfig":
-        if self.k > self.neighbours:
-            raise ValueError(
-                f"k ({self.k}) must not exceed neighbours ({self.neighbours}): a prediction "
-                "averages the k most similar among the kept content neighbours"
-            )
+        check_k(self.k, self.neighbours)
         return self
 
 

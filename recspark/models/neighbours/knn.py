@@ -94,12 +94,17 @@ class KnnConfig(Section):
 
     @model_validator(mode="after")
     def _k_within_kept(self) -> "KnnConfig":
-        if self.k > self.neighbours:
-            raise ValueError(
-                f"k ({self.k}) must not exceed neighbours ({self.neighbours}): a prediction "
-                "averages the k most similar among the kept neighbours"
-            )
+        check_k(self.k, self.neighbours)
         return self
+
+
+def check_k(k: int, neighbours: int) -> None:
+    """ValueError (a config section's check) unless ``k`` ≤ ``neighbours``."""
+    if k > neighbours:
+        raise ValueError(
+            f"k ({k}) must not exceed neighbours ({neighbours}): a prediction averages the k "
+            "most similar among the kept neighbours"
+        )
 
 
 @dataclass(frozen=True)
