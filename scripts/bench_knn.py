@@ -77,7 +77,7 @@ def main() -> None:
                 USER_ID, MOVIE_ID, (F.col(RATING) - F.col(BIAS_PREDICTION)).alias(RESIDUAL)
             ).localCheckpoint()
             n = residuals.count()
-        cfg = KnnConfig(measure=args.measure, neighbours=args.k, max_row_entries=args.max_user_ratings,
+        cfg = KnnConfig(measure=args.measure, k=args.k, neighbours=args.k, max_row_entries=args.max_user_ratings,
                         max_cells=args.max_cells)
         with stage(f"top-{args.k} neighbours of every movie", spark):
             table = neighbour_table(residuals, side=ITEM, cfg=cfg, value_col=RESIDUAL, seed=args.seed)
