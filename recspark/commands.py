@@ -272,7 +272,8 @@ COMMANDS: dict[str, Command] = {
             ("spark", "generate"),
             ("recspark generate --set generate.output_dir=out/synthetic/ml-32m",
              "recspark generate --set generate.ratings=2000000 --set generate.users=12560"),
-            "generate.output_dir: ratings.csv, movies.csv, tags.csv, links.csv, _truth/",
+            "generate.output_dir: ratings.csv, movies.csv, tags.csv, links.csv, genome-scores.csv, "
+            "genome-tags.csv, _truth/",
             lambda cfg: ["plan users and movies", "ratings chunks", "tags", "movies and links",
                          f"publish {cfg.generate.output_dir}/"],
             _generate,

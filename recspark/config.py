@@ -95,7 +95,9 @@ def _describe(exc: pydantic.ValidationError, cls: type[BaseModel], where: str) -
             )
             continue
         if err["type"] == "value_error":  # a section's own check: its message names the keys
-            problems.append(str(err["ctx"]["error"]))
+            # a section shared by several config sections (e.g. item_knn, user_knn) cannot
+            # name its own section: say which it was
+            problems.append((f"[{key}] " if key else "") + str(err["ctx"]["error"]))
             continue
         msg = err["msg"][0].lower() + err["msg"][1:]
         problems.append(f"{key}: {msg} (got {err.get('input')!r})" if key else msg)
@@ -237,6 +239,8 @@ class GenerateConfig(Section):
     segments: int = Field(0, ge=0)
     segment_noise: float = Field(0.15, ge=0)  # user spread around its segment centre, relative to centre scale
     tagging_users: float = Field(0.08, ge=0, le=1)  # share of users who tag
+    genome_tags: int = Field(1128, ge=0)  # tag-genome tags (ml-25m: 1,128); 0 = no genome files
+    genome_min_ratings: int = Field(50, ge=1)  # expected ratings a movie needs to be in the genome
     partitions: int = Field(16, ge=1)
     chunk_ratings: int = Field(250_000, ge=1)
 

@@ -36,6 +36,8 @@ ML_RATINGS_HEADER = ("userId", "movieId", "rating", "timestamp")
 ML_MOVIES_HEADER = ("movieId", "title", "genres")
 ML_TAGS_HEADER = ("userId", "movieId", "tag", "timestamp")
 ML_LINKS_HEADER = ("movieId", "imdbId", "tmdbId")
+ML_GENOME_SCORES_HEADER = ("movieId", "tagId", "relevance")  # ml-25m's tag genome
+ML_GENOME_TAGS_HEADER = ("tagId", "tag")
 
 # =========================================================================== movies, tags, links
 TITLE = "title"
@@ -59,6 +61,21 @@ TAGS_SCHEMA = T.StructType(
         T.StructField(TAG, T.StringType(), True),
         T.StructField(TIMESTAMP, T.LongType(), False),
     ]
+)
+
+TAG_ID = "tag_id"  # a tag-genome tag (genome-tags.csv)
+RELEVANCE = "relevance"  # a tag's relevance to a movie in the tag genome, in [0, 1]
+
+GENOME_SCORES_SCHEMA = T.StructType(
+    [
+        T.StructField(MOVIE_ID, T.LongType(), False),
+        T.StructField(TAG_ID, T.LongType(), False),
+        T.StructField(RELEVANCE, T.DoubleType(), False),
+    ]
+)
+
+GENOME_TAGS_SCHEMA = T.StructType(
+    [T.StructField(TAG_ID, T.LongType(), False), T.StructField(TAG, T.StringType(), True)]
 )
 
 LINKS_SCHEMA = T.StructType(

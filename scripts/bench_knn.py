@@ -11,7 +11,8 @@ similarities (``--measure``, on baseline residuals, shrinkage 100) of every movi
 every movie are computed block by block exactly as ``item_knn`` fits
 (:func:`recspark.models.neighbours.knn.neighbour_table`), users capped at
 ``--max-user-ratings`` sampled ratings, and the top ``--k`` kept; the table is written to
-``--output`` (Parquet). Peak memory is the Σ RSS of this process tree (``memwatch``).
+``--output`` (Parquet). Peak memory is the Σ RSS of this process tree (an upper bound) and
+its Σ PSS sampled every 5 s (``memwatch``); CPU is the tree's user + system seconds.
 Prints figures; asserts nothing.
 """
 
@@ -32,7 +33,7 @@ from recspark.models.neighbours.knn import ITEM, KnnConfig, neighbour_table
 from recspark.schema import BIAS_PREDICTION, MOVIE_ID, RATING, RESIDUAL, USER_ID
 
 from bench_svd import synthetic  # scripts/bench_svd.py, beside this script
-from memwatch import TreeMemory  # scripts/memwatch.py
+from memwatch import TreeMemory, tree_cpu_seconds  # scripts/memwatch.py
 
 _logger = logging.getLogger("bench_knn")
 
@@ -52,7 +53,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=42)
     args = p.parse_args()
     setup_logging()
-    watch = TreeMemory(os.getpid(), pss_every=0)
+    watch = TreeMemory(os.getpid())
     watch.start()
     spark = (
         SparkSession.builder.master("local[2]").appName("bench_knn")
@@ -76,7 +77,7 @@ def main() -> None:
                 USER_ID, MOVIE_ID, (F.col(RATING) - F.col(BIAS_PREDICTION)).alias(RESIDUAL)
             ).localCheckpoint()
             n = residuals.count()
-        cfg = KnnConfig(measure=args.measure, neighbours=args.k, max_row_entries=args.max_user_ratings,
+        cfg = KnnConfig(measure=args.measure, k=args.k, neighbours=args.k, max_row_entries=args.max_user_ratings,
                         max_cells=args.max_cells)
         with stage(f"top-{args.k} neighbours of every movie", spark):
             table = neighbour_table(residuals, side=ITEM, cfg=cfg, value_col=RESIDUAL, seed=args.seed)
@@ -84,8 +85,9 @@ def main() -> None:
         rows = spark.read.parquet(args.output)
         movies = rows.select(MOVIE_ID).distinct().count()
         _logger.info(
-            "%d ratings; %d movies with neighbours, %d rows; wall %.0f s; peak Σ RSS %.2f GB",
-            n, movies, rows.count(), time.perf_counter() - start, watch.peak_rss / 2**30,
+            "%d ratings; %d movies with neighbours, %d rows; wall %.0f s; CPU %.0f s; peak Σ RSS "
+            "%.2f GiB, Σ PSS %.2f GiB", n, movies, rows.count(), time.perf_counter() - start,
+            tree_cpu_seconds(os.getpid()), watch.peak_rss / 2**30, watch.peak_pss / 2**30,
         )
     finally:
         spark.stop()

@@ -44,6 +44,10 @@ def test_overlay_file_applies_in_order(tmp_path):
         ("segment.model=bias", "segment.model: model 'bias' cannot provide latent factors"),
         ("spark.log_level=foo", "spark.log_level: input should be"),
         ("noequals", "expected section.key=value"),
+        # a check shared by several sections says which section failed
+        ("user_knn.k=2000", "[user_knn] k (2000) must not exceed neighbours (100)"),
+        ("content_knn.k=101", "[content_knn] k (101) must not exceed neighbours (100)"),
+        ("ease.max_items=50000", "ease.max_items: input should be less than or equal to 20000"),
     ],
 )
 def test_bad_config_names_the_problem(override, message):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recspark.similarity import MEASURES, similarity, top_k
+from recspark.similarity import MEASURES, prepare, similarity, similarity_pairs, top_k, top_k_pairs
 
 NAN = np.nan
 # rows × columns; NaN = no entry. Column 3 shares no row with column 0; column 4 is
@@ -92,3 +92,30 @@ def test_top_k_keeps_best_positive_and_excludes_self():
 def test_unknown_measure():
     with pytest.raises(ValueError, match="choose from"):
         similarity("dice", _sparse(DENSE), _sparse(DENSE))
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_pairs_are_the_dense_similarity_at_the_corated_cells(measure):
+    x = _sparse(DENSE)
+    query_cols = np.array([0, 3, 4])
+    sim, n = similarity(measure, x[:, query_cols], x, min_support=2, shrinkage=3.0)
+    rows, cols, vals, support = similarity_pairs(
+        measure, x[:, query_cols], prepare(x), min_support=2, shrinkage=3.0
+    )
+    expected_rows, expected_cols = np.nonzero(n)  # row-major: sorted by (row, column)
+    np.testing.assert_array_equal(rows, expected_rows)
+    np.testing.assert_array_equal(cols, expected_cols)
+    np.testing.assert_allclose(vals, sim[rows, cols], atol=1e-12)
+    np.testing.assert_array_equal(support, n[rows, cols])
+
+
+def test_top_k_pairs_sorts_ties_by_column_and_excludes():
+    # row 0: values 0.5 at columns 4 and 1 (a tie at the cut-off k = 2), 0.9 at column 0
+    # (excluded), 0.7 at 3; row 1: one positive and one negative value
+    rows = np.array([0, 0, 0, 0, 1, 1])
+    cols = np.array([0, 1, 3, 4, 2, 5])
+    vals = np.array([0.9, 0.5, 0.7, 0.5, -0.1, 0.2])
+    r, c, v = top_k_pairs(rows, cols, vals, 2, exclude=np.array([0, 7]))
+    np.testing.assert_array_equal(r, [0, 0, 1])
+    np.testing.assert_array_equal(c, [3, 1, 5])
+    np.testing.assert_array_equal(v, [0.7, 0.5, 0.2])

@@ -36,7 +36,11 @@ from recspark.errors import DataNotFoundError
 from recspark.io import storage
 from recspark.io.layouts import LAYOUTS, RatingScale
 from recspark.schema import (
+    GENOME_SCORES_SCHEMA,
+    GENOME_TAGS_SCHEMA,
     INGESTED_RATINGS_SCHEMA,
+    ML_GENOME_SCORES_HEADER,
+    ML_GENOME_TAGS_HEADER,
     LINKS_SCHEMA,
     MOVIE_ID,
     MOVIE_IDX,
@@ -167,6 +171,33 @@ def read_ratings_csv(spark: SparkSession, data_dir: str) -> DataFrame:
     schema = T.StructType([T.StructField(n, t, False) for n, t in zip(spec.header, types)])
     raw = spark.read.csv(path(data_dir, spec.name), header=True, schema=schema, sep=spec.separator)
     return raw.select(*(F.col(src).alias(dst) for src, dst in zip(spec.header, names)))
+
+
+GENOME_SCORES_FILE = "genome-scores.csv"
+GENOME_TAGS_FILE = "genome-tags.csv"
+
+
+def _raw_csv(spark: SparkSession, where: str, header: tuple[str, ...], schema: T.StructType) -> DataFrame:
+    """A headed, RFC 4180 CSV file read with the explicit ``schema`` (its columns renamed
+    from the file's ``header`` to the schema's names, in order)."""
+    raw = T.StructType([T.StructField(h, f.dataType, f.nullable) for h, f in zip(header, schema.fields)])
+    df = spark.read.csv(where, header=True, schema=raw, escape='"', mode="FAILFAST")
+    return df.select(*(F.col(h).alias(f.name) for h, f in zip(header, schema.fields)))
+
+
+def read_genome(spark: SparkSession, data_dir: str) -> tuple[DataFrame, DataFrame] | None:
+    """The tag genome of a raw data set folder (ml-25m / ml-32m layout), or None when
+    ``<data_dir>/genome-scores.csv`` is absent: (scores: ``movie_id``, ``tag_id``,
+    ``relevance`` in [0, 1]; tags: ``tag_id``, ``tag``), explicit schemas
+    (schema.GENOME_SCORES_SCHEMA, GENOME_TAGS_SCHEMA). A malformed row fails the read
+    (FAILFAST): ingest does not validate these files, so they must be trusted ones."""
+    scores = path(data_dir, GENOME_SCORES_FILE)
+    if not storage.exists(spark, scores):
+        return None
+    return (
+        _raw_csv(spark, scores, ML_GENOME_SCORES_HEADER, GENOME_SCORES_SCHEMA),
+        _raw_csv(spark, path(data_dir, GENOME_TAGS_FILE), ML_GENOME_TAGS_HEADER, GENOME_TAGS_SCHEMA),
+    )
 
 
 def read_movies(spark: SparkSession, ingest_dir: str) -> DataFrame:

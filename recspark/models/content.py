@@ -9,8 +9,16 @@ normalised again so every part weighs the same:
   ``tag_vocabulary`` terms used by ≥ ``min_tag_movies`` movies, then ``IDF``): idf(t) =
   log((M + 1) / (m_t + 1)) with m_t the movies tagged t.
 
-(The tag genome of ml-25m / ml-32m is not read yet.) Content similarity is the cosine of
-these vectors (a dot product of unit vectors), the top ``neighbours`` per movie kept,
+- the tag genome (ml-25m, ml-32m layouts: ``genome-scores.csv`` in the raw data folder,
+  :func:`find_genome`), when there is one: the movie's relevance vector over the genome's
+  tags (1,128), each tag's mean relevance over the genome movies subtracted (every
+  relevance is positive, so uncentred vectors of any two movies would have a cosine near
+  1; centred, two movies are similar where they stand out on the same tags). Movies outside
+  the genome get a zero part, so for them only genres and tags count.
+
+The parts weigh the same (each a unit vector before the final normalisation): with a
+genome, a genome movie's vector is 1/√3 genres+decade, 1/√3 tags, 1/√3 genome. Content
+similarity is the cosine of these vectors (a dot product of unit vectors), the top ``neighbours`` per movie kept,
 block by block in Spark tasks like the rating neighbourhoods.
 
 ``content_knn`` predicts with the KNN-with-baseline form of :mod:`.neighbours.knn` over the
@@ -28,23 +36,27 @@ import logging
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
-from pydantic import Field
+from pydantic import Field, model_validator
 from pyspark.ml.feature import IDF, CountVectorizer, Normalizer, VectorAssembler
+from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from recspark.config import Config, Section, expand
-from recspark.io.ingested import read_movies, read_tags
+from recspark.errors import DataNotFoundError
+from recspark.io.download import resolve_data_dir
+from recspark.io.ingested import read_genome, read_movies, read_tags
 from recspark.models.bias import BiasModel
 from recspark.models.contract import Ability, ModelSpec
-from recspark.models.neighbours.knn import ITEM, KnnModel, neighbour_batch, neighbour_schema, residual_table
+from recspark.models.neighbours.knn import ITEM, KnnModel, check_k, neighbour_batch, neighbour_schema, residual_table
 from recspark.models.neighbours.matrix import map_column_blocks
-from recspark.schema import FEATURES, GENRES, MOVIE_ID, TAG, TITLE
+from recspark.schema import FEATURES, GENRES, MOVIE_ID, RELEVANCE, TAG, TAG_ID, TITLE
 from recspark.similarity import top_k
 
 _logger = logging.getLogger(__name__)
 
 _TOKENS, _TAGS, _GENRE_VEC, _TAG_TF, _TAG_VEC = "_tokens", "_tags", "_genre_vec", "_tag_tf", "_tag_vec"
+_GENOME, _GENOME_VEC, _POS = "_genome", "_genome_vec", "_pos"
 
 
 class ContentConfig(Section):
@@ -59,15 +71,38 @@ class ContentConfig(Section):
     clusters: int = Field(0, ge=0)  # movie clusters (jobs/movie_clusters.py); 0 = one per genre
     clusters_dir: str = "out/movie_clusters"
 
+    @model_validator(mode="after")
+    def _k_within_kept(self) -> "ContentConfig":
+        check_k(self.k, self.neighbours)
+        return self
+
 
 def _unit(df: DataFrame, col: str, out: str) -> DataFrame:
     return Normalizer(inputCol=col, outputCol=out, p=2.0).transform(df).drop(col)
 
 
-def movie_features(movies: DataFrame, tags: DataFrame, *, cfg: ContentConfig) -> DataFrame:
+def genome_map(genome: DataFrame) -> tuple[DataFrame, int]:
+    """(movie_id, ``_genome``: map position → centred relevance) of the genome scores
+    (movie_id, tag_id, relevance), and the number of genome tags T (positions 0..T−1 in
+    tag id order). Action: collects the distinct tag ids (T rows)."""
+    tag_ids = sorted(int(r[0]) for r in genome.select(TAG_ID).distinct().collect())
+    spark = genome.sparkSession
+    positions = spark.createDataFrame([(t, i) for i, t in enumerate(tag_ids)], f"{TAG_ID} long, {_POS} int")
+    means = genome.groupBy(TAG_ID).agg(F.avg(RELEVANCE).alias("_mean"))
+    centred = genome.join(F.broadcast(means), TAG_ID).join(F.broadcast(positions), TAG_ID)
+    per_movie = centred.groupBy(MOVIE_ID).agg(
+        F.map_from_entries(F.collect_list(F.struct(_POS, F.col(RELEVANCE) - F.col("_mean")))).alias(_GENOME)
+    )
+    return per_movie, len(tag_ids)
+
+
+def movie_features(
+    movies: DataFrame, tags: DataFrame, *, cfg: ContentConfig, genome: DataFrame | None = None
+) -> DataFrame:
     """(movie_id, features): one unit-norm sparse ml Vector per movie of ``movies``
-    (movie_id, title, genres) from its genres, decade and the TF-IDF of its ``tags``
-    (movie_id, tag). Fits two CountVectorizers and an IDF (Spark jobs)."""
+    (movie_id, title, genres) from its genres, decade, the TF-IDF of its ``tags``
+    (movie_id, tag) and, when given, its centred ``genome`` relevances (movie_id, tag_id,
+    relevance; see the module docstring). Fits two CountVectorizers and an IDF (Spark jobs)."""
     decade = F.regexp_extract(F.col(TITLE), r"\((\d{3})\d\)\s*$", 1)
     tokens = movies.select(
         MOVIE_ID,
@@ -87,8 +122,31 @@ def movie_features(movies: DataFrame, tags: DataFrame, *, cfg: ContentConfig) ->
     frame = tf.transform(frame)
     frame = IDF(inputCol=_TAG_TF, outputCol=_TAG_VEC).fit(frame).transform(frame)
     frame = _unit(_unit(frame, _GENRE_VEC, "_g"), _TAG_VEC, "_t")
-    assembled = VectorAssembler(inputCols=["_g", "_t"], outputCol="_all").transform(frame)
+    parts = ["_g", "_t"]
+    if genome is not None:
+        relevance, width = genome_map(genome)
+        dense = F.transform(  # a movie outside the genome (null map) gets zeros
+            F.sequence(F.lit(0), F.lit(width - 1)), lambda i: F.coalesce(F.element_at(_GENOME, i), F.lit(0.0))
+        )
+        frame = frame.join(relevance, MOVIE_ID, "left").withColumn(_GENOME_VEC, array_to_vector(dense))
+        frame = _unit(frame.drop(_GENOME), _GENOME_VEC, "_r")
+        parts.append("_r")
+    assembled = VectorAssembler(inputCols=parts, outputCol="_all").transform(frame)
     return _unit(assembled, "_all", FEATURES).select(MOVIE_ID, FEATURES)
+
+
+def find_genome(spark, cfg: Config) -> DataFrame | None:
+    """The genome scores (movie_id, tag_id, relevance) in the raw folder of the configured
+    data set (:func:`recspark.io.ingested.read_genome`), or None when it has none or the
+    raw folder is not at hand (never downloaded for this)."""
+    try:
+        where = resolve_data_dir(cfg.data.replace(download=False))
+    except DataNotFoundError:
+        _logger.info("no raw data folder for %s: content features without the tag genome", cfg.data.dataset)
+        return None
+    found = read_genome(spark, where)
+    _logger.info("tag genome: %s", "genome-scores.csv read" if found else f"none in {where}")
+    return None if found is None else found[0]
 
 
 def _entries(vector) -> tuple[np.ndarray, np.ndarray]:
@@ -129,13 +187,13 @@ def content_neighbours(features: DataFrame, *, k: int, max_cells: int) -> DataFr
 
 def content_knn_model(
     train: DataFrame, movies: DataFrame, tags: DataFrame, *, cfg: ContentConfig, bias: BiasModel,
-    lo: float = 0.5, hi: float = 5.0,
+    lo: float = 0.5, hi: float = 5.0, genome: DataFrame | None = None,
 ) -> KnnModel:
     """``content_knn`` fitted on ``train`` (user_id, movie_id, rating) with the content of
     ``movies`` (movie_id, title, genres; every movie gets neighbours, rated in training or
-    not) and ``tags`` (movie_id, tag). Actions: the feature fits; the neighbour table and
+    not), ``tags`` (movie_id, tag) and the optional ``genome`` scores. Actions: the feature fits; the neighbour table and
     the residuals are computed and cached."""
-    features = movie_features(movies, tags, cfg=cfg)
+    features = movie_features(movies, tags, cfg=cfg, genome=genome)
     neighbours = content_neighbours(features, k=cfg.neighbours, max_cells=cfg.max_cells).localCheckpoint()
     _logger.info("content_knn: %d content neighbours kept per movie", cfg.neighbours)
     return KnnModel(
@@ -149,11 +207,12 @@ def fit_content_knn(
     hi: float,
 ) -> KnnModel:
     """The registry's fit: :func:`content_knn_model` with the movies and tags of the
-    ingested data set of ``root_cfg``."""
+    ingested data set of ``root_cfg`` and its tag genome (:func:`find_genome`)."""
     where = expand(root_cfg.ingest_dir())
     spark = train.sparkSession
     return content_knn_model(
-        train, read_movies(spark, where), read_tags(spark, where), cfg=cfg, bias=bias, lo=lo, hi=hi
+        train, read_movies(spark, where), read_tags(spark, where), cfg=cfg, bias=bias, lo=lo, hi=hi,
+        genome=find_genome(spark, root_cfg),
     )
 
 

@@ -2,7 +2,7 @@
 
 ``run_movie_clusters(spark, cfg)`` reads the ingested movies and tags, builds the content
 features of :func:`recspark.models.content.movie_features` (unit vectors: genres + decade
-one-hot, tag TF-IDF), and clusters them with MLlib KMeans (k-means||, seeded by the root
+one-hot, tag TF-IDF, the tag genome when the raw folder has one), and clusters them with MLlib KMeans (k-means||, seeded by the root
 seed). k is ``content_knn.clusters``, or, when 0, the number of distinct genres (one cluster
 per genre is the natural reading of genre-dominated features). Written to
 ``<content_knn.clusters_dir>/<dataset>/`` (replaced atomically):
@@ -31,7 +31,7 @@ from recspark.io import storage
 from recspark.io.ingested import read_movies, read_tags
 from recspark.log import stage
 from recspark.models.cluster import fit_kmeans, pca_2d, silhouette
-from recspark.models.content import movie_features
+from recspark.models.content import find_genome, movie_features
 from recspark.plots import pca_scatter
 from recspark.schema import FEATURES, GENRES, MOVIE_ID, SEGMENT, SHARE, SIZE, TAG, TITLE
 from recspark.seeds import derive_seed
@@ -82,7 +82,7 @@ def run_movie_clusters(spark: SparkSession, cfg: Config, args: object | None = N
     out_dir = f"{expand(ccfg.clusters_dir)}/{cfg.data.dataset}"
     movies, tags = read_movies(spark, where), read_tags(spark, where)
     with stage("movie content features", spark):
-        features = movie_features(movies, tags, cfg=ccfg).cache()
+        features = movie_features(movies, tags, cfg=ccfg, genome=find_genome(spark, cfg)).cache()
     k = ccfg.clusters or (
         movies.select(F.explode(F.split(GENRES, r"\|")).alias("g"))
         .where((F.col("g") != "") & (F.col("g") != _NO_GENRES)).distinct().count()

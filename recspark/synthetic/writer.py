@@ -3,8 +3,10 @@ MovieLens CSV layout plus ``_truth/``, published atomically.
 
 Layout (as ml-32m): ``ratings.csv`` (``userId,movieId,rating,timestamp``), ``movies.csv``
 (``movieId,title,genres``), ``tags.csv`` (``userId,movieId,tag,timestamp``) and
-``links.csv`` (``movieId,imdbId,tmdbId``), RFC 4180 quoting, one header line. A new file of
-the layout is one more :class:`CsvOutput` in :func:`csv_outputs`.
+``links.csv`` (``movieId,imdbId,tmdbId``), and the tag genome in ml-25m's layout,
+``genome-scores.csv`` (``movieId,tagId,relevance``) and ``genome-tags.csv`` (``tagId,tag``)
+(:mod:`~recspark.synthetic.genome`; none when ``genome_tags`` is 0), RFC 4180 quoting, one
+header line. A new file of the layout is one more :class:`CsvOutput` in :func:`csv_outputs`.
 """
 
 from __future__ import annotations
@@ -20,10 +22,18 @@ import numpy as np
 from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 
-from recspark.config import Config, expand
+from recspark.config import Config, GenerateConfig, expand
 from recspark.io.storage import staged
 from recspark.log import stage
-from recspark.schema import ML_LINKS_HEADER, ML_MOVIES_HEADER, ML_RATINGS_HEADER, ML_TAGS_HEADER
+from recspark.schema import (
+    ML_GENOME_SCORES_HEADER,
+    ML_GENOME_TAGS_HEADER,
+    ML_LINKS_HEADER,
+    ML_MOVIES_HEADER,
+    ML_RATINGS_HEADER,
+    ML_TAGS_HEADER,
+)
+from recspark.synthetic.genome import genome_frame, genome_movies, genome_tags_table
 from recspark.synthetic.movies import link_table, movie_table
 from recspark.synthetic.plan import SyntheticPlan, plan_synthetic
 from recspark.synthetic.ratings import ratings_frame
@@ -61,14 +71,18 @@ class CsvOutput:
     frame: Callable[[], DataFrame]
 
 
-def csv_outputs(spark: SparkSession, plan: Broadcast, *, seed: int, partitions: int) -> list[CsvOutput]:
-    """The CSV files of the data set, in the order they are written, from the broadcast plan."""
+def csv_outputs(
+    spark: SparkSession, plan: Broadcast, *, seed: int, partitions: int,
+    gcfg: GenerateConfig | None = None,
+) -> list[CsvOutput]:
+    """The CSV files of the data set, in the order they are written, from the broadcast plan
+    (the genome files too when ``gcfg.genome_tags`` > 0)."""
     p: SyntheticPlan = plan.value
 
     def driver_table(make: Callable[..., object]) -> Callable[[], DataFrame]:
         return lambda: spark.createDataFrame(make(p, seed=seed)).coalesce(1)
 
-    return [
+    outputs = [
         CsvOutput("ratings.csv", ML_RATINGS_HEADER, f"{p.ratings} ratings",
                   lambda: ratings_frame(spark, plan, seed=seed, partitions=partitions)),
         CsvOutput("tags.csv", ML_TAGS_HEADER, f"~{int(p.tag_counts.sum())} tags",
@@ -76,6 +90,17 @@ def csv_outputs(spark: SparkSession, plan: Broadcast, *, seed: int, partitions: 
         CsvOutput("movies.csv", ML_MOVIES_HEADER, f"{p.movies} movies", driver_table(movie_table)),
         CsvOutput("links.csv", ML_LINKS_HEADER, f"{p.movies} movies", driver_table(link_table)),
     ]
+    if gcfg is not None and gcfg.genome_tags > 0:
+        tags, least = gcfg.genome_tags, gcfg.genome_min_ratings
+        n = genome_movies(p, least).size
+        outputs += [
+            CsvOutput("genome-scores.csv", ML_GENOME_SCORES_HEADER, f"{n} movies × {tags} tags",
+                      lambda: genome_frame(spark, plan, seed=seed, tags=tags, min_ratings=least,
+                                           chunk_rows=gcfg.chunk_ratings, partitions=partitions)),
+            CsvOutput("genome-tags.csv", ML_GENOME_TAGS_HEADER, f"{tags} tags",
+                      lambda: spark.createDataFrame(genome_tags_table(tags)).coalesce(1)),
+        ]
+    return outputs
 
 
 def _local_path(spark: SparkSession, path: str) -> Path | None:
@@ -154,7 +179,7 @@ def generate_movielens(
     try:
         with staged(spark, target) as staging:
             local = _local_path(spark, staging) is not None
-            for out in csv_outputs(spark, bc, seed=seed, partitions=gcfg.partitions):
+            for out in csv_outputs(spark, bc, seed=seed, partitions=gcfg.partitions, gcfg=gcfg):
                 with stage(f"generate: {out.name} ({out.size})", spark):
                     write_csv(spark, out.frame(), folder=staging, name=out.name, header=out.header)
             with stage("generate: ground truth", spark):

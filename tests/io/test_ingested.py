@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 
 from recspark.errors import DataNotFoundError
 from recspark.io import ingested
-from recspark.schema import INGESTED_RATINGS_SCHEMA, USER_BLOCK
+from recspark.schema import GENOME_SCORES_SCHEMA, GENOME_TAGS_SCHEMA, INGESTED_RATINGS_SCHEMA, USER_BLOCK
 
 
 def test_write_ratings_partitions_by_user_block_and_reads_back(
@@ -60,3 +60,17 @@ def test_read_ratings_csv_renames_and_types_the_ml_latest_columns(
         (7, 1029, 3.0, 964982703),
     ]
     assert ratings.columns == ["user_id", "movie_id", "rating", "timestamp"]
+
+
+def test_read_genome_types_and_renames_the_ml25m_columns(spark: SparkSession, tmp_path: Path) -> None:
+    assert ingested.read_genome(spark, str(tmp_path)) is None  # no genome: None, not an error
+    (tmp_path / "genome-scores.csv").write_text("movieId,tagId,relevance\n1,1,0.02875\n1,2,0.9\n7,1,1.0\n")
+    (tmp_path / "genome-tags.csv").write_text('tagId,tag\n1,007\n2,"funny, but sad"\n')
+    scores, tags = ingested.read_genome(spark, str(tmp_path))
+    def typed(schema):  # the CSV reader makes every column nullable
+        return [(f.name, f.dataType) for f in schema.fields]
+
+    assert typed(scores.schema) == typed(GENOME_SCORES_SCHEMA) and typed(tags.schema) == typed(GENOME_TAGS_SCHEMA)
+    assert [tuple(r) for r in scores.orderBy("movie_id", "tag_id").collect()] == [
+        (1, 1, 0.02875), (1, 2, 0.9), (7, 1, 1.0)]
+    assert [tuple(r) for r in tags.orderBy("tag_id").collect()] == [(1, "007"), (2, "funny, but sad")]

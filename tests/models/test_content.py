@@ -56,3 +56,25 @@ def test_cold_movie_gets_a_personalised_prediction(spark, tables):
     assert got[1][PERSONALISED] and got[2][PERSONALISED]
     # user 1 loves the sci-fi movies, user 2 hates them: the cold movie follows
     assert got[1][PREDICTION] > got[2][PREDICTION] + 1.0
+
+
+def test_genome_part_is_the_centred_unit_relevance_vector(spark, tables):
+    movies, tags, _ = tables
+    cfg = load_config(overrides=["content_knn.min_tag_movies=2"]).content_knn
+    # genome tag ids 20 and 10 (positions by id: 10 → 0, 20 → 1); movies 4 and 5 outside it
+    genome = spark.createDataFrame(
+        [(1, 10, 0.9), (1, 20, 0.1), (2, 10, 0.8), (2, 20, 0.3), (3, 20, 0.7), (3, 10, 0.1)],
+        f"{MOVIE_ID} long, tag_id long, relevance double",
+    )
+    plain = feature_matrix(movie_features(movies, tags, cfg=cfg))[1].toarray()
+    ids, matrix = feature_matrix(movie_features(movies, tags, cfg=cfg, genome=genome))
+    dense = matrix.toarray()
+    assert dense.shape[0] == plain.shape[0] + 2  # genres, tags, then the 2 genome positions
+    rel = np.array([[0.9, 0.1], [0.8, 0.3], [0.1, 0.7]])
+    centred = rel - rel.mean(axis=0)
+    unit = centred / np.linalg.norm(centred, axis=1, keepdims=True)
+    # movies 1-3 have genres, tags and genome: three unit parts, so each is scaled by 1/√3
+    np.testing.assert_allclose(dense[-2:, :3].T, unit / np.sqrt(3), atol=1e-12)
+    # movie 4 (outside the genome): zero genome part, the other parts as without a genome
+    np.testing.assert_allclose(dense[-2:, 3], 0.0)
+    np.testing.assert_allclose(dense[:-2, 3], plain[:, 3], atol=1e-12)

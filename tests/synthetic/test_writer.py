@@ -10,7 +10,7 @@ from recspark import cli
 from recspark.synthetic import writer
 from tests.synthetic.conftest import SMALL, read_ratings
 
-CSV_FILES = ("ratings.csv", "movies.csv", "tags.csv", "links.csv")
+CSV_FILES = ("ratings.csv", "movies.csv", "tags.csv", "links.csv", "genome-scores.csv", "genome-tags.csv")
 
 
 def test_files_have_the_movielens_layout(small):
@@ -22,6 +22,8 @@ def test_files_have_the_movielens_layout(small):
         "movies.csv": "movieId,title,genres",
         "tags.csv": "userId,movieId,tag,timestamp",
         "links.csv": "movieId,imdbId,tmdbId",
+        "genome-scores.csv": "movieId,tagId,relevance",
+        "genome-tags.csv": "tagId,tag",
     }
     for name in CSV_FILES:  # header once, nothing else left in the folder
         assert (out / name).read_text(encoding="utf-8").count(heads[name]) == 1

@@ -18,10 +18,15 @@ most-rated movies hold most of the ratings (the popularity curve is a power law)
 movies get no EASE score, are never recommended by it, and a user's ratings of them do not
 enter the scores. The broadcast weights of the
 top-N lists are float32 (400 MB at 10,000 movies).
+
+Saved (``SAVE``, so ``jobs/rescore.py`` can publish its lists) as ``weights.npy`` (B,
+float32, NumPy's format: the dense matrix is one array, not a table), ``items/``
+(position, movie_id: B's row and column order), ``users/`` (user_id) and ``model.json``.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 
@@ -30,11 +35,13 @@ import pyarrow as pa
 import scipy.linalg
 import scipy.sparse as sp
 from pydantic import Field
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recspark.config import Section
+from recspark.errors import ModelError
+from recspark.io import runs, storage
 from recspark.models.contract import Ability, ModelSpec, RankingInputs, UserBlock
 from recspark.models.neighbours.matrix import collect_matrix, map_column_blocks
 from recspark.schema import MOVIE_ID, N_RATINGS, RATING, USER_ID, require_columns
@@ -46,14 +53,22 @@ _GRAM_SCHEMA = T.StructType(
      T.StructField("gram", T.BinaryType(), False)]
 )
 _ONE = "_ease_one"
+MODEL_FORMAT, MODEL_VERSION = "recspark-ease-model", 1
+_WEIGHTS, _ITEMS, _USERS, _POSITION = "weights.npy", "items", "users", "position"
+_ITEMS_SCHEMA = T.StructType(
+    [T.StructField(_POSITION, T.LongType(), False), T.StructField(MOVIE_ID, T.LongType(), False)]
+)
+_USERS_SCHEMA = T.StructType([T.StructField(USER_ID, T.LongType(), False)])
 
 
 class EaseConfig(Section):
     """EASE settings: the L2 penalty λ (``reg``), the most-rated movies kept
-    (``max_items``) and the dense Gram cells per Spark block (``max_cells``)."""
+    (``max_items``, at most 20,000: the Gram and P are two dense M × M float64 arrays on
+    the driver, 2 × 3.2 GB there, plus the float32 weights) and the dense Gram cells per
+    Spark block (``max_cells``)."""
 
     reg: float = Field(300.0, gt=0)
-    max_items: int = Field(10_000, ge=2)
+    max_items: int = Field(10_000, ge=2, le=20_000)
     max_cells: int = Field(2_000_000, ge=1000)
 
 
@@ -122,6 +137,45 @@ class EaseModel:
         """``TOP_N``: every training user against the kept movies."""
         return RankingInputs(users=self.users, scorer=EaseScorer(self.item_ids, self.weights))
 
+    def save(self, path: str) -> None:
+        """``SAVE``: the files of the module docstring. Action: writes (the weights pass
+        through driver memory once more as ``.npy`` bytes: M² · 4 bytes)."""
+        spark = self.users.sparkSession
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(self.weights, dtype=np.float32), allow_pickle=False)
+        items = spark.createDataFrame(
+            [(i, int(m)) for i, m in enumerate(self.item_ids)], _ITEMS_SCHEMA
+        )
+        with storage.staged(spark, path) as tmp:
+            storage.write_bytes(spark, f"{tmp}/{_WEIGHTS}", buf.getvalue())
+            del buf
+            items.coalesce(1).write.parquet(f"{tmp}/{_ITEMS}")
+            runs.to_schema(self.users, _USERS_SCHEMA).write.parquet(f"{tmp}/{_USERS}")
+            runs.write_model_meta(spark, tmp, {
+                runs.NAME_KEY: self.name, "format": MODEL_FORMAT, "version": MODEL_VERSION,
+                "items": int(self.item_ids.size),
+            })
+        _logger.info("saved %s model (%d movies) to %s", self.name, self.item_ids.size, path)
+
+    @classmethod
+    def load(cls, spark: SparkSession, path: str) -> "EaseModel":
+        """Read what :meth:`save` wrote (the weights eagerly, the users lazily);
+        :class:`ModelError` when the folder is missing, incomplete, of another format or
+        version, or its weights do not match its movies."""
+        meta = runs.read_model_meta(spark, path, expect=(MODEL_FORMAT, MODEL_VERSION), what="EASE model")
+        items = runs.read_model_table(spark, path, _ITEMS, _ITEMS_SCHEMA).toPandas()
+        item_ids = items.sort_values(_POSITION)[MOVIE_ID].to_numpy(np.int64)
+        weights_path = f"{path.rstrip('/')}/{_WEIGHTS}"
+        if not storage.exists(spark, weights_path):
+            raise ModelError(f"{path} is not a complete saved model ({_WEIGHTS} is missing): save it again")
+        weights = np.load(io.BytesIO(storage.read_bytes(spark, weights_path)), allow_pickle=False)
+        if weights.shape != (item_ids.size, item_ids.size) or item_ids.size != int(meta["items"]):
+            raise ModelError(
+                f"{path}: weights {weights.shape} do not match its {item_ids.size} movies: save it again"
+            )
+        users = runs.read_model_table(spark, path, _USERS, _USERS_SCHEMA)
+        return cls(item_ids=item_ids, weights=weights, users=users, name=str(meta[runs.NAME_KEY]))
+
 
 def fit_ease(train: DataFrame, *, cfg: EaseConfig) -> EaseModel:
     """Fit EASE on the rated pairs of ``train`` (user_id, movie_id); see the module docstring.
@@ -142,6 +196,7 @@ SPEC = ModelSpec(
     name="ease",
     summary="EASE (Steck 2019): closed-form item-item weights on the binarised matrix; ranks only",
     fit=fit_ease,
-    abilities=frozenset({Ability.TOP_N}),
+    abilities=frozenset({Ability.TOP_N, Ability.SAVE}),
     config=EaseConfig,
+    load=EaseModel.load,
 )

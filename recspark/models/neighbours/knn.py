@@ -43,7 +43,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
-from pydantic import Field
+from pydantic import Field, model_validator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -69,7 +69,7 @@ from recspark.schema import (
     USER_ID,
     require_columns,
 )
-from recspark.similarity import MEASURES, similarity, top_k
+from recspark.similarity import MEASURES, Columns, prepare, similarity_pairs, top_k_pairs
 
 _logger = logging.getLogger(__name__)
 
@@ -90,7 +90,21 @@ class KnnConfig(Section):
     shrinkage: float = Field(100.0, ge=0)
     damping: float = Field(0.0, ge=0)  # λ in Σ s·res / (Σ s + λ): few weak neighbours, small correction
     max_row_entries: int = Field(0, ge=0)  # cap on a user's (movie's) entries; 0 = none
-    max_cells: int = Field(2_000_000, ge=1000)  # dense similarity cells per block
+    max_cells: int = Field(2_000_000, ge=1000)  # block × all entities cells per block (bounds its co-rated cells)
+
+    @model_validator(mode="after")
+    def _k_within_kept(self) -> "KnnConfig":
+        check_k(self.k, self.neighbours)
+        return self
+
+
+def check_k(k: int, neighbours: int) -> None:
+    """ValueError (a config section's check) unless ``k`` ≤ ``neighbours``."""
+    if k > neighbours:
+        raise ValueError(
+            f"k ({k}) must not exceed neighbours ({neighbours}): a prediction averages the k "
+            "most similar among the kept neighbours"
+        )
 
 
 @dataclass(frozen=True)
@@ -243,15 +257,27 @@ def neighbour_batch(
     )
 
 
+def _with_columns(matrix: sp.csc_matrix) -> tuple[sp.csc_matrix, Columns]:
+    """The matrix (its column slices are the query blocks) and its :func:`prepare` form."""
+    return matrix, prepare(matrix)
+
+
 def _neighbour_block(
-    matrix: sp.csc_matrix, cols: np.ndarray, *, ids: np.ndarray, cfg: KnnConfig, side: Side
+    data: tuple[sp.csc_matrix, Columns], cols: np.ndarray, *, ids: np.ndarray, cfg: KnnConfig,
+    side: Side,
 ) -> pa.RecordBatch:
-    """The kept neighbours of the entities at column positions ``cols`` (one Spark task)."""
-    sim, n = similarity(
-        cfg.measure, matrix[:, cols], matrix, min_support=cfg.min_support, shrinkage=cfg.shrinkage
+    """The kept neighbours of the entities at column positions ``cols`` (one Spark task):
+    similarities at the co-rated cells only, then the best ``cfg.neighbours`` per entity."""
+    matrix, columns = data
+    rows, nbr, sims, n = similarity_pairs(
+        cfg.measure, matrix[:, cols], columns, min_support=cfg.min_support, shrinkage=cfg.shrinkage
     )
-    rows, nbr, vals = top_k(sim, cfg.neighbours, exclude=cols)
-    return neighbour_batch(ids[cols[rows]], ids[nbr], vals, n[rows, nbr], side)
+    top_rows, top_nbr, top_vals = top_k_pairs(rows, nbr, sims, cfg.neighbours, exclude=cols)
+    # the co-support of the kept cells: both lists are sorted by (row, column) cell key
+    m = matrix.shape[1]
+    cell = rows.astype(np.int64) * m + nbr
+    support = n[np.searchsorted(cell, top_rows.astype(np.int64) * m + top_nbr)]
+    return neighbour_batch(ids[cols[top_rows]], ids[top_nbr], top_vals, support, side)
 
 
 def neighbour_table(
@@ -270,7 +296,8 @@ def neighbour_table(
     )
     fn = functools.partial(_neighbour_block, ids=m.col_ids, cfg=cfg, side=side)
     return map_column_blocks(
-        values.sparkSession, m.matrix, fn, neighbour_schema(side), max_cells=cfg.max_cells
+        values.sparkSession, m.matrix, fn, neighbour_schema(side), max_cells=cfg.max_cells,
+        prepare=_with_columns,
     )
 
 

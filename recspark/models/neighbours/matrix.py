@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -103,25 +103,28 @@ def block_width(n_columns: int, max_cells: int) -> int:
 
 def _block_task(
     batches: Iterator[pa.RecordBatch], *, data: Broadcast, width: int,
-    fn: Callable[[sp.csc_matrix, np.ndarray], pa.RecordBatch],
+    fn: Callable[[Any, np.ndarray], pa.RecordBatch], prepare: Callable[[sp.csc_matrix], Any] | None,
 ) -> Iterator[pa.RecordBatch]:
     matrix: sp.csc_matrix = data.value
     n = matrix.shape[1]
+    shared = prepare(matrix) if prepare is not None else matrix
     for batch in batches:
         for b in batch.column(0).to_numpy():
             cols = np.arange(int(b) * width, min((int(b) + 1) * width, n), dtype=np.int64)
-            yield fn(matrix, cols)
+            yield fn(shared, cols)
 
 
 def map_column_blocks(
     spark, matrix: sp.csc_matrix, fn: Callable[[sp.csc_matrix, np.ndarray], pa.RecordBatch],
-    schema: T.StructType, *, max_cells: int,
+    schema: T.StructType, *, max_cells: int, prepare: Callable[[sp.csc_matrix], Any] | None = None,
 ) -> DataFrame:
     """Run ``fn(matrix, cols)`` for every block of consecutive column positions ``cols`` in
     a Spark task and return the union of the Arrow batches it yields (``schema``).
 
     Blocks hold :func:`block_width` columns, so a dense (block × columns) statistic stays
-    under ``max_cells`` cells. The matrix is broadcast once. Lazy.
+    under ``max_cells`` cells. The matrix is broadcast once. ``prepare``: called once per
+    task on the matrix, and ``fn`` gets its result instead of the matrix (derived forms
+    every block needs, e.g. a CSR copy, built once rather than per block). Lazy.
     """
     width = block_width(matrix.shape[1], max_cells)
     n_blocks = -(-matrix.shape[1] // width)
@@ -133,4 +136,6 @@ def map_column_blocks(
     # a few blocks per task: each Python worker unpickles the broadcast once, not per block
     tasks = min(n_blocks, 4 * spark.sparkContext.defaultParallelism)
     blocks = spark.range(0, n_blocks, 1, numPartitions=tasks).toDF(_BLOCK)
-    return blocks.mapInArrow(functools.partial(_block_task, data=data, width=width, fn=fn), schema)
+    return blocks.mapInArrow(
+        functools.partial(_block_task, data=data, width=width, fn=fn, prepare=prepare), schema
+    )

@@ -53,3 +53,20 @@ def test_ease_ranks_by_x_times_b_over_the_most_rated_movies(spark):
         best = int(np.argmax(scores[user]))
         assert got[user + 1][0] == MOVIES[best]
         assert got[user + 1][1] == pytest.approx(scores[user, best], rel=1e-5)
+
+
+def test_saved_and_loaded_ease_gives_the_same_top_n(spark, tmp_path):
+    u, m = np.nonzero(X)
+    train = spark.createDataFrame(
+        [(int(a) + 1, int(MOVIES[c]), 4.0) for a, c in zip(u, m)],
+        f"{USER_ID} long, {MOVIE_ID} long, {RATING} double",
+    )
+    cfg = load_config(overrides=["ease.reg=2", "ease.max_items=5", "ease.max_cells=1000"])
+    model = registry.fit("ease", train, cfg=cfg)
+    model.save(str(tmp_path / "ease"))
+    back = registry.spec("ease").load(spark, str(tmp_path / "ease"))
+    assert back.item_ids.tolist() == [10, 20, 30, 40, 50]
+    np.testing.assert_array_equal(back.weights, model.weights)  # float32, bit for bit
+    lists = [sorted(tuple(r) for r in recommend(m, train, n=3).collect()) for m in (model, back)]
+    assert lists[0] == lists[1]
+    assert len(lists[0]) == 6 * 2  # every user rated 3 of the 5 kept movies: 2 left to rank
