@@ -2,7 +2,11 @@
 """Benchmark recspark's block ALS against MLlib ALS: same data, split, rank, iterations, λ;
 explicit (``recspark`` vs ``mllib``) and implicit feedback (``recspark_implicit``, i.e.
 ``als_implicit``, vs ``mllib_implicit``, MLlib with ``implicitPrefs=True``, both with
-confidence 1 + α·r, α = ``--alpha``), all four in the same run by default.
+confidence 1 + α·r, α = ``--alpha``), all four in the same run by default. ``sgd_mf``
+(stratified SGD, :mod:`recspark.models.sgd`; ``--iters`` epochs) runs only when named, and
+is measured against recspark's explicit ALS in the same run (issue 12: at most 2 × its fit):
+
+    python scripts/bench_als.py --synthetic 200000 --models recspark,sgd_mf
 
     python scripts/bench_als.py --ratings /work/shared/data/ml-latest-small
     python scripts/bench_als.py --ratings /work/shared/data/ml-latest-small --models recspark_implicit,mllib_implicit
@@ -56,9 +60,11 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from memwatch import TreeMemory, tree_cpu_seconds  # noqa: E402
 
-MODELS = ("recspark", "mllib", "recspark_implicit", "mllib_implicit")
-#: The pairs compared in the ratio rows: recspark's model, then MLlib's.
-PAIRS = (("recspark", "mllib"), ("recspark_implicit", "mllib_implicit"))
+MODELS = ("recspark", "mllib", "recspark_implicit", "mllib_implicit", "sgd_mf")
+#: The models run by default (sgd_mf only when asked for: ``--models recspark,sgd_mf``).
+DEFAULT_MODELS = MODELS[:4]
+#: The pairs compared in the ratio rows: the model, then the one it is measured against.
+PAIRS = (("recspark", "mllib"), ("recspark_implicit", "mllib_implicit"), ("sgd_mf", "recspark"))
 
 
 class PhaseClock(logging.Handler):
@@ -70,7 +76,7 @@ class PhaseClock(logging.Handler):
 
     PHASES = {
         f"{name}{suffix}": phase
-        for name in ("als", "als_implicit")
+        for name in ("als", "als_implicit", "sgd_mf")
         for suffix, phase in ((": partition ratings into blocks", "blocks"),
                               (" iteration", "iterations"), (": factor tables", "tables"))
     }
@@ -195,7 +201,7 @@ def fit(a: argparse.Namespace) -> None:
     test = spark.read.parquet(str(work / "test"))
     train.count()  # the input is materialised before the clock starts, for every model
     result: dict = {"model": a.model}
-    fitter = _fit_recspark if a.model.startswith("recspark") else _fit_mllib
+    fitter = _fit_mllib if a.model.startswith("mllib") else _fit_recspark
     pred = fitter(a, spark, train, test, result)
     result["test_rmse"], result["test_rows"] = float("nan"), 0
     if pred is not None:
@@ -207,14 +213,16 @@ def fit(a: argparse.Namespace) -> None:
 
 
 def _fit_recspark(a: argparse.Namespace, spark, train, test, result: dict):
-    """recspark's explicit or implicit ALS: timed fit, phases; the clipped test
-    predictions of the explicit model (None for the implicit one)."""
+    """recspark's explicit or implicit ALS, or ``sgd_mf`` (``--iters`` epochs of DSGD
+    over ``--sgd-blocks`` × ``--sgd-blocks`` blocks, λ_f = ``--reg``): timed fit, phases;
+    the clipped test predictions of the explicit models (None for the implicit one)."""
     from pyspark.sql import functions as F
 
     import threadpoolctl
 
     from recspark.models.als import AlsConfig, fit_als
     from recspark.models.als.implicit import AlsImplicitConfig, fit_als_implicit
+    from recspark.models.sgd import SgdMfConfig, fit_sgd_mf
     from recspark.schema import PERSONALISED
 
     clock = PhaseClock()
@@ -224,6 +232,10 @@ def _fit_recspark(a: argparse.Namespace, spark, train, test, result: dict):
         cfg = AlsConfig(rank=a.rank, max_iter=a.iters, reg_factors=a.reg, reg_bias=a.reg,
                         weighted_reg=True, blocks=a.blocks, mode=a.mode)
         model = fit_als(train, cfg=cfg, seed=a.seed)  # returns with (idx, bias, factors) cached
+    elif a.model == "sgd_mf":
+        cfg = SgdMfConfig(rank=a.rank, epochs=a.iters, learning_rate=a.sgd_lr, reg_factors=a.reg,
+                          reg_bias=a.sgd_reg_bias, blocks=a.sgd_blocks)
+        model = fit_sgd_mf(train, cfg=cfg, seed=a.seed)  # (idx, bias, factors) cached too
     else:
         cfg = AlsImplicitConfig(rank=a.rank, max_iter=a.iters, reg=a.reg, alpha=a.alpha,
                                 weighted_reg=True, blocks=a.blocks, mode=a.mode)
@@ -244,7 +256,7 @@ def _fit_recspark(a: argparse.Namespace, spark, train, test, result: dict):
         if i.get("user_api") == "blas"
     ]
     result["blas"] = "numpy: " + "; ".join(blas)
-    return model.predict(test).where(F.col(PERSONALISED)) if a.model == "recspark" else None
+    return None if a.model == "recspark_implicit" else model.predict(test).where(F.col(PERSONALISED))
 
 
 def _fit_mllib(a: argparse.Namespace, spark, train, test, result: dict):
@@ -302,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--synthetic", type=int, default=0, help="generate this many ratings instead")
     p.add_argument("--work", default="/tmp/bench_als")
     p.add_argument("--reuse", action="store_true", help="reuse the prepared split in --work")
-    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS))
     p.add_argument("--model", choices=MODELS)
     p.add_argument("--rank", type=int, default=10)
     p.add_argument("--iters", type=int, default=10)
@@ -311,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blocks", type=int, default=4, help="recspark als.blocks")
     p.add_argument("--mode", default="auto", help="recspark als.mode")
     p.add_argument("--mllib-blocks", type=int, default=10, help="MLlib numUser/ItemBlocks")
+    # sgd_mf: conf/sgd_mf.toml's γ and λ_b (λ_f is --reg, the same as ALS's λ); d = 2, one
+    # task per core of local[2] in each sub-epoch
+    p.add_argument("--sgd-blocks", type=int, default=2, help="sgd_mf.blocks (d)")
+    p.add_argument("--sgd-lr", type=float, default=0.01, help="sgd_mf.learning_rate")
+    p.add_argument("--sgd-reg-bias", type=float, default=0.02, help="sgd_mf.reg_bias")
     p.add_argument("--master", default="local[2]")
     p.add_argument("--driver-memory", default="8g")
     p.add_argument("--shuffle-partitions", type=int, default=8)
@@ -351,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         code, wall, mem = run_child(
             ["_fit", *common, "--model", model, "--rank", str(a.rank), "--iters", str(a.iters),
              "--reg", str(a.reg), "--alpha", str(a.alpha), "--blocks", str(a.blocks), "--mode", a.mode,
-             "--mllib-blocks", str(a.mllib_blocks)],
+             "--mllib-blocks", str(a.mllib_blocks), "--sgd-blocks", str(a.sgd_blocks),
+             "--sgd-lr", str(a.sgd_lr), "--sgd-reg-bias", str(a.sgd_reg_bias)],
             env,
         )
         if code:
@@ -386,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{rs['peak_rss_gb'] / ml['peak_rss_gb']:>12.2f} "
                 f"{rs['test_rmse'] / ml['test_rmse']:>10.4f}"
             )
-    for name in ("recspark", "recspark_implicit"):
+    for name in ("recspark", "recspark_implicit", "sgd_mf"):
         if name not in byname:
             continue
         phases = byname[name].get("phases", {})

@@ -120,26 +120,26 @@ def _planted(spark, seed=5):
     return _frame(spark, u[~test], i[~test], r[~test]), _frame(spark, u[test], i[test], r[test])
 
 
-@pytest.mark.xfail(
-    run=False,
-    reason="issue 12 open: on this planted matrix the d = 1 fit reaches RMSE 0.56, not < 0.2 "
-    "(measured 2026-11-30); the settings or the trainer need work before d = 4 vs 1 means much",
-)
 def test_four_blocks_match_one_on_a_planted_low_rank_matrix(spark):
     train, test = _planted(spark)
     bias = fit_bias(train, cfg=BiasConfig(), lo=-10.0, hi=20.0)
     rmse = {}
     for d in (1, 4):
-        cfg = SgdMfConfig(rank=3, epochs=15, learning_rate=0.04, decay=0.85, reg_factors=0.01,
-                          reg_bias=0.01, blocks=d)
+        # from init std 0.1 SGD leaves the saddle at 0 slowly (15 decayed epochs stopped at
+        # RMSE 0.53); from 0.3, 20 epochs at a constant γ reach the noise level
+        cfg = SgdMfConfig(rank=3, epochs=20, learning_rate=0.04, reg_factors=0.01,
+                          reg_bias=0.01, init_std=0.3, blocks=d)
         model = fit_sgd_mf(train, cfg=cfg, seed=SEED, lo=-10.0, hi=20.0, bias=bias, validation=test)
         err = model.predict(test).select(F.avg((F.col(RATING) - F.col("prediction")) ** 2)).first()[0]
         rmse[d] = math.sqrt(err)
         # the last epoch's validation RMSE is the same figure, computed inside DSGD
         assert model.history[VALIDATION_RMSE].iloc[-1] == pytest.approx(rmse[d], abs=1e-9)
         assert model.history[TRAIN_RMSE].iloc[-1] < model.history[TRAIN_RMSE].iloc[0]
-    assert rmse[1] < 0.2  # noise 0.1: the planted structure is recovered
-    assert abs(rmse[4] - rmse[1]) <= 0.003
+    # noise std 0.1 with 3 · (240 + 160) free factors over 9,329 ratings: ≈ 0.106 at best.
+    # Measured (the same blocks, orders and init replayed in NumPy): d = 1 0.1131, d = 4
+    # 0.1123; seeds 1-3 differ by at most 0.0005. The old settings stopped at 0.53.
+    assert rmse[1] < 0.12, rmse
+    assert abs(rmse[4] - rmse[1]) <= 0.003, rmse
 
 
 def test_patience_keeps_the_best_epoch(spark):
