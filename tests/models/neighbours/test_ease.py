@@ -35,14 +35,19 @@ def test_weights_solve_the_constrained_least_squares():
     np.testing.assert_allclose(grad[off], 0.0, atol=1e-10)
 
 
-def test_ease_ranks_by_x_times_b_over_the_most_rated_movies(spark):
+def _fitted(spark):
+    """The ratings of X (every rating 4) and EASE fitted on them (λ 2, 5 most-rated movies)."""
     u, m = np.nonzero(X)
     train = spark.createDataFrame(
         [(int(a) + 1, int(MOVIES[c]), 4.0) for a, c in zip(u, m)],
         f"{USER_ID} long, {MOVIE_ID} long, {RATING} double",
     )
     cfg = load_config(overrides=["ease.reg=2", "ease.max_items=5", "ease.max_cells=1000"])
-    model = registry.fit("ease", train, cfg=cfg)
+    return train, registry.fit("ease", train, cfg=cfg)
+
+
+def test_ease_ranks_by_x_times_b_over_the_most_rated_movies(spark):
+    train, model = _fitted(spark)
     assert model.item_ids.tolist() == [10, 20, 30, 40, 50]
     x = X[:, :5]
     b = ease_weights(x.T @ x, 2.0)
@@ -56,13 +61,7 @@ def test_ease_ranks_by_x_times_b_over_the_most_rated_movies(spark):
 
 
 def test_saved_and_loaded_ease_gives_the_same_top_n(spark, tmp_path):
-    u, m = np.nonzero(X)
-    train = spark.createDataFrame(
-        [(int(a) + 1, int(MOVIES[c]), 4.0) for a, c in zip(u, m)],
-        f"{USER_ID} long, {MOVIE_ID} long, {RATING} double",
-    )
-    cfg = load_config(overrides=["ease.reg=2", "ease.max_items=5", "ease.max_cells=1000"])
-    model = registry.fit("ease", train, cfg=cfg)
+    train, model = _fitted(spark)
     model.save(str(tmp_path / "ease"))
     back = registry.spec("ease").load(spark, str(tmp_path / "ease"))
     assert back.item_ids.tolist() == [10, 20, 30, 40, 50]
