@@ -10,17 +10,19 @@ a with movie block (a + s) mod d, so its d blocks share no user and no movie and
 parallel tasks. The movie side (q_i, b_i and, for SVD++, y_j) is held on the driver and
 broadcast to each sub-epoch; every task returns the rows of its one movie block, which the
 driver writes back. So between sub-epochs only movie factors move; user factors stay put.
-Inside a block the ratings are visited in a seeded permutation (:func:`rating_order`),
-by the compiled loops of :mod:`recspark.models.sgd.kernel`.
+Inside a block the ratings are visited in a seeded order (:func:`kernel.rating_order`;
+user by user for SVD++, :func:`kernel.user_order`), by the compiled loops of
+:mod:`recspark.models.sgd.kernel`.
 
 SVD++'s implicit term couples a user with all its rated movies, not only the block's. A
 task splits z_u = |N(u)|^-½ Σ_{j∈N(u)} y_j in two: the part over u's movies in other
 movie blocks is computed once at the start of the sub-epoch from the broadcast y
 (partition a holds every rating of its users) and held fixed, since other tasks own those
-y_j; the part over the block's own movies is summed afresh for every rating from the
-current y. A rating updates only the y_j of its block's movies (the ones no other task
-writes), so over an epoch y_j is moved by the ratings in the blocks that hold j. With
-d = 1 this is exactly Surprise's serial SVD++ update.
+y_j; the part over the block's own movies is summed from the current y when the user's
+visit starts (SVD++ visits a block user by user, :func:`kernel.user_order`). A user's
+visit updates only the y_j of its block's movies (the ones no other task writes), so over
+an epoch y_j is moved by the users of the blocks that hold j. With d = 1 this is the
+serial user-by-user SVD++ of :mod:`recspark.models.sgd.kernel`.
 
 History per epoch: ``train_rmse`` is the RMSE of the ratings as visited during the epoch
 (each error measured just before its update, the usual cheap SGD figure); validation RMSE
@@ -191,8 +193,8 @@ def run_sub_epoch(
     sub = part.subs[b]
     p, bu = state.p.copy(), state.bu.copy()
     q, bi, y = table.block(b, d)
-    order = kernel.rating_order(hyper.seed, epoch, a, b, sub.vals.shape[0])
     if hyper.reg_implicit is None:
+        order = kernel.rating_order(hyper.seed, epoch, a, b, sub.vals.shape[0])
         sse = kernel.sgd_pass(
             order, sub.users, sub.cols, sub.vals, hyper.mu, p, bu, q, bi, lr,
             hyper.reg_factors, hyper.reg_bias,
@@ -204,8 +206,9 @@ def run_sub_epoch(
             if other != b:
                 y_other = np.ascontiguousarray(table.y[other::d])
                 kernel.implicit_sums(rest.indptr, rest.cols, y_other, scale, z_out)
+        uorder, rorder = kernel.user_order(hyper.seed, epoch, a, b, sub.users, part.n_rows)
         sse = kernel.svdpp_pass(
-            order, sub.users, sub.indptr, sub.cols, sub.vals, hyper.mu, p, bu, z_out,
+            uorder, rorder, sub.indptr, sub.cols, sub.vals, hyper.mu, p, bu, z_out,
             scale, q, bi, y, lr, hyper.reg_factors, hyper.reg_bias, hyper.reg_implicit,
         )
     yield a, SubEpoch(UserState(p, bu), b, q, bi, y, float(sse))

@@ -18,7 +18,7 @@ from recspark.models.als import init_factors
 from recspark.models.bias import BiasConfig, fit_bias
 from recspark.models.contract import PROTOCOLS
 from recspark.models.sgd import SgdMfConfig, SvdppConfig, fit_sgd_mf, fit_svdpp
-from recspark.models.sgd.kernel import rating_order
+from recspark.models.sgd.kernel import rating_order, user_order
 from recspark.schema import (
     BIAS,
     FACTORS,
@@ -50,9 +50,10 @@ def _frame(spark, u, i, r):
 
 
 def serial_sgd(u, i, r, cfg, seed, *, implicit):
-    """Plain serial SGD in Python, straight from the update rules (Surprise's SVD / SVD++,
-    z_u recomputed from all of N(u) for every rating), over the ratings sorted by
-    (user, movie) and visited in ``rating_order`` of block (0, 0)."""
+    """Plain serial SGD in Python, straight from the update rules, over the ratings sorted
+    by (user, movie): Surprise's SVD visiting them in ``rating_order`` of block (0, 0);
+    SVD++ user by user in ``user_order`` of block (0, 0), z_u summed at the start of each
+    user's visit and u's y_j moved once after it by the summed gradient."""
     order = np.lexsort((i, u))
     u, i, r = u[order], i[order], r[order]
     n_u, n_m, k = u.max() + 1, i.max() + 1, cfg.rank
@@ -61,21 +62,31 @@ def serial_sgd(u, i, r, cfg, seed, *, implicit):
     q = init_factors(np.arange(n_m), rank=k, seed=derive_seed(seed, "init", "movies"), std=cfg.init_std)
     y = init_factors(np.arange(n_m), rank=k, seed=derive_seed(seed, "init", "implicit"), std=cfg.init_std)
     bu, bi = np.zeros(n_u), np.zeros(n_m)
+    starts = np.searchsorted(u, np.arange(n_u + 1))
     rated = {a: i[u == a] for a in range(n_u)}
+
+    def step(x, z, lr):
+        a, b = u[x], i[x]
+        e = r[x] - (mu + bu[a] + bi[b] + q[b] @ (p[a] + z))
+        bu[a] += lr * (e - cfg.reg_bias * bu[a])
+        bi[b] += lr * (e - cfg.reg_bias * bi[b])
+        pa, qb = p[a].copy(), q[b].copy()
+        p[a] += lr * (e * qb - cfg.reg_factors * pa)
+        q[b] += lr * (e * (pa + z) - cfg.reg_factors * qb)
+        return e * qb
+
     for t in range(1, cfg.epochs + 1):
         lr = cfg.learning_rate * cfg.decay ** (t - 1)
-        for x in rating_order(derive_seed(seed, "order"), t, 0, 0, r.size):
-            a, b = u[x], i[x]
+        if not implicit:
+            for x in rating_order(derive_seed(seed, "order"), t, 0, 0, r.size):
+                step(x, np.zeros(k), lr)
+            continue
+        uorder, rorder = user_order(derive_seed(seed, "order"), t, 0, 0, u, n_u)
+        for a in uorder:
             s = 1 / math.sqrt(rated[a].size)
-            z = s * y[rated[a]].sum(axis=0) if implicit else np.zeros(k)
-            e = r[x] - (mu + bu[a] + bi[b] + q[b] @ (p[a] + z))
-            bu[a] += lr * (e - cfg.reg_bias * bu[a])
-            bi[b] += lr * (e - cfg.reg_bias * bi[b])
-            pa, qb = p[a].copy(), q[b].copy()
-            p[a] += lr * (e * qb - cfg.reg_factors * pa)
-            q[b] += lr * (e * (pa + z) - cfg.reg_factors * qb)
-            if implicit:
-                y[rated[a]] += lr * (e * s * qb - cfg.reg_implicit * y[rated[a]])
+            z = s * y[rated[a]].sum(axis=0)
+            g = sum(step(x, z, lr) for x in rorder[starts[a]:starts[a + 1]])
+            y[rated[a]] += lr * (s * g - cfg.reg_implicit * y[rated[a]])
     if implicit:
         p = p + np.stack([y[rated[a]].sum(axis=0) / math.sqrt(rated[a].size) for a in range(n_u)])
     return mu, p, bu, q, bi, y
