@@ -137,9 +137,8 @@ def test_a_model_without_a_claimed_ability_fails_its_protocol(data):
 def test_every_registered_model_can_be_saved_and_rescored():
     """Issue 10: every model (later ones too) is saved with its run, so jobs/rescore.py can
     load it; a new model without SAVE fails here."""
-    # Not saved yet: blend's weights (its members are saved models; open in issue 13) and
-    # ease's dense item-item matrix (its save() passes py4j whole; open in issue 17).
-    unsaved = {"blend", "ease"}
+    # Not saved yet: blend's weights (its members are saved models; open in issue 13).
+    unsaved = {"blend"}
     assert registry.with_ability(Ability.SAVE) == [
         s.name for s in registry.specs() if s.name not in unsaved
     ]

@@ -19,12 +19,12 @@ movies get no EASE score, are never recommended by it, and a user's ratings of t
 enter the scores. The broadcast weights of the
 top-N lists are float32 (400 MB at 10,000 movies).
 
-``EaseModel.save`` / ``load`` write and read ``weights.npy`` (B, float32, NumPy's format),
-``items/`` (position, movie_id: B's row and column order), ``users/`` (user_id) and
-``model.json``, but the spec does **not** claim ``SAVE`` yet: the weights pass the py4j
-bridge as one byte array, and in a train run on ml-latest-small (8,990² weights, 323 MB)
-that exhausted the driver's Java heap. Train runs therefore do not save ``ease``; saving it
-needs a chunked or table-shaped write (issue 17).
+``EaseModel.save`` / ``load`` write and read ``weights/part-NNNNN.npy`` (B, float32, in
+NumPy's format, row chunks of at most ``CHUNK_BYTES``), ``items/`` (position, movie_id:
+B's row and column order), ``users/`` (user_id) and ``model.json``. The chunks go through
+the Hadoop file system (so a run folder on HDFS or S3 works) one at a time: a single
+byte array of B (323 MB on ml-latest-small) crossing the py4j bridge ran the driver's
+Java heap out in a train run, 32 MB pieces do not.
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ _GRAM_SCHEMA = T.StructType(
      T.StructField("gram", T.BinaryType(), False)]
 )
 _ONE = "_ease_one"
-MODEL_FORMAT, MODEL_VERSION = "recspark-ease-model", 1
-_WEIGHTS, _ITEMS, _USERS, _POSITION = "weights.npy", "items", "users", "position"
+MODEL_FORMAT, MODEL_VERSION = "recspark-ease-model", 2
+CHUNK_BYTES = 32 << 20  # bytes of B per weights file
+_WEIGHTS, _ITEMS, _USERS, _POSITION = "weights", "items", "users", "position"
 _ITEMS_SCHEMA = T.StructType(
     [T.StructField(_POSITION, T.LongType(), False), T.StructField(MOVIE_ID, T.LongType(), False)]
 )
@@ -140,18 +141,20 @@ class EaseModel:
         """``TOP_N``: every training user against the kept movies."""
         return RankingInputs(users=self.users, scorer=EaseScorer(self.item_ids, self.weights))
 
-    def save(self, path: str) -> None:
-        """``SAVE``: the files of the module docstring. Action: writes (the weights pass
-        through driver memory once more as ``.npy`` bytes: M² · 4 bytes)."""
+    def save(self, path: str, *, chunk_bytes: int = CHUNK_BYTES) -> None:
+        """``SAVE``: the files of the module docstring, B in row chunks of at most
+        ``chunk_bytes`` (at least one row each). Action: writes."""
         spark = self.users.sparkSession
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(self.weights, dtype=np.float32), allow_pickle=False)
+        weights = np.ascontiguousarray(self.weights, dtype=np.float32)
+        rows = max(1, chunk_bytes // max(1, weights.shape[1] * weights.itemsize))
         items = spark.createDataFrame(
             [(i, int(m)) for i, m in enumerate(self.item_ids)], _ITEMS_SCHEMA
         )
         with storage.staged(spark, path) as tmp:
-            storage.write_bytes(spark, f"{tmp}/{_WEIGHTS}", buf.getvalue())
-            del buf
+            for n, start in enumerate(range(0, max(1, weights.shape[0]), rows)):
+                buf = io.BytesIO()
+                np.save(buf, weights[start : start + rows], allow_pickle=False)
+                storage.write_bytes(spark, f"{tmp}/{_WEIGHTS}/part-{n:05d}.npy", buf.getvalue())
             items.coalesce(1).write.parquet(f"{tmp}/{_ITEMS}")
             runs.to_schema(self.users, _USERS_SCHEMA).write.parquet(f"{tmp}/{_USERS}")
             runs.write_model_meta(spark, tmp, {
@@ -168,10 +171,14 @@ class EaseModel:
         meta = runs.read_model_meta(spark, path, expect=(MODEL_FORMAT, MODEL_VERSION), what="EASE model")
         items = runs.read_model_table(spark, path, _ITEMS, _ITEMS_SCHEMA).toPandas()
         item_ids = items.sort_values(_POSITION)[MOVIE_ID].to_numpy(np.int64)
-        weights_path = f"{path.rstrip('/')}/{_WEIGHTS}"
-        if not storage.exists(spark, weights_path):
-            raise ModelError(f"{path} is not a complete saved model ({_WEIGHTS} is missing): save it again")
-        weights = np.load(io.BytesIO(storage.read_bytes(spark, weights_path)), allow_pickle=False)
+        folder = f"{path.rstrip('/')}/{_WEIGHTS}"
+        parts = [name for name in storage.list_dir(spark, folder) if name.endswith(".npy")]
+        if not parts:
+            raise ModelError(f"{path} is not a complete saved model ({_WEIGHTS}/ is missing): save it again")
+        weights = np.concatenate([
+            np.load(io.BytesIO(storage.read_bytes(spark, f"{folder}/{name}")), allow_pickle=False)
+            for name in parts
+        ])
         if weights.shape != (item_ids.size, item_ids.size) or item_ids.size != int(meta["items"]):
             raise ModelError(
                 f"{path}: weights {weights.shape} do not match its {item_ids.size} movies: save it again"
@@ -199,7 +206,7 @@ SPEC = ModelSpec(
     name="ease",
     summary="EASE (Steck 2019): closed-form item-item weights on the binarised matrix; ranks only",
     fit=fit_ease,
-    abilities=frozenset({Ability.TOP_N}),  # not SAVE: see the module docstring
+    abilities=frozenset({Ability.TOP_N, Ability.SAVE}),
     config=EaseConfig,
     load=EaseModel.load,
 )

@@ -62,7 +62,10 @@ def test_ease_ranks_by_x_times_b_over_the_most_rated_movies(spark):
 
 def test_saved_and_loaded_ease_gives_the_same_top_n(spark, tmp_path):
     train, model = _fitted(spark)
-    model.save(str(tmp_path / "ease"))
+    model.save(str(tmp_path / "ease"), chunk_bytes=2 * 5 * 4)  # two rows of 5 float32 per file
+    assert sorted(p.name for p in (tmp_path / "ease" / "weights").glob("*.npy")) == [
+        "part-00000.npy", "part-00001.npy", "part-00002.npy"
+    ]
     back = registry.spec("ease").load(spark, str(tmp_path / "ease"))
     assert back.item_ids.tolist() == [10, 20, 30, 40, 50]
     np.testing.assert_array_equal(back.weights, model.weights)  # float32, bit for bit
