@@ -72,10 +72,12 @@ class SgdMfConfig(Section):
 
 
 class SvdppConfig(SgdMfConfig):
-    """SVD++ by SGD: the ``sgd_mf`` settings plus ``reg_implicit`` (λ_y of the y_j)."""
+    """SVD++ by SGD: the ``sgd_mf`` settings plus ``reg_implicit`` (λ_y of the y_j, applied
+    once per user visit rather than once per rating, so its useful values are large:
+    30 on ml-latest-small, :mod:`recspark.models.sgd.kernel`)."""
 
     rank: int = Field(20, ge=1)
-    reg_implicit: float = Field(0.02, ge=0)
+    reg_implicit: float = Field(10.0, ge=0)
 
 
 _ABILITIES = frozenset(
