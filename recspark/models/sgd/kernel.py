@@ -42,6 +42,19 @@ def rating_order(seed: int, epoch: int, user_block: int, movie_block: int, n: in
     return np.random.default_rng([seed, epoch, user_block, movie_block]).permutation(n)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _step(u, i, e, p, bu, q, bi, z, lr, reg_f, reg_b):  # pragma: no cover
+    """The update of one rating with error ``e`` (module docstring): biases, then p_u and
+    q_i from their old values; ``z`` is z_u (zeros for plain MF)."""
+    bu[u] += lr * (e - reg_b * bu[u])
+    bi[i] += lr * (e - reg_b * bi[i])
+    for f in range(p.shape[1]):
+        pf = p[u, f]
+        qf = q[i, f]
+        p[u, f] += lr * (e * qf - reg_f * pf)
+        q[i, f] += lr * (e * (pf + z[f]) - reg_f * qf)
+
+
 @numba.njit(cache=True, nogil=True)
 def sgd_pass(order, users, cols, vals, mu, p, bu, q, bi, lr, reg_f, reg_b):  # pragma: no cover
     """One pass of biased-MF SGD over the ratings in ``order`` (module docstring).
@@ -50,6 +63,7 @@ def sgd_pass(order, users, cols, vals, mu, p, bu, q, bi, lr, reg_f, reg_b):  # p
     updated in place. Returns Σ e² of the ratings as visited (before each update).
     """
     k = p.shape[1]
+    zero = np.zeros(k)
     sse = 0.0
     for t in range(order.shape[0]):
         x = order[t]
@@ -60,13 +74,7 @@ def sgd_pass(order, users, cols, vals, mu, p, bu, q, bi, lr, reg_f, reg_b):  # p
             pred += p[u, f] * q[i, f]
         e = vals[x] - pred
         sse += e * e
-        bu[u] += lr * (e - reg_b * bu[u])
-        bi[i] += lr * (e - reg_b * bi[i])
-        for f in range(k):
-            pf = p[u, f]
-            qf = q[i, f]
-            p[u, f] += lr * (e * qf - reg_f * pf)
-            q[i, f] += lr * (e * pf - reg_f * qf)
+        _step(u, i, e, p, bu, q, bi, zero, lr, reg_f, reg_b)
     return sse
 
 
@@ -125,14 +133,9 @@ def svdpp_pass(
                 pred += q[i, f] * (p[u, f] + z[f])
             e = vals[x] - pred
             sse += e * e
-            bu[u] += lr * (e - reg_b * bu[u])
-            bi[i] += lr * (e - reg_b * bi[i])
             for f in range(k):
-                pf = p[u, f]
-                qf = q[i, f]
-                p[u, f] += lr * (e * qf - reg_f * pf)
-                q[i, f] += lr * (e * (pf + z[f]) - reg_f * qf)
-                g[f] += e * s * qf
+                g[f] += e * s * q[i, f]
+            _step(u, i, e, p, bu, q, bi, z, lr, reg_f, reg_b)
         for c in range(lo, hi):
             j = cols[c]
             for f in range(k):
