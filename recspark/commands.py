@@ -153,7 +153,7 @@ def _tune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, default=0,
                    help="seeded random search of this many grid points (0: the whole grid)")
     p.add_argument("--parallel", type=int, default=1,
-                   help="trials run at once (keep 1 for svd: computeSVD is not thread-safe)")
+                   help="trials run at once (threads sharing the cores)")
     p.add_argument("--output", default="", help="output folder (default out/tune/<model>)")
     p.add_argument("--overlay", default="", help="where to write the winning overlay "
                    "(default <output>/best.toml)")

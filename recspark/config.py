@@ -177,7 +177,9 @@ class TrainConfig(Section):
     validates against them too).
 
     ``folds`` >= 2 cross-validates every model on that many hashed folds
-    (:func:`recspark.split.kfold_split`) instead of fitting it on ``split``.
+    (:func:`recspark.split.kfold_split`) instead of fitting it on ``split``; ``parallel``
+    of them at once (each fold's models still one after another; fit seconds are then
+    wall seconds of fits sharing the cores).
     """
 
     models: tuple[str, ...] = ("bias", "popularity", "mllib_als")
@@ -186,6 +188,7 @@ class TrainConfig(Section):
     validation_fraction: float = Field(0.0, ge=0, lt=1)
     rating_scale: Literal["data", "config"] = "data"
     folds: int = Field(0, ge=0)  # >= 2: k-fold cross-validation instead of one split
+    parallel: int = Field(1, ge=1)  # folds cross-validated at once (threads, one pool each)
     leaderboard_by: Literal["rmse", "mae", "ndcg", "hit_rate", "coverage", "fit_seconds"] = "rmse"
     rating_min: float = 0.5
     rating_max: float = 5.0

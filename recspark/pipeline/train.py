@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -203,9 +204,13 @@ def cross_validate(
     """Fit every model of ``train.models`` on each of the ``train.folds`` folds; return the
     per-fold metric rows (``fold`` = i): fit seconds on ``kfold/train``, test RMSE/MAE of
     ``PREDICT`` models and ranking metrics of ``TOP_N`` models on ``kfold/test`` (lists in
-    ``folds/<i>/``)."""
-    rows: list[DataFrame] = []
-    for fold in range(cfg.train.folds):
+    ``folds/<i>/``). ``train.parallel`` folds run at once, each from its own thread in its
+    own scheduler pool (:mod:`recspark.pipeline.tune` runs trials the same way)."""
+    parallel = min(cfg.train.parallel, cfg.train.folds)
+
+    def one_fold(fold: int) -> list[DataFrame]:
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", f"fold{fold % parallel}")
+        rows: list[DataFrame] = []
         split = _split_and_bias(spark, cfg, ratings, cfg.split, fold=fold)
         rankers: dict[str, Any] = {}
         for name in cfg.train.models:
@@ -227,7 +232,10 @@ def cross_validate(
         )
         rows += [r.withColumn(FOLD, F.lit(fold).cast("int")) for r in ranked]
         split.unpersist()
-    return rows
+        return rows
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return [row for rows in pool.map(one_fold, range(cfg.train.folds)) for row in rows]
 
 
 def _split_and_bias(

@@ -15,10 +15,10 @@ A trial's score is the mean over parts of ``rmse`` (lower is better) or ``ndcg@k
 (``recommend.k``, relevance as in a train run; higher is better; ``TOP_N`` models only),
 with its standard deviation over folds. Trials run ``--parallel`` at a time from a thread
 pool: Spark runs jobs submitted from several threads concurrently, each thread in its own
-scheduler pool (fair between trials when ``spark.scheduler.mode=FAIR``). Not every fit is
-thread-safe: concurrent ``svd`` fits (MLlib ``RowMatrix.computeSVD``, ARPACK in the driver
-JVM) failed with an ArrayIndexOutOfBoundsException, so search ``svd`` with ``--parallel 1``;
-two ALS trials at a time ran fine.
+scheduler pool (fair between trials when ``spark.scheduler.mode=FAIR``). MLlib's
+``RowMatrix.computeSVD`` (ARPACK in the driver JVM) is not thread-safe (concurrent ``svd``
+trials failed with an ArrayIndexOutOfBoundsException), so ``svd`` fits take turns at that
+step (a lock in :mod:`recspark.models.svd.truncated`); two ALS trials at a time ran fine.
 
 Writes into ``--output``: ``trials/`` Parquet and ``trials.csv`` (trial, one column per
 searched key, ``<metric>``, ``<metric>_std``, the means of the other metrics the model

@@ -291,3 +291,14 @@ def test_cross_validated_run_writes_per_fold_rows_their_summary_and_a_leaderboar
     assert board.loc[1, "rmse"] == pytest.approx(rmse.mean())
     assert pd.read_csv(run / "leaderboard.csv")[MODEL].tolist() == ["popularity", "bias"]
     assert (run / "folds" / "2" / "recommendations").is_dir()
+
+    # train.parallel: the three folds at once from threads give the same per-fold rows
+    assert run_job_script("train", common + ["--set", "train.run_id=cv3", "--set", "train.parallel=3"]
+                          + args[2:]) == 0
+    parallel = pd.read_parquet(tmp_path / "runs" / "cv3" / "metrics")
+
+    def rows_of(table):
+        rows = table[table["fold"].notna() & ~table[METRIC].str.startswith("fit_seconds")]
+        return rows.drop(columns="run_id").sort_values([MODEL, SPLIT, METRIC, "fold"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(rows_of(parallel), rows_of(metrics))

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -166,12 +167,18 @@ def _row_matrix(spark: SparkSession, prep: Prepared):
     return matrix, jrows
 
 
+#: computeSVD (ARPACK in the driver JVM) is not thread-safe: two at once failed with an
+#: ArrayIndexOutOfBoundsException (concurrent tune trials), so fits from threads take turns.
+_COMPUTE_SVD = threading.Lock()
+
+
 def _compute_svd(
     matrix: RowMatrix, prep: Prepared, *, k_fit: int, rcond: float, name: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(U (m × r), σ (r), V (n × r)) by ``computeSVD``; r ≤ ``k_fit`` (MLlib drops singular
     values below rcond·σ1). Actions: ARPACK's passes, U collected."""
-    svd = matrix.computeSVD(k_fit, computeU=True, rCond=rcond)
+    with _COMPUTE_SVD:
+        svd = matrix.computeSVD(k_fit, computeU=True, rCond=rcond)
     s = svd.s.toArray()
     v = svd.V.toArray()
     if s.shape[0] < k_fit:
