@@ -31,9 +31,10 @@ import os
 import re
 import shlex
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, Sequence, TypeVar
 
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
@@ -289,3 +290,24 @@ def build_session(cfg: SparkConfig) -> SparkSession:
         res.master.source,
     )
     return spark
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def map_in_pools(spark: SparkSession, fn: Callable[[_T], _R], items: Sequence[_T], *,
+                 parallel: int, pool: str) -> list[_R]:
+    """``[fn(item) for item in items]``, ``parallel`` calls at a time from a thread pool;
+    the Spark jobs of the i-th call go to scheduler pool ``f"{pool}{i % parallel}"`` (fair
+    between calls when ``spark.scheduler.mode=FAIR``). Results in the order of ``items``;
+    the first exception raised by a call is raised here."""
+    parallel = max(1, min(parallel, len(items)))
+
+    def call(indexed: tuple[int, _T]) -> _R:
+        i, item = indexed
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", f"{pool}{i % parallel}")
+        return fn(item)
+
+    with ThreadPoolExecutor(max_workers=parallel) as threads:
+        return list(threads.map(call, enumerate(items)))

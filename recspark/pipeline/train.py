@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -83,6 +82,7 @@ from recspark.schema import (
     at_rank,
 )
 from recspark.seeds import derive_seed
+from recspark.session import map_in_pools
 from recspark.split import kfold_split, random_split, split_config, split_ratings
 
 _logger = logging.getLogger(__name__)
@@ -206,10 +206,7 @@ def cross_validate(
     ``PREDICT`` models and ranking metrics of ``TOP_N`` models on ``kfold/test`` (lists in
     ``folds/<i>/``). ``train.parallel`` folds run at once, each from its own thread in its
     own scheduler pool (:mod:`recspark.pipeline.tune` runs trials the same way)."""
-    parallel = min(cfg.train.parallel, cfg.train.folds)
-
     def one_fold(fold: int) -> list[DataFrame]:
-        spark.sparkContext.setLocalProperty("spark.scheduler.pool", f"fold{fold % parallel}")
         rows: list[DataFrame] = []
         split = _split_and_bias(spark, cfg, ratings, cfg.split, fold=fold)
         rankers: dict[str, Any] = {}
@@ -239,8 +236,8 @@ def cross_validate(
         spark.catalog.clearCache()
         return rows
 
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        return [row for rows in pool.map(one_fold, range(cfg.train.folds)) for row in rows]
+    folds = map_in_pools(spark, one_fold, range(cfg.train.folds), parallel=cfg.train.parallel, pool="fold")
+    return [row for rows in folds for row in rows]
 
 
 def _split_and_bias(

@@ -36,7 +36,6 @@ import logging
 import math
 import time
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -61,6 +60,7 @@ from recspark.schema import (
     FIT_SECONDS, MAE, MOVIE_ID, N_RATINGS, NDCG, RATING, RMSE, USER_ID, ndcg_at, std_of,
 )
 from recspark.seeds import derive_seed
+from recspark.session import map_in_pools
 from recspark.serving.topn import recommend, with_min_support
 from recspark.split import kfold_split, random_split, split_ratings
 
@@ -208,7 +208,6 @@ def search(
     name = metric if metric == RMSE else ndcg_at(cfg.recommend.k)
 
     def run(i: int) -> dict[str, Any]:
-        spark.sparkContext.setLocalProperty("spark.scheduler.pool", f"trial{i % parallel}")
         start = time.perf_counter()
         with stage(f"tune {model}: trial {i} {settings[i]}", spark):
             values = pd.DataFrame([score(configs[i], model, p, refit_bias=refit_bias) for p in parts])
@@ -219,8 +218,7 @@ def search(
         _logger.info("trial %d %s: %s %.4f", i, settings[i], name, row[name])
         return row
 
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        rows = list(pool.map(run, range(len(settings))))
+    rows = map_in_pools(spark, run, range(len(settings)), parallel=parallel, pool="trial")
     for p in parts:
         p.train.unpersist()
         p.holdout.unpersist()
