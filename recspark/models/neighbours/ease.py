@@ -43,7 +43,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recspark.config import Section
-from recspark.errors import ModelError
+from recspark.errors import DataQualityError, ModelError
 from recspark.io import runs, storage
 from recspark.models.contract import Ability, ModelSpec, RankingInputs, UserBlock
 from recspark.models.neighbours.matrix import collect_matrix, map_column_blocks
@@ -100,14 +100,36 @@ def gram(matrix: sp.csc_matrix, *, spark, max_cells: int) -> np.ndarray:
 def ease_weights(g: np.ndarray, reg: float) -> np.ndarray:
     """B = I − P · diag(1 / diag P) with P = (G + reg·I)⁻¹ (G symmetric M × M); float64.
 
-    Works in place to hold about two M × M arrays at once: ``g`` is overwritten."""
+    P from the Cholesky factor by LAPACK ``potrf`` + ``potri`` (M³ flops, against 7/3 M³
+    for solving against the identity), in place: ``g`` is overwritten and returned as B.
+    Raises :class:`DataQualityError` when G + reg·I is not finite and positive definite."""
+    g = np.ascontiguousarray(g, dtype=np.float64)
     g[np.diag_indices_from(g)] += reg
-    factor = scipy.linalg.cho_factor(g, overwrite_a=True)
-    p = scipy.linalg.cho_solve(factor, np.eye(g.shape[0]), overwrite_b=True)
-    del factor, g
-    p /= -np.diag(p)[None, :]
-    np.fill_diagonal(p, 0.0)
-    return p
+    # g.T is the Fortran-ordered view of the same cells, so LAPACK works in place
+    factor, info = scipy.linalg.lapack.dpotrf(g.T, lower=False, overwrite_a=True)
+    if info == 0:
+        factor, info = scipy.linalg.lapack.dpotri(factor, lower=False, overwrite_c=True)
+    if info != 0 or not np.isfinite(factor[0]).all():
+        raise DataQualityError(
+            f"ease: the regularised Gram matrix is not finite and positive definite (LAPACK "
+            f"info {info}); are some ratings NaN, or is ease.reg below 0?"
+        )
+    if not np.shares_memory(factor, g):
+        g[...] = factor.T
+    _mirror_lower(g)  # potri wrote the upper triangle of g.T: g's lower triangle
+    g /= -np.diag(g)[None, :]
+    np.fill_diagonal(g, 0.0)
+    return g
+
+
+def _mirror_lower(a: np.ndarray, rows: int = 1024) -> None:
+    """Copy the lower triangle of square ``a`` onto its upper triangle, ``rows`` at a time."""
+    n = a.shape[0]
+    for s in range(0, n, rows):
+        e = min(n, s + rows)
+        a[s:e, e:] = a[e:, s:e].T
+        block = a[s:e, s:e]
+        block[np.triu_indices(e - s, 1)] = block.T[np.triu_indices(e - s, 1)]
 
 
 @dataclass(frozen=True)
@@ -164,7 +186,7 @@ class EaseModel:
         _logger.info("saved %s model (%d movies) to %s", self.name, self.item_ids.size, path)
 
     @classmethod
-    def load(cls, spark: SparkSession, path: str) -> "EaseModel":
+    def load(cls, spark: SparkSession, path: str) -> EaseModel:
         """Read what :meth:`save` wrote (the weights eagerly, the users lazily);
         :class:`ModelError` when the folder is missing, incomplete, of another format or
         version, or its weights do not match its movies."""
