@@ -11,7 +11,9 @@ training ratings, predict a held-out *validation* part carved from the training 
 (XᵀX + λ·diag(0, 1, …, 1)) w = Xᵀy with X = [1, p_1 … p_m]. XᵀX and Xᵀy are one Spark
 aggregation; only the (m+1)² sums reach the driver. With ``blend.refit`` the members are
 then refitted on the whole training part (the weights are kept), which costs a second fit
-of each member and uses 100% of the ratings for the final models.
+of each member and uses 100% of the ratings for the final models; a member the run has
+already fitted on the same training part (listed before ``blend`` in ``train.models``) is
+reused instead, and named in :attr:`BlendModel.reused`.
 
 Prediction: r̂ = clip(w_0 + Σ_j w_j p_j) where at least one member scored the pair
 personally; elsewhere the bias fallback (every member falls back to the same bias model,
@@ -21,6 +23,7 @@ so the first member's prediction is that fallback).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,7 +129,9 @@ def ridge_weights(gram: np.ndarray, xty: np.ndarray, reg: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class BlendModel:
-    """Fitted blend: the fitted ``members`` (in ``names`` order), ``weights`` [w_0, w_1 …]."""
+    """Fitted blend: the fitted ``members`` (in ``names`` order), ``weights`` [w_0, w_1 …];
+    ``reused``: the members taken from the run's own fits rather than refitted (their fit
+    time belongs to the blend's too)."""
 
     members: tuple[Any, ...]
     names: tuple[str, ...]
@@ -134,6 +139,7 @@ class BlendModel:
     lo: float = 0.5
     hi: float = 5.0
     name: str = NAME
+    reused: tuple[str, ...] = ()
 
     def predict(self, pairs: DataFrame) -> DataFrame:
         """``pairs`` plus the blended ``prediction`` (clipped) and ``personalised`` (some
@@ -152,12 +158,13 @@ class BlendModel:
 
 def fit_blend(
     train: DataFrame, *, cfg: BlendConfig, seed: int, lo: float, hi: float, bias: BiasModel,
-    root_cfg: Any,
+    root_cfg: Any, fitted: Mapping[str, Any] | None = None,
 ) -> BlendModel:
     """Fit the blend on ``train`` (user_id, movie_id, rating, ...; module docstring): the
-    members through the registry with ``root_cfg``'s sections. Raises ConfigError for a
-    member that is not registered or cannot predict ratings. Actions: every member's fit
-    (twice with ``refit``), one aggregation for the weights."""
+    members through the registry with ``root_cfg``'s sections; with ``refit``, members in
+    ``fitted`` (already fitted on ``train`` with ``root_cfg``) are reused. Raises ConfigError
+    for a member that is not registered or cannot predict ratings. Actions: every member's
+    fit (twice with ``refit``, less the reused), one aggregation for the weights."""
     from recspark.models import registry  # the registry imports this module
 
     for name in cfg.members:
@@ -177,11 +184,14 @@ def fit_blend(
         holdout_rmse(gram, xty, yty, weights),
         ", ".join(f"{n} {holdout_rmse(gram, xty, yty, e):.4f}" for n, e in zip(cfg.members, alone)),
     )
+    fitted = fitted or {}
+    reused = tuple(n for n in cfg.members if cfg.refit and n in fitted)
     if cfg.refit:
-        members = [registry.fit(n, train, cfg=root_cfg, bias=bias) for n in cfg.members]
+        members = [fitted[n] if n in reused else registry.fit(n, train, cfg=root_cfg, bias=bias)
+                   for n in cfg.members]
     fit_part.unpersist()
     holdout.unpersist()
-    return BlendModel(tuple(members), tuple(cfg.members), weights, lo=lo, hi=hi)
+    return BlendModel(tuple(members), tuple(cfg.members), weights, lo=lo, hi=hi, reused=reused)
 
 
 SPEC = ModelSpec(

@@ -33,15 +33,18 @@ ability             what the fitted model offers
 The generic adapter :meth:`ModelSpec.fit_model` calls every model's fit function the same
 way: ``fit(train, *, cfg=<its section>, seed=<derived from the root seed by model name>,
 lo=, hi=<the rating scale>, bias=<the baseline on the same train>, validation=,
-root_cfg=<the whole config>)``, passing only the keywords the function declares (only a
-model built from other models, the blend, needs ``root_cfg``).
+root_cfg=<the whole config>, fitted=<models already fitted on the same train, by name>)``,
+passing only the keywords the function declares (only a model built from other models, the
+blend, needs ``root_cfg`` and ``fitted``). A fitted model that holds some of ``fitted``
+names them in ``reused``: the train run adds their fit seconds to its own.
 """
 
 from __future__ import annotations
 
 import enum
 import inspect
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -217,6 +220,9 @@ class FitContext:
     cfg: "Config"
     bias: Any = None
     validation: DataFrame | None = None
+    #: models already fitted on this same ``train`` with this ``cfg``, by registered name
+    #: (a blend reuses them instead of refitting its members)
+    fitted: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -228,7 +234,7 @@ class FitContext:
 class ModelSpec:
     """One registered model: its name, config section, fit function and abilities.
 
-    ``fit(train, *, cfg, seed, lo, hi, bias, validation, config)`` returns the fitted model
+    ``fit(train, *, cfg, seed, lo, hi, bias, validation, root_cfg, fitted)`` returns the fitted model
     (it may declare only the keywords it uses; ``config`` is the root config, e.g. for the
     ingested movies table);
     ``config`` is its section class (None for a model without settings) and ``section``
@@ -271,6 +277,7 @@ class ModelSpec:
             "hi": hi,
             "bias": ctx.bias,
             "validation": ctx.validation,
+            "fitted": ctx.fitted,
             "root_cfg": ctx.cfg,  # the root config, for a model that reads other sections or tables
         }
         # A fit function takes the keywords it uses (a truncated SVD has no seed).

@@ -93,7 +93,9 @@ def check_config(cfg: Config) -> None:
         raise ConfigError("; ".join(problems))
 
 
-def fit(name: str, train, *, cfg: Config, bias=None, validation=None):
+def fit(name: str, train, *, cfg: Config, bias=None, validation=None, fitted=None):
     """Fit the model registered as ``name`` on ``train`` through its spec's generic adapter
-    (:meth:`ModelSpec.fit_model`); ``bias`` is the baseline fitted on the same ``train``."""
-    return spec(name).fit_model(FitContext(train=train, cfg=cfg, bias=bias, validation=validation))
+    (:meth:`ModelSpec.fit_model`); ``bias`` is the baseline fitted on the same ``train``,
+    ``fitted`` the models already fitted on it with ``cfg`` by name (a blend reuses them)."""
+    ctx = FitContext(train=train, cfg=cfg, bias=bias, validation=validation, fitted=fitted or {})
+    return spec(name).fit_model(ctx)

@@ -118,8 +118,12 @@ class _Split:
     bias: BiasModel
     bias_seconds: float = 0.0  # the baseline's fit, counted in every model's fit_seconds
     fold: int | None = None
+    #: the models fitted on ``train`` so far and their own fit seconds, by name
+    fitted: dict[str, Any] = dataclasses.field(default_factory=dict)
+    fit_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def unpersist(self) -> None:
+        self.fitted.clear()
         for df in (self.train, self.validation, self.test):
             if df is not None:
                 df.unpersist()
@@ -212,9 +216,8 @@ def cross_validate(
         rankers: dict[str, Any] = {}
         for name in cfg.train.models:
             spec = registry.spec(name)
-            start = time.perf_counter()
-            model = _fit(spark, cfg, name, split, label=f" (fold {fold})")
-            seconds = {FIT_SECONDS: split.bias_seconds + time.perf_counter() - start}
+            model, fit_seconds = _fit(spark, cfg, name, split, label=f" (fold {fold})")
+            seconds = {FIT_SECONDS: fit_seconds}
             rows.append(metrics_frame(
                 spark, run_id=run_id, model=name, split=f"{KFOLD}/train", values=seconds, fold=fold
             ))
@@ -268,12 +271,22 @@ def _split_and_bias(
     return _Split(kind, train, validation, test, bias, time.perf_counter() - start, fold)
 
 
-def _fit(spark: SparkSession, cfg: Config, name: str, split: _Split, *, label: str = "") -> Any:
-    """Model ``name`` fitted on ``split`` through its spec."""
+def _fit(
+    spark: SparkSession, cfg: Config, name: str, split: _Split, *, label: str = ""
+) -> tuple[Any, float]:
+    """Model ``name`` fitted on ``split`` through its spec (offered the split's earlier
+    fits), and its fit seconds: its own, the baseline's, and those of the earlier fits it
+    reused (a model names them in ``reused``; a blend's refit members)."""
+    start = time.perf_counter()
     with stage(f"fit {name}{label}", spark):
-        return registry.fit(
-            name, split.train, cfg=cfg, bias=split.bias, validation=split.validation
+        model = registry.fit(
+            name, split.train, cfg=cfg, bias=split.bias, validation=split.validation,
+            fitted=split.fitted,
         )
+    split.fit_seconds[name] = time.perf_counter() - start
+    split.fitted[name] = model
+    reused = sum(split.fit_seconds[n] for n in getattr(model, "reused", ()))
+    return model, split.bias_seconds + split.fit_seconds[name] + reused
 
 
 def _fit_and_report(
@@ -282,9 +295,8 @@ def _fit_and_report(
     """Fit ``name`` on the run's main split and write what its abilities offer (module
     docstring) except the top-N lists; returns the model and its metric rows."""
     spec = registry.spec(name)
-    start = time.perf_counter()
-    model = _fit(spark, cfg, name, split)
-    extra = {FIT_SECONDS: split.bias_seconds + time.perf_counter() - start}
+    model, fit_seconds = _fit(spark, cfg, name, split)
+    extra = {FIT_SECONDS: fit_seconds}
     model_dir = runs.model_dir(staging, name)
     rows = []
     if spec.can(Ability.SAVE):
@@ -324,7 +336,7 @@ def _extra_split(
         rankers, rows = {}, []
         for name in cfg.train.models:
             spec = registry.spec(name)
-            model = _fit(spark, cfg, name, split, label=f" ({kind})")
+            model, _ = _fit(spark, cfg, name, split, label=f" ({kind})")
             if spec.can(Ability.PREDICT):
                 rows.append(_evaluate(spark, model, name, run_id, f"{kind}/test", split.test, None))
             if spec.can(Ability.TOP_N):

@@ -9,7 +9,10 @@ import pytest
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from recspark.config import load_config
 from recspark.errors import ConfigError
+from recspark.models import registry
+from recspark.models.bias import fit_bias
 from recspark.models.blend import (
     BlendConfig,
     BlendModel,
@@ -18,7 +21,7 @@ from recspark.models.blend import (
     normal_equations,
     ridge_weights,
 )
-from recspark.schema import MOVIE_ID, PERSONALISED, PREDICTION, RATING, USER_ID
+from recspark.schema import MOVIE_ID, MOVIE_IDX, PERSONALISED, PREDICTION, RATING, USER_ID, USER_IDX
 
 
 @dataclass(frozen=True)
@@ -79,3 +82,20 @@ def test_blend_config_rejects_itself_and_duplicates():
             BlendConfig(members=members)
     with pytest.raises(ConfigError, match="singular"):
         ridge_weights(np.zeros((2, 2)), np.zeros(2), 0.0)
+
+
+@pytest.mark.parametrize("refit", [True, False])
+def test_refit_reuses_the_members_the_run_already_fitted_on_the_same_train(spark, refit):
+    train, _ = _pairs(spark)
+    cfg = load_config(overrides=['blend.members=["bias", "svd"]', f"blend.refit={str(refit).lower()}",
+                                 "svd.rank=1", "svd.sweep=[]"])
+    train = train.withColumn(USER_IDX, (F.col(USER_ID) - 1).cast("int")).withColumn(
+        MOVIE_IDX, (F.col(MOVIE_ID) - 1).cast("int"))
+    bias = fit_bias(train, cfg=cfg.bias)
+    earlier = Planted(0.5, 0.1, name="svd")
+    model = registry.fit("blend", train, cfg=cfg, bias=bias, fitted={"svd": earlier})
+    if refit:  # svd taken from the run's fits; bias (not among them) is the train's baseline
+        assert model.reused == ("svd",) and model.members[1] is earlier
+        assert model.members[0] is bias
+    else:  # the members fitted on the blend's fit part are kept
+        assert model.reused == () and model.members[1] is not earlier
