@@ -60,7 +60,7 @@ from pyspark.sql import SparkSession
 from recspark.log import eta, job_description
 from recspark.schema import ITERATION, OBJECTIVE, SECONDS, TRAIN_RMSE, VALIDATION_RMSE
 
-__all__ = ["Iteration", "IterationResult", "Loop", "LoopResult"]
+__all__ = ["Iteration", "IterationResult", "Loop", "LoopResult", "figures", "history_row"]
 
 _logger = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ class Loop:
             for number in range(first, max_iter + 1):
                 previous = None if last is None else last.iteration
                 it, result, seconds = self._one(step, number, max_iter, previous)
-                rows.append(_row(number, result, seconds))
+                rows.append(history_row(number, result, seconds))
                 current = _Held(number, result, it)
                 if self.patience is None or result.validation_rmse < best_rmse:
                     best_rmse, bad, new_best = result.validation_rmse, 0, current
@@ -275,7 +275,7 @@ class Loop:
         self._spent += seconds
         done = number - self._first + 1
         _logger.info(
-            "%s: %s (%.1f s; %s)", label, _figures(result), seconds,
+            "%s: %s (%.1f s; %s)", label, figures(result), seconds,
             eta(done, max_iter - self._first + 1, self._spent),
         )
         return it, result, seconds
@@ -303,7 +303,7 @@ class Loop:
         )
 
 
-def _row(number: int, result: IterationResult, seconds: float) -> dict[str, float]:
+def history_row(number: int, result: IterationResult, seconds: float) -> dict[str, float]:
     """One history row (see the module docstring for the columns)."""
     return {
         ITERATION: number,
@@ -315,7 +315,7 @@ def _row(number: int, result: IterationResult, seconds: float) -> dict[str, floa
     }
 
 
-def _figures(result: IterationResult) -> str:
+def figures(result: IterationResult) -> str:
     """The figures of the progress line, NaN ones left out."""
     parts = [
         ("train RMSE", result.train_rmse, ".4f"),

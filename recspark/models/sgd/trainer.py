@@ -33,24 +33,38 @@ fallback, as :meth:`FactorModel.predict` does). Early stopping on it with ``pati
 from __future__ import annotations
 
 import functools
+import logging
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
+import pandas as pd
 from pyspark import RDD, StorageLevel
 from pyspark.sql import DataFrame
 
 from recspark import blocks as blk
 from recspark.errors import DataQualityError
+from recspark.log import eta, job_description
 from recspark.models.als.kernel import init_factors
 from recspark.models.als.sides import validation_blocks
-from recspark.models.iterative import Iteration, IterationResult, Loop, LoopResult
+from recspark.models.iterative import (
+    Iteration,
+    IterationResult,
+    Loop,
+    LoopResult,
+    figures,
+    history_row,
+)
 from recspark.models.sgd import kernel
 from recspark.schema import MOVIE_IDX, RATING, USER_IDX
 from recspark.seeds import derive_seed
 
 _STORAGE = StorageLevel.MEMORY_AND_DISK
+#: rating visits (ratings × epochs) a one-block fit without validation runs per Spark task
+VISITS_PER_TASK = 20_000_000
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -188,8 +202,34 @@ def run_sub_epoch(
 ) -> Iterator[tuple[int, SubEpoch]]:
     """zip_blocks body: SGD over block (a, (a + shift) mod d) with the broadcast movies."""
     part, state, _ = _split(values)
-    d, table = hyper.d, movies.value
-    b = (a + shift) % d
+    yield a, _sgd_block(part, state, movies.value, a, (a + shift) % hyper.d, epoch, lr, hyper)
+
+
+def run_epochs(
+    a: int, values: list, *, first: int, lrs: list[float], movies, hyper: Hyper
+) -> Iterator[tuple[int, tuple[UserState, Movies, list[float], list[float]]]]:
+    """zip_blocks body for one block (d = 1): epochs ``first``, ``first + 1``, … (one per
+    learning rate of ``lrs``) in this task, each exactly as :func:`run_sub_epoch` runs it;
+    yields the user state, the movies, and each epoch's Σ e² and seconds."""
+    part, state, _ = _split(values)
+    table = movies.value
+    sses, seconds = [], []
+    for epoch, lr in enumerate(lrs, start=first):
+        start = time.perf_counter()
+        out = _sgd_block(part, state, table, a, 0, epoch, lr, hyper)
+        state, table = out.users, Movies(out.q, out.bi, out.y)
+        sses.append(out.sse)
+        seconds.append(time.perf_counter() - start)
+    yield a, (state, table, sses, seconds)
+
+
+def _sgd_block(
+    part: UserPart, state: UserState, table: Movies, a: int, b: int, epoch: int, lr: float,
+    hyper: Hyper,
+) -> SubEpoch:
+    """One SGD pass over block (a, b): new copies of the users' state and of movie block
+    b's rows (``table`` and ``state`` are not written)."""
+    d = hyper.d
     sub = part.subs[b]
     p, bu = state.p.copy(), state.bu.copy()
     q, bi, y = table.block(b, d)
@@ -211,7 +251,7 @@ def run_sub_epoch(
             uorder, rorder, sub.indptr, sub.cols, sub.vals, hyper.mu, p, bu, z_out,
             scale, q, bi, y, lr, hyper.reg_factors, hyper.reg_bias, hyper.reg_implicit,
         )
-    yield a, SubEpoch(UserState(p, bu), b, q, bi, y, float(sse))
+    return SubEpoch(UserState(p, bu), b, q, bi, y, float(sse))
 
 
 def _validation_sse(a: int, values: list, *, movies, hyper: Hyper) -> Iterator[tuple[int, tuple[float, int]]]:
@@ -368,7 +408,10 @@ class Trainer:
 
     def run(self, name: str) -> LoopResult:
         """Up to ``epochs`` epochs (early stopping with ``patience``); the result's state is
-        (user state RDD, :class:`Movies`), released with :meth:`LoopResult.release`."""
+        (user state RDD, :class:`Movies`), released with :meth:`LoopResult.release`. With one
+        block and no validation ratings, :meth:`run_in_tasks`."""
+        if self.d == 1 and self.val_parts is None:
+            return self.run_in_tasks(name)
         state, movies = self.initial()
 
         def step(it: Iteration) -> IterationResult:
@@ -388,6 +431,49 @@ class Trainer:
             checkpoint_every=self.cfg.checkpoint_every, unit="epoch",
         )
         return loop.run(step, max_iter=self.cfg.epochs)
+
+    def run_in_tasks(self, name: str) -> LoopResult:
+        """All ``epochs`` epochs of a one-block fit without validation, several per Spark
+        task (about :data:`VISITS_PER_TASK` rating visits each, so a small fit is one task):
+        the same updates in the same order as one epoch per job (:func:`run_epochs`),
+        without moving the movie factors through the driver between epochs. History and
+        progress lines per epoch, as :class:`~recspark.models.iterative.Loop` writes them
+        (``seconds``: the epoch's time inside its task)."""
+        cfg = self.cfg
+        per_task = max(1, VISITS_PER_TASK // self.nnz)
+        state, movies = self.initial()
+        rows, held, done, spent = [], None, 0, 0.0
+        try:
+            while done < cfg.epochs:
+                first, last = done + 1, min(cfg.epochs, done + per_task)
+                it = Iteration(last, checkpoint_due=bool(
+                    cfg.checkpoint_every and last // cfg.checkpoint_every > done // cfg.checkpoint_every))
+                lrs = [cfg.learning_rate * cfg.decay ** (e - 1) for e in range(first, last + 1)]
+                handle = self.sc.broadcast(movies)
+                # unpersist, not destroy: a later task may recompute this chunk from its lineage
+                it.on_release(handle.unpersist)
+                body = functools.partial(run_epochs, first=first, lrs=lrs, movies=handle, hyper=self.hyper)
+                label = f"{name} epochs {first}-{last}/{cfg.epochs}"
+                with job_description(label, self.spark):
+                    result = it.persist(blk.zip_blocks([self.parts, state], body, n_blocks=1), label, state=True)
+                    _, (_, movies, sses, seconds) = result.first()
+                state = result.mapValues(lambda r: r[0])
+                if held is not None:
+                    held.release()
+                held = it
+                for epoch, lr, sse, sec in zip(range(first, last + 1), lrs, sses, seconds):
+                    step = IterationResult(train_rmse=math.sqrt(sse / self.nnz), extra={"learning_rate": lr})
+                    rows.append(history_row(epoch, step, sec))
+                    spent += sec
+                    _logger.info("%s epoch %d/%d: %s (%.1f s in a task; %s)", name, epoch, cfg.epochs,
+                                 figures(step), sec, eta(epoch, cfg.epochs, spent))
+                done = last
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+        return LoopResult(history=pd.DataFrame(rows), best_iteration=done, state=(state, movies),
+                          last_iteration=done, stopped_by="max_iter", _kept=held)
 
     def user_rows(self, state: RDD, movies: Movies) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(user_idx, b_u, effective factors) of every trained user, on the driver."""

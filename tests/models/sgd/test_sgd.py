@@ -17,7 +17,7 @@ from recspark.models import registry
 from recspark.models.als import init_factors
 from recspark.models.bias import BiasConfig, fit_bias
 from recspark.models.contract import PROTOCOLS
-from recspark.models.sgd import SgdMfConfig, SvdppConfig, fit_sgd_mf, fit_svdpp
+from recspark.models.sgd import SgdMfConfig, SvdppConfig, fit_sgd_mf, fit_svdpp, trainer
 from recspark.models.sgd.kernel import rating_order, user_order
 from recspark.schema import (
     BIAS,
@@ -97,14 +97,19 @@ def _table(df, idx):
     return pdf[BIAS].to_numpy(), np.vstack(pdf[FACTORS].to_numpy())
 
 
+@pytest.mark.parametrize("path", ["epochs in one task", "3 + 1 epochs in two tasks", "a job per epoch"])
 @pytest.mark.parametrize("implicit", [False, True], ids=["sgd_mf", "svdpp"])
-def test_one_block_equals_serial_sgd(spark, implicit):
+def test_one_block_equals_serial_sgd(spark, monkeypatch, implicit, path):
     u, i, r = _triples()
     df = _frame(spark, u, i, r)
     config = SvdppConfig if implicit else SgdMfConfig
     cfg = config(rank=3, epochs=4, learning_rate=0.05, decay=0.9, reg_factors=0.03,
-                 reg_bias=0.01, blocks=1, **({"reg_implicit": 0.04} if implicit else {}))
-    model = (fit_svdpp if implicit else fit_sgd_mf)(df, cfg=cfg, seed=SEED)
+                 reg_bias=0.01, blocks=1, patience=0, **({"reg_implicit": 0.04} if implicit else {}))
+    if path.startswith("3"):
+        monkeypatch.setattr(trainer, "VISITS_PER_TASK", 3 * u.size)
+    # validation ratings (never used by the updates) send the fit through the epoch loop
+    validation = df if path == "a job per epoch" else None
+    model = (fit_svdpp if implicit else fit_sgd_mf)(df, cfg=cfg, seed=SEED, validation=validation)
     mu, p, bu, q, bi, y = serial_sgd(u, i, r, cfg, SEED, implicit=implicit)
     assert model.global_mean == pytest.approx(mu, abs=1e-12)
     got_bu, got_p = _table(model.user_factors, USER_IDX)
