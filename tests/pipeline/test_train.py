@@ -13,6 +13,7 @@ import pytest
 
 from recspark.config import config_from_dict, default_config
 from recspark.io import runs, storage
+from recspark.pipeline import train as train_pipeline
 from recspark.pipeline.train import write_history, write_metrics
 from recspark.schema import (
     ITERATION,
@@ -302,3 +303,23 @@ def test_cross_validated_run_writes_per_fold_rows_their_summary_and_a_leaderboar
         return rows.drop(columns="run_id").sort_values([MODEL, SPLIT, METRIC, "fold"]).reset_index(drop=True)
 
     pd.testing.assert_frame_equal(rows_of(parallel), rows_of(metrics))
+
+
+def test_fit_seconds_add_the_earlier_fits_a_model_reused(spark, monkeypatch):
+    """A blend that reuses the run's fit of a member is charged that member's fit seconds."""
+    offered = {}
+
+    def fake_fit(name, train, *, cfg, bias, validation, fitted):
+        offered[name] = dict(fitted)
+        return SimpleNamespace(name=name, reused=("als",) if name == "blend" else ())
+
+    monkeypatch.setattr(train_pipeline.registry, "fit", fake_fit)
+    split = train_pipeline._Split("random", None, None, None, None, bias_seconds=2.0)
+    als, als_seconds = train_pipeline._fit(spark, default_config(), "als", split)
+    split.fit_seconds["als"] = 30.0  # as if the als fit had taken 30 s
+    blend, blend_seconds = train_pipeline._fit(spark, default_config(), "blend", split)
+    assert offered == {"als": {}, "blend": {"als": als}}
+    assert 2.0 <= als_seconds < 3.0
+    assert 32.0 <= blend_seconds < 33.0  # its own (~0 s) + the baseline's 2 s + als's 30 s
+    split.unpersist()
+    assert split.fitted == {}

@@ -12,8 +12,8 @@ ranks (no rating predictions).
 The Gram matrix XᵀX is built by Spark tasks, one sparse product per block of movies
 (:func:`recspark.models.neighbours.matrix.map_column_blocks`), and assembled on the driver;
 the inverse is dense, so only the ``max_items`` most-rated training movies (ties by the
-smaller id) take part: M² doubles for the Gram and as many for P (2 × 800 MB at 10,000
-movies) and an O(M³) inversion. At the ml-32m shape (87,585 movies) the default 10,000
+smaller id) take part: M² doubles for the Gram, which becomes P and then B in place
+(800 MB at 10,000 movies), and an O(M³) inversion. At the ml-32m shape (87,585 movies) the default 10,000
 most-rated movies hold most of the ratings (the popularity curve is a power law); the other
 movies get no EASE score, are never recommended by it, and a user's ratings of them do not
 enter the scores. The broadcast weights of the
@@ -67,8 +67,8 @@ _USERS_SCHEMA = T.StructType([T.StructField(USER_ID, T.LongType(), False)])
 
 class EaseConfig(Section):
     """EASE settings: the L2 penalty λ (``reg``), the most-rated movies kept
-    (``max_items``, at most 20,000: the Gram and P are two dense M × M float64 arrays on
-    the driver, 2 × 3.2 GB there, plus the float32 weights) and the dense Gram cells per
+    (``max_items``, at most 20,000: the Gram, inverted in place, is a dense M × M float64
+    array on the driver, 3.2 GB there, plus the float32 weights) and the dense Gram cells per
     Spark block (``max_cells``)."""
 
     reg: float = Field(300.0, gt=0)
