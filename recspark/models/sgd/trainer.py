@@ -346,6 +346,10 @@ class Trainer:
             derive_seed(self.seed, "order"), self.lo, self.hi,
         )
 
+    def learning_rate(self, epoch: int) -> float:
+        """γ of epoch ``epoch`` (1-based): ``learning_rate`` · ``decay``^(epoch − 1)."""
+        return self.cfg.learning_rate * self.cfg.decay ** (epoch - 1)
+
     def initial(self) -> tuple[RDD, Movies]:
         """Seeded starting factors (a pure function of (seed, index), whatever d), zero
         biases (and seeded y for SVD++)."""
@@ -367,8 +371,8 @@ class Trainer:
 
     def _epoch(self, it: Iteration, state: RDD, movies: Movies) -> tuple[RDD, Movies, float]:
         """The d sub-epochs of epoch ``it.number``; returns the new state, movies and Σ e²."""
-        d, cfg = self.d, self.cfg
-        lr = cfg.learning_rate * cfg.decay ** (it.number - 1)
+        d = self.d
+        lr = self.learning_rate(it.number)
         shifts = np.random.default_rng([self.hyper.seed, it.number]).permutation(d)
         sse, intermediate = 0.0, []
         for s, shift in enumerate(shifts):
@@ -420,7 +424,7 @@ class Trainer:
             return IterationResult(
                 train_rmse=math.sqrt(sse / self.nnz),
                 validation_rmse=self.validation_rmse(state, movies),
-                extra={"learning_rate": self.cfg.learning_rate * self.cfg.decay ** (it.number - 1)},
+                extra={"learning_rate": self.learning_rate(it.number)},
                 state=(state, movies),
             )
 
@@ -448,7 +452,7 @@ class Trainer:
                 first, last = done + 1, min(cfg.epochs, done + per_task)
                 it = Iteration(last, checkpoint_due=bool(
                     cfg.checkpoint_every and last // cfg.checkpoint_every > done // cfg.checkpoint_every))
-                lrs = [cfg.learning_rate * cfg.decay ** (e - 1) for e in range(first, last + 1)]
+                lrs = [self.learning_rate(e) for e in range(first, last + 1)]
                 handle = self.sc.broadcast(movies)
                 # unpersist, not destroy: a later task may recompute this chunk from its lineage
                 it.on_release(handle.unpersist)
