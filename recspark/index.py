@@ -20,6 +20,7 @@ from pyspark.sql import types as T
 
 from recspark.errors import ConfigError
 from recspark.schema import (
+    BLOCK_KEY,
     MOVIE_ID,
     MOVIE_IDX,
     USER_BLOCK,
@@ -88,3 +89,30 @@ def add_indices(
             (F.col(USER_IDX) % F.lit(user_blocks)).cast(T.IntegerType()).alias(USER_BLOCK),
         )
     )
+
+
+def by_block(frame: DataFrame, *, blocks: int, column: str = USER_BLOCK) -> DataFrame:
+    """``frame`` in ``blocks`` Spark partitions, block b (``column``, an int in 0..blocks-1)
+    alone in partition b, plus the column ``_block_key`` the partitioning is on.
+
+    A plain ``repartition(blocks, column)`` hashes the block numbers, and some partitions
+    get two or three blocks while others stay empty (8 blocks land in 5 partitions);
+    ``repartitionByRange`` costs a sampling pass over the input. Here each block gets an int
+    key k_b with pmod(murmur3(k_b), blocks) = b, Spark's own hash partitioning
+    (:func:`pyspark.sql.functions.hash`, the function ``HashPartitioning`` applies), and the
+    frame is repartitioned on that key: one shuffle, no sampling. Group by ``_block_key``
+    along with other keys and the aggregation reuses the partitioning. Action: one small job
+    (``64 × blocks`` candidate keys) finds the keys. Raises ConfigError for blocks < 1.
+    """
+    if blocks < 1:
+        raise ConfigError(f"blocks must be >= 1, got {blocks}")
+    require_columns(frame, [column], stage="by_block")
+    spark = frame.sparkSession
+    candidates = spark.range(64 * blocks).select(F.col("id").cast(T.IntegerType()).alias("k"))
+    hit = candidates.select("k", F.pmod(F.hash("k"), F.lit(blocks)).alias("p"))
+    found = {r["p"]: r["k"] for r in hit.groupBy("p").agg(F.min("k").alias("k")).collect()}
+    if len(found) < blocks:  # never seen: each block misses all 64·blocks keys w.p. e^-64
+        raise RuntimeError(f"by_block: no hash key found for {blocks - len(found)} block(s)")
+    keys = F.array(*[F.lit(found[b]) for b in range(blocks)])
+    keyed = frame.withColumn(BLOCK_KEY, F.element_at(keys, F.col(column) + 1))
+    return keyed.repartition(blocks, BLOCK_KEY)

@@ -93,6 +93,13 @@ LINE_NUMBER = "line_number"
 REASON = "reason"
 # True on a line of a UTF-8 file that was not valid UTF-8 and was decoded as latin-1.
 LATIN1_FALLBACK = "latin1_fallback"
+# Where a line sits before it is numbered (recspark.io.lines.scan_lines): the byte offset at
+# which its input split starts and a row id that counts up by one line at a time in a split.
+SPLIT_START = "_split_start"
+# The key a frame is hash-partitioned on so that user block b is Spark partition b
+# (recspark.index.by_block).
+BLOCK_KEY = "_block_key"
+ROW_ID = "_row_id"
 
 QUARANTINE_SCHEMA = T.StructType(
     [

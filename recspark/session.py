@@ -26,6 +26,7 @@ launcher set; :func:`build_session` applies both and logs the master in use and 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -34,7 +35,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence, TypeVar
+from typing import Callable, Iterator, Mapping, Sequence, TypeVar
 
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
@@ -311,3 +312,24 @@ def map_in_pools(spark: SparkSession, fn: Callable[[_T], _R], items: Sequence[_T
 
     with ThreadPoolExecutor(max_workers=parallel) as threads:
         return list(threads.map(call, enumerate(items)))
+
+
+@contextlib.contextmanager
+def sql_settings(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
+    """Runtime SQL ``settings`` for the duration of the block, then the previous values.
+
+    A setting the user gave Spark (spark-submit ``--conf``, ``spark-defaults.conf`` or the
+    config's ``spark.extra``: anything in the SparkConf) is left alone: theirs wins.
+    """
+    given = spark.sparkContext.getConf()
+    changed = {k: spark.conf.get(k, None) for k in settings if not given.contains(k)}
+    for key in changed:
+        spark.conf.set(key, settings[key])
+    try:
+        yield
+    finally:
+        for key, old in changed.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from recspark.errors import ConfigError
-from recspark.index import add_indices, movie_index, user_index
-from recspark.schema import MOVIE_INDEX_SCHEMA, USER_INDEX_SCHEMA
+from recspark.index import add_indices, by_block, movie_index, user_index
+from recspark.schema import BLOCK_KEY, MOVIE_INDEX_SCHEMA, USER_BLOCK, USER_INDEX_SCHEMA
 
 
 @pytest.fixture()
@@ -50,3 +51,15 @@ def test_add_indices_and_user_block(spark: SparkSession, ratings) -> None:
 def test_add_indices_rejects_bad_block_count(ratings) -> None:
     with pytest.raises(ConfigError, match="user_blocks"):
         add_indices(ratings, users=user_index(ratings), movies=movie_index(ratings), user_blocks=0)
+
+
+@pytest.mark.parametrize("blocks", [1, 8, 13])
+def test_by_block_puts_each_block_alone_in_its_partition(spark: SparkSession, blocks) -> None:
+    frame = spark.range(40 * blocks).select((F.col("id") % blocks).cast("int").alias(USER_BLOCK))
+    parted = by_block(frame, blocks=blocks)
+    assert parted.rdd.getNumPartitions() == blocks
+    seen = parted.select(USER_BLOCK, F.spark_partition_id().alias("p")).distinct().collect()
+    assert sorted((r[USER_BLOCK], r["p"]) for r in seen) == [(b, b) for b in range(blocks)]
+    # An aggregation grouped by the key too reuses the partitioning: no second shuffle.
+    plan = parted.groupBy(BLOCK_KEY, USER_BLOCK).count()._jdf.queryExecution().executedPlan()
+    assert plan.toString().count("Exchange") == 1

@@ -20,6 +20,7 @@ from recspark.session import (
     python_launch_settings,
     read_properties,
     resolve,
+    sql_settings,
     wanted_settings,
 )
 from tests.conftest import REPO
@@ -164,3 +165,14 @@ def test_spark_submits_master_and_conf_win_over_the_config(tmp_path, launch):
     who = SPARK_SUBMIT if launch == "spark-submit" else DEFAULTS_FILE
     assert f"master local[1] (chosen by {who})" in done.stdout
     assert "spark.master: the recspark config's local[2] is not applied" in done.stdout
+
+
+def test_sql_settings_apply_for_the_block_and_leave_the_users_alone(spark) -> None:
+    key, users = "spark.sql.inMemoryColumnarStorage.batchSize", "spark.sql.shuffle.partitions"
+    assert spark.sparkContext.getConf().contains(users)  # given at start-up: the user's
+    before = spark.conf.get(users)
+    assert spark.conf.get(key) != "77"
+    default = spark.conf.get(key)
+    with sql_settings(spark, {key: "77", users: "3"}):
+        assert (spark.conf.get(key), spark.conf.get(users)) == ("77", before)
+    assert (spark.conf.get(key), spark.conf.get(users)) == (default, before)

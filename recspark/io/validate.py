@@ -34,7 +34,9 @@ from recspark.schema import (
     RATING,
     RAW_LINE,
     REASON,
+    ROW_ID,
     SOURCE_FILE,
+    SPLIT_START,
     TAG,
     TIMESTAMP,
     TITLE,
@@ -200,8 +202,8 @@ def _finish(
     df: DataFrame, header_ok: Column, reason: Column, typed: dict[str, Column]
 ) -> DataFrame:
     """Drop the valid header line; keep quarantine columns, typed columns and the reason
-    (and the latin-1 fallback flag when the lines carry it)."""
-    flag = [LATIN1_FALLBACK] if LATIN1_FALLBACK in df.columns else []
+    (and the latin-1 fallback flag and the lines' split and row id when they carry them)."""
+    flag = [c for c in (LATIN1_FALLBACK, SPLIT_START, ROW_ID) if c in df.columns]
     return df.filter(~header_ok).select(
         SOURCE_FILE,
         LINE_NUMBER,

@@ -37,23 +37,25 @@ from pyspark.sql import types as T
 from recspark import stats as st
 from recspark.config import Config, expand, to_toml
 from recspark.errors import DataQualityError
-from recspark.index import add_indices, movie_index, user_index
+from recspark.index import add_indices, by_block, movie_index, user_index
 from recspark.io import ingested, storage
 from recspark.io.download import resolve_data_dir
 from recspark.io.ingested import failed_dir
 from recspark.io.layouts import FileSpec, Layout, RatingScale, detect_layout, match_header
+from recspark.io.lines import line_bases, number_lines, scan_lines, source_uri
 from recspark.io.validate import (
     accepted,
     dedupe_ratings,
     quarantined,
-    read_lines,
     validate_links,
     validate_movies,
     validate_ratings,
     validate_tags,
 )
 from recspark.log import stage
+from recspark.session import sql_settings
 from recspark.schema import (
+    BLOCK_KEY,
     COPIES,
     LATIN1_FALLBACK,
     LINE_NUMBER,
@@ -70,7 +72,9 @@ from recspark.schema import (
     RATINGS_SCHEMA,
     RAW_LINE,
     REASON,
+    ROW_ID,
     SOURCE_FILE,
+    SPLIT_START,
     SUMMARY_SCHEMA,
     TAGS_SCHEMA,
     USER_BLOCK,
@@ -82,6 +86,12 @@ from recspark.schema import (
 _logger = logging.getLogger(__name__)
 
 ACCEPTED_REASON = "accepted"  # report key for rows without a quarantine reason
+_FILE = "_file"  # working column: a file's position among the validated frames
+# The validated lines are cached for a few passes, then dropped: compressing the columnar
+# cache cost more than it saved (4M ratings rows: 13.9 s of task CPU to cache compressed,
+# 9.1 s uncompressed; validating alone 7.8 s), and the slim rows (the raw line kept only on
+# bad rows) take ~40 bytes uncompressed.
+_CACHE_SETTINGS = {"spark.sql.inMemoryColumnarStorage.compressed": "false"}
 
 
 def run_ingest(spark: SparkSession, cfg: Config, *, now: int | None = None) -> dict[str, Any]:
@@ -104,7 +114,7 @@ def run_ingest(spark: SparkSession, cfg: Config, *, now: int | None = None) -> d
         "ingesting %s (%s layout) from %s into %s", cfg.data.dataset, layout.name, data_dir, target
     )
     storage.clean_scratch(spark, target.rsplit("/", 1)[0] if "/" in target else ".")
-    with storage.staged(spark, target) as out:
+    with storage.staged(spark, target) as out, sql_settings(spark, _CACHE_SETTINGS):
         report = _ingest(
             spark, cfg, data_dir=data_dir, layout=layout, out=out, target=target, now=now
         )
@@ -164,8 +174,11 @@ def _validate(
 
 def _validate_all(
     spark: SparkSession, inputs: list[_Input], layout: Layout, now: int
-) -> dict[str, DataFrame]:
-    """File name -> validated lines of every present file, persisted (the caller unpersists).
+) -> tuple[dict[str, DataFrame], dict[str, str]]:
+    """(File name -> validated lines of every present file, persisted (the caller
+    unpersists); file name -> its :func:`source_uri`). The lines are not numbered yet and
+    carry no ``source_file`` (:func:`number_lines` adds both): each file is scanned once
+    (:func:`scan_lines`) and the cache holds no per-row copy of the file name.
 
     Each file's header is matched by name first (:func:`match_header`: the columns may
     come in any order; a wrong header raises HeaderError before any Spark job). Each frame
@@ -179,15 +192,18 @@ def _validate_all(
         if item.spec is not None
     }
     validated: dict[str, DataFrame] = {}
+    sources: dict[str, str] = {}
     for item in inputs:
         if item.spec is None:
             continue
-        lines = read_lines(spark, item.path, encoding=item.spec.encoding)
+        sources[item.spec.name] = source = source_uri(spark, item.path)
+        lines = scan_lines(spark, item.path, encoding=item.spec.encoding, source=source)
         frame = _validate(lines, item.kind, layout, now, columns[item.kind])
         keep = F.col(REASON).isNotNull() | F.col(LATIN1_FALLBACK)
         slim = frame.withColumn(RAW_LINE, F.when(keep, F.col(RAW_LINE)))
+        slim = slim.drop(SOURCE_FILE, LINE_NUMBER)
         validated[item.spec.name] = slim.persist(StorageLevel.MEMORY_AND_DISK)
-    return validated
+    return validated, sources
 
 
 def _file_name(source_file: str) -> str:
@@ -201,24 +217,45 @@ def _union(frames: list[DataFrame]) -> DataFrame:
     return union
 
 
-def _count_reasons(frames: dict[str, DataFrame]) -> tuple[dict[str, dict[str, int]], Counter]:
+def _count_reasons(
+    frames: dict[str, DataFrame],
+) -> tuple[dict[str, dict[str, int]], Counter, dict[str, dict[int, int]]]:
     """(rows per file name and reason, with ``accepted`` for good rows; rows decoded through
-    the latin-1 fallback per file name) of the validated frames.
+    the latin-1 fallback per file name; each file's line bases) of the validated frames
+    (from :func:`scan_lines`, not numbered yet).
 
-    One aggregation action over all files; a file without rows gets an empty dict.
+    One aggregation action over all files, by file, input split, reason and fallback flag,
+    which also counts the rows and row ids of each split for :func:`line_bases`. A file
+    without rows gets an empty dict.
     """
-    union = _union([df.select(SOURCE_FILE, REASON, LATIN1_FALLBACK) for df in frames.values()])
+    names = list(frames)
+    union = _union(
+        [
+            df.select(F.lit(i).alias(_FILE), SPLIT_START, REASON, LATIN1_FALLBACK, ROW_ID)
+            for i, df in enumerate(frames.values())
+        ]
+    )
     counts: dict[str, dict[str, int]] = {name: {} for name in frames}
     fallback: Counter = Counter()
-    grouped = union.groupBy(SOURCE_FILE, REASON, LATIN1_FALLBACK).agg(F.count(F.lit(1)).alias("n"))
+    splits: dict[str, dict[int, list[int]]] = {name: {} for name in frames}
+    grouped = union.groupBy(_FILE, SPLIT_START, REASON, LATIN1_FALLBACK).agg(
+        F.count(F.lit(1)).alias("n"), F.min(ROW_ID).alias("low"), F.max(ROW_ID).alias("high")
+    )
     for row in grouped.collect():
-        name = _file_name(row[SOURCE_FILE])
-        by_reason = counts.setdefault(name, {})
+        name, n = names[row[_FILE]], int(row["n"])
+        by_reason = counts[name]
         key = row[REASON] or ACCEPTED_REASON
-        by_reason[key] = by_reason.get(key, 0) + int(row["n"])
+        by_reason[key] = by_reason.get(key, 0) + n
         if row[LATIN1_FALLBACK]:
-            fallback[name] += int(row["n"])
-    return counts, fallback
+            fallback[name] += n
+        split = splits[name].setdefault(int(row[SPLIT_START]), [0, row["low"], row["high"]])
+        split[0] += n
+        split[1], split[2] = min(split[1], row["low"]), max(split[2], row["high"])
+    bases = {
+        name: line_bases(((start, *v) for start, v in splits[name].items()), source=name)
+        for name in frames
+    }
+    return counts, fallback, bases
 
 
 def _decoding_fallback(
@@ -285,18 +322,17 @@ def _ingest(
         "output_dir": target,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    validated = _validate_all(spark, inputs, layout, now)
-    cached = list(validated.values())
+    cached, sources = _validate_all(spark, inputs, layout, now)
     try:
-        files = _count_and_quarantine(spark, validated, inputs, out)
+        files, validated = _count_and_quarantine(spark, cached, sources, inputs, out)
         report["files"] = files
         entry = files[layout.ratings.name]
         _check_quarantine_share(spark, report, entry, out=out, target=target, cfg=cfg)
-        _write_side_tables(spark, validated, inputs[1:], out)
+        _write_side_tables(spark, validated, cached, inputs[1:], out)
         pairs = _dedupe_index_write(
             spark, validated[layout.ratings.name], entry, out, user_blocks=cfg.ingest.user_blocks
         )
-        validated.pop(layout.ratings.name).unpersist()
+        cached.pop(layout.ratings.name).unpersist()
         ratings = ingested.read_ratings(spark, out)
         with stage("ingest: reconcile counts", spark):
             entry["accepted"] = written = ratings.count()
@@ -312,30 +348,44 @@ def _ingest(
         _finish(spark, cfg, report, entry, out)
         return report
     finally:
-        for frame in cached:
+        for frame in cached.values():
             frame.unpersist()
 
 
 def _count_and_quarantine(
-    spark: SparkSession, validated: dict[str, DataFrame], inputs: list[_Input], out: str
-) -> dict[str, dict[str, Any]]:
-    """Count rows per file and reason (the report's ``files``); write the quarantine."""
+    spark: SparkSession,
+    cached: dict[str, DataFrame],
+    sources: dict[str, str],
+    inputs: list[_Input],
+    out: str,
+) -> tuple[dict[str, dict[str, Any]], dict[str, DataFrame]]:
+    """Count rows per file and reason (the report's ``files``); write the quarantine. Returns
+    the files' entries and the validated frames with exact line numbers (lazy, over the
+    cached ones)."""
     paths = {item.file_name: item.path for item in inputs if item.spec is not None}
     with stage("ingest: read and validate all files", spark):
-        counts, fallback = _count_reasons(validated)
-        files = {name: _file_entry(paths[name], counts[name], fallback[name]) for name in validated}
+        counts, fallback, bases = _count_reasons(cached)
+        files = {name: _file_entry(paths[name], counts[name], fallback[name]) for name in cached}
+        validated = {
+            name: number_lines(frame, bases[name], source=sources[name])
+            for name, frame in cached.items()
+        }
         _decoding_fallback(spark, validated, files, out)
     with stage("ingest: write quarantine", spark):
         bad = _union([quarantined(frame) for frame in validated.values()])
         ingested.write_table(bad, out, ingested.QUARANTINE_DIR)
-    return files
+    return files, validated
 
 
 def _write_side_tables(
-    spark: SparkSession, validated: dict[str, DataFrame], sides: list[_Input], out: str
+    spark: SparkSession,
+    validated: dict[str, DataFrame],
+    cached: dict[str, DataFrame],
+    sides: list[_Input],
+    out: str,
 ) -> None:
     """Write movies, tags and links (empty tables where the layout has no file); release
-    each side file's cache once written."""
+    each side file's cache (``cached``) once written."""
     with stage("ingest: write movies, tags, links", spark):
         for side in sides:
             if side.spec is None:
@@ -344,7 +394,7 @@ def _write_side_tables(
                 frame = accepted(validated[side.spec.name], side.schema)
             ingested.write_table(frame.select(*side.schema.fieldNames()), out, side.kind)
             if side.spec is not None:
-                validated.pop(side.spec.name).unpersist()
+                cached.pop(side.spec.name).unpersist()
 
 
 def _dedupe_index_write(
@@ -360,12 +410,11 @@ def _dedupe_index_write(
 
     One shuffle over the ratings: the index tables come from the accepted rows of the
     cached validated frame ``ratings`` (deduplication keeps every pair, so the same users
-    and movies), the rows get their indices by broadcast joins, are range-partitioned by
-    ``user_block`` (a block never spans two partitions), and deduplicated
-    (:func:`dedupe_ratings`) grouped by keys that include ``user_block``, so the aggregation
-    reuses that partitioning instead of shuffling again, and each block is sorted and written
-    by one task. Before: a shuffle to deduplicate, a cached copy, two shuffles for the index
-    tables over it and a shuffle to partition. Every accepted row falls in exactly
+    and movies), the rows get their indices by broadcast joins, are partitioned one user
+    block per Spark partition (:func:`by_block`: no sampling pass), and deduplicated
+    (:func:`dedupe_ratings`) grouped by keys that include the partitioning key, so the
+    aggregation reuses that partitioning instead of shuffling again, and each block is sorted
+    and written by one task. Every accepted row falls in exactly
     one pair, so duplicates collapsed = accepted rows - pairs written.
     """
     good = accepted(ratings, RATINGS_SCHEMA)
@@ -377,8 +426,7 @@ def _dedupe_index_write(
     with stage("ingest: deduplicate and write indexed ratings", spark):
         indexed = add_indices(good, users=users, movies=movies, user_blocks=user_blocks)
         deduped = dedupe_ratings(
-            indexed.repartitionByRange(user_blocks, USER_BLOCK),
-            keys=(USER_BLOCK, USER_IDX, MOVIE_IDX),
+            by_block(indexed, blocks=user_blocks), keys=(BLOCK_KEY, USER_BLOCK, USER_IDX, MOVIE_IDX)
         )
         ingested.write_ratings(deduped.drop(COPIES), out, user_blocks=user_blocks, partitioned=True)
         pairs = ingested.read_ratings(spark, out).count()
