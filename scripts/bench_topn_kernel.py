@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         lo, hi = int(block.rated_indptr[r0]), int(block.rated_indptr[r1])
         s[np.repeat(np.arange(r1 - r0), counts[r0:r1]), block.rated_items[lo:hi]] = -np.inf
         t2 = time.perf_counter()
-        topn._top_columns(s, a.n)
+        topn.top_columns(s, a.n)
         t3 = time.perf_counter()
         phases["scores (GEMM)"] += t1 - t0
         phases["mask rated"] += t2 - t1
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  top_n total      {sec:7.3f} s  {sec / cells * 1e9:6.3f} ns/cell  "
           f"(ml-32m, 200,948 users: {sec * 200_948 / a.users:.1f} s on one core)")
 
-    check = slice(0, min(a.users, 64))
+    check = slice(0, min(a.users, rows))  # the first chunk: the same GEMM shape, the same bits
     s = scorer.scores(block, check)
     lo, hi = 0, int(block.rated_indptr[check.stop])
     s[np.repeat(np.arange(check.stop), counts[check]), block.rated_items[lo:hi]] = -np.inf
