@@ -11,7 +11,8 @@ rated, best first; ties go to the smaller movie id, so the output is determinist
 who rated all but m < N of the scorer's movies gets m rows.
 
 Distribution: the scorer (for a factor model the item table, 87,585 × 11 doubles ≈ 8 MB at
-ml-32m) is broadcast once. Users are hashed into blocks of about ``block_users``; each block
+ml-32m) is broadcast once. Users are hashed into blocks of about ``block_users`` (a multiple of the cores, so the last
+wave of tasks keeps every core busy too); each block
 arrives in one Spark task (``applyInArrow``) with its users' columns and the (movie, rating)
 pairs each has rated, from which the task builds a :class:`~recspark.models.contract.UserBlock`
 (rated CSR with values, positions into ``scorer.item_ids``). The task scores at most
@@ -321,7 +322,9 @@ def recommend(
     spark = inputs.users.sparkSession
     scorer = spark.sparkContext.broadcast(inputs.scorer)
     n_users = inputs.users.count()
-    n_blocks = max(1, math.ceil(n_users / block_users))
+    # a multiple of the cores, so the last wave of tasks keeps every core busy too
+    cores = max(1, spark.sparkContext.defaultParallelism)
+    n_blocks = cores * max(1, math.ceil(n_users / (block_users * cores)))
     _logger.info(
         "top-%d for %d users × %d movies (model %s) in %d block(s)",
         n, n_users, inputs.scorer.item_ids.size, name, n_blocks,

@@ -152,6 +152,7 @@ def test_recommend_equals_numpy_brute_force(spark, biased):
              for _ in range(users)]
     pairs = [(int(user_ids[u]), int(movie_ids[j]), 4.0) for u in range(users) for j in rated[u]]
     pairs.append((int(user_ids[0]), 999_999, 1.0))  # a rated movie unknown to the model: ignored
+    pairs.append((0, int(movie_ids[0]), 2.0))  # a user the model cannot rank (ids start at 1): no list
     rated_df = spark.createDataFrame(pairs, f"{USER_ID} long, {MOVIE_ID} long, {RATING} double")
     mean = mu if biased else 0.0
     inputs = factor_ranking_inputs(udf, idf, global_mean=mean)
