@@ -173,8 +173,13 @@ class FactorScorer:
             else np.zeros(c)
         )
         scores = flat.astype(np.float64).reshape(c, k) @ self.item_factors.T
-        scores += self.item_bias[None, :]
-        scores += (self.global_mean + bias)[:, None]
+        user_part = self.global_mean + bias
+        # both sums row by row while the row is in cache (the same values as two whole-array
+        # passes, which would stream the chunk from memory twice)
+        for r in range(c):
+            row = scores[r]
+            row += self.item_bias
+            row += user_part[r]
         return scores
 
 

@@ -11,12 +11,15 @@ rated, best first; ties go to the smaller movie id, so the output is determinist
 who rated all but m < N of the scorer's movies gets m rows.
 
 Distribution: the scorer (for a factor model the item table, 87,585 × 11 doubles ≈ 8 MB at
-ml-32m) is broadcast once. Users are hashed into blocks of about ``block_users``; each block
+ml-32m) is broadcast once. Users are hashed into blocks of about ``block_users`` (a multiple of the cores, so the last
+wave of tasks keeps every core busy too); each block
 arrives in one Spark task (``applyInArrow``) with its users' columns and the (movie, rating)
 pairs each has rated, from which the task builds a :class:`~recspark.models.contract.UserBlock`
 (rated CSR with values, positions into ``scorer.item_ids``). The task scores at most
 ``max_chunk_cells`` (users × movies) cells at a time with ``scorer.scores``, sets the rated
-cells to −∞ and keeps the top N with ``np.partition`` plus a sort of the N kept: memory
+cells to −∞ and keeps the top N with :func:`top_columns`: one pass of elementwise maxima
+over groups of movies bounds each user's N-th best score from below, and only the movies
+of the groups that reach the bound are sorted (exact, ties included): memory
 O(scorer + max_chunk_cells) per task. No users × movies cross join exists in Spark.
 
 A minimum support (:func:`with_min_support`, ``recommend.min_support``) wraps any scorer so
@@ -72,6 +75,8 @@ _ARROW_SCHEMA = pa.schema(
 )
 #: Default bound on the (users × movies) score cells a task holds at once (32 MB of doubles).
 MAX_CHUNK_CELLS = 4_000_000
+#: Columns per group in the selection's pre-pass (:func:`top_columns`).
+_GROUP_WIDTH = 32
 
 
 # --------------------------------------------------------------------------- NumPy kernel
@@ -86,7 +91,7 @@ def top_n(
     position; ``items`` are positions into ``scorer.item_ids`` (ascending ids, so the
     smaller position is the smaller id). Where a user has fewer eligible movies than n, the
     surplus entries have score −∞. Vectorised per chunk of at most ``max_chunk_cells``
-    cells (one ``scorer.scores`` call, one ``np.partition``); with ``shared_scores`` only
+    cells (one ``scorer.scores`` call, one :func:`top_columns`); with ``shared_scores`` only
     the first n + (most movies a user of the chunk rated) movies of the shared order are
     candidates.
     """
@@ -117,30 +122,68 @@ def top_n(
         else:
             scores = scorer.scores(block, slice(r0, r1))
             scores[rows, block.rated_items[lo:hi]] = -np.inf
-        cols = _top_columns(scores, n_eff)
-        vals = np.take_along_axis(scores, cols, axis=1)
-        if ranked is not None:
-            cols = cand[cols]  # candidate positions -> item positions
-        order = np.lexsort((cols, -vals), axis=1)
-        out_idx[r0:r1] = np.take_along_axis(cols, order, axis=1)
-        out_score[r0:r1] = np.take_along_axis(vals, order, axis=1)
+        cols, vals = top_columns(scores, n_eff)
+        if ranked is not None:  # candidate positions -> item positions, re-sorted by them
+            cols = cand[cols]
+            order = np.lexsort((cols, -vals), axis=1)
+            cols = np.take_along_axis(cols, order, axis=1)
+            vals = np.take_along_axis(vals, order, axis=1)
+        out_idx[r0:r1] = cols
+        out_score[r0:r1] = vals
     return out_idx, out_score
 
 
-def _top_columns(scores: np.ndarray, n: int) -> np.ndarray:
-    """Column indices (rows × n, unordered) of each row's n largest scores; among equal
-    scores at the cut-off the smaller columns win."""
+def top_columns(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``n`` largest scores, best first, ties to the smaller column.
+
+    ``scores``: (c × m) float, no NaN (−∞ allowed: such cells sort last). Returns
+    ``(columns, values)``, both (c × min(n, m)): ``columns[r]`` are the columns of the
+    first min(n, m) entries of row r sorted by (−score, column), ``values`` their scores.
+    Raises ValueError when a row holds NaN (its order is undefined).
+
+    Selection without sorting a whole row, exact: with w = ``_GROUP_WIDTH`` and
+    g = ⌊m / w⌋ ≥ n, group j < g is the w columns {j, j + g, …, j + (w − 1)·g} (the last
+    m − w·g columns belong to no group and are always candidates). Let t(r) be the n-th
+    largest of the g group maxima of row r. The n groups with the largest maxima hold n
+    distinct cells ≥ t, so the row's n-th largest score s₍ₙ₎ ≥ t; every cell that sorts into
+    the top n (ties included) scores ≥ s₍ₙ₎ ≥ t, so it lies in a group whose maximum is ≥ t
+    or in the tail. Those cells with score ≥ t are the candidates (≥ n per row, about n
+    when scores are spread); sorting them by (row, −score, column) gives exactly the top n
+    of a full sort. Cost: one elementwise-maximum pass over the chunk (contiguous runs of g
+    columns, so it vectorises), a partition of the c × g maxima and a sort of the
+    candidates, instead of a full ``np.partition`` of every row. With g < n (m < n·w)
+    every row is sorted whole.
+    """
     c, m = scores.shape
-    if n >= m:
-        return np.broadcast_to(np.arange(m), (c, m)).copy()
-    cut = np.partition(scores, m - n, axis=1)[:, m - n][:, None]  # n-th largest per row
-    take = scores >= cut
-    if (take.sum(axis=1) != n).any():  # ties at the cut-off: keep the first ones
-        above = scores > cut
-        need = n - above.sum(axis=1)
-        tied = scores == cut
-        take = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= need[:, None]))
-    return np.nonzero(take)[1].reshape(c, n)
+    n = min(int(n), m)
+    w = _GROUP_WIDTH
+    g = m // w
+    if g < max(n, 1):
+        cols = np.lexsort((np.broadcast_to(np.arange(m), (c, m)), -scores), axis=1)[:, :n]
+        vals = np.take_along_axis(scores, cols, axis=1)
+        if np.isnan(vals).any():
+            raise ValueError("top-N scores hold NaN: the scorer's model is corrupt")
+        return cols, vals
+    group_max = scores[:, : w * g].reshape(c, w, g).max(axis=1)  # (c × g)
+    cut = np.partition(group_max, g - n, axis=1)[:, g - n]  # n-th largest group maximum
+    rows, groups = np.nonzero(group_max >= cut[:, None])  # rows ascending
+    rows = np.repeat(rows, w)
+    cols = (groups[:, None] + g * np.arange(w)).ravel()
+    if w * g < m:
+        tail = np.arange(w * g, m)
+        rows = np.concatenate([rows, np.repeat(np.arange(c), tail.size)])
+        cols = np.concatenate([cols, np.tile(tail, c)])
+    vals = scores[rows, cols]
+    keep = vals >= cut[rows]
+    rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    per_row = np.bincount(rows, minlength=c)
+    if (per_row < n).any():  # only NaN compares false both ways
+        raise ValueError("top-N scores hold NaN: the scorer's model is corrupt")
+    order = np.lexsort((cols, -vals, rows))
+    first = np.zeros(c, dtype=np.int64)
+    np.cumsum(per_row[:-1], out=first[1:])
+    pick = order[first[:, None] + np.arange(n)]
+    return cols[pick], vals[pick]
 
 
 def user_block(
@@ -279,7 +322,9 @@ def recommend(
     spark = inputs.users.sparkSession
     scorer = spark.sparkContext.broadcast(inputs.scorer)
     n_users = inputs.users.count()
-    n_blocks = max(1, math.ceil(n_users / block_users))
+    # a multiple of the cores, so the last wave of tasks keeps every core busy too
+    cores = max(1, spark.sparkContext.defaultParallelism)
+    n_blocks = cores * max(1, math.ceil(n_users / (block_users * cores)))
     _logger.info(
         "top-%d for %d users × %d movies (model %s) in %d block(s)",
         n, n_users, inputs.scorer.item_ids.size, name, n_blocks,

@@ -12,7 +12,10 @@ from recspark.models.popularity import PopularityScorer
 from recspark.schema import (
     BIAS, FACTORS, MODEL, MOVIE_ID, N_RATINGS, RANK, RATING, SCORE, TITLE, USER_ID,
 )
-from recspark.serving.topn import recommend, top_n, user_block, with_min_support, with_titles
+from recspark.serving import topn
+from recspark.serving.topn import (
+    recommend, top_columns, top_n, user_block, with_min_support, with_titles,
+)
 
 
 def brute_top_n(scores: np.ndarray, rated: list[set[int]], n: int) -> list[list[tuple[int, float]]]:
@@ -70,6 +73,48 @@ def test_top_n_kernel_matches_brute_force_with_ties_and_exclusions(chunk_cells, 
     assert not np.isfinite(score[0]).any() and np.isfinite(score[1]).sum() == 2
 
 
+def _full_sort(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every row sorted whole by (−score, column), first n kept: the reference."""
+    cols = np.array([sorted(range(row.size), key=lambda j: (-row[j], j))[:n] for row in scores])
+    return cols, np.take_along_axis(scores, cols, axis=1)
+
+
+@pytest.mark.parametrize("m", [1000, 1024, 700, 40])
+def test_top_columns_equals_a_full_sort_with_planted_ties(m):
+    rng = np.random.default_rng(m)
+    n, w = 10, topn._GROUP_WIDTH
+    g = m // w
+    scores = rng.integers(0, 6, (9, m)).astype(float)  # 6 values in 1000 cells: ties everywhere
+    scores[1] = rng.normal(size=m)  # distinct scores
+    scores[2] = -np.inf
+    scores[2, [5, 900 % m, 17]] = [1.0, 2.0, 1.0]  # three finite: the rest is −∞, by column
+    scores[3] = 0.0
+    if g >= 1:
+        scores[3, 7 + g * np.arange(w)] = 5.0  # the whole top n in one group
+    scores[4] = rng.normal(size=m)
+    scores[4, m - (m % w or 1):] = 9.0  # the best in the tail no group covers
+    scores[5] = np.where(rng.integers(0, 2, m) == 1, -np.inf, rng.integers(0, 3, m))  # half −∞
+    scores[6] = 3.0  # all tied: the first n columns
+    scores[7] = rng.normal(size=m).round(1)  # ties among the top
+    cols, vals = top_columns(scores, n)
+    ref_cols, ref_vals = _full_sort(scores, n)
+    np.testing.assert_array_equal(cols, ref_cols)
+    np.testing.assert_array_equal(vals, ref_vals)
+    np.testing.assert_array_equal(cols[6], np.arange(n))
+    assert cols.shape == (9, min(n, m))
+
+
+def test_top_columns_keeps_every_column_when_n_is_large_and_rejects_nan():
+    rng = np.random.default_rng(5)
+    scores = rng.integers(0, 3, (3, 50)).astype(float)
+    cols, vals = top_columns(scores, 80)  # n > m: every column, sorted
+    np.testing.assert_array_equal(cols, _full_sort(scores, 50)[0])
+    big = rng.normal(size=(2, 2000))
+    big[1, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        top_columns(big, 10)
+
+
 def test_user_block_keeps_known_movies_with_their_ratings():
     item_ids = np.array([10, 20, 30])
     block = user_block(
@@ -107,6 +152,7 @@ def test_recommend_equals_numpy_brute_force(spark, biased):
              for _ in range(users)]
     pairs = [(int(user_ids[u]), int(movie_ids[j]), 4.0) for u in range(users) for j in rated[u]]
     pairs.append((int(user_ids[0]), 999_999, 1.0))  # a rated movie unknown to the model: ignored
+    pairs.append((0, int(movie_ids[0]), 2.0))  # a user the model cannot rank (ids start at 1): no list
     rated_df = spark.createDataFrame(pairs, f"{USER_ID} long, {MOVIE_ID} long, {RATING} double")
     mean = mu if biased else 0.0
     inputs = factor_ranking_inputs(udf, idf, global_mean=mean)
