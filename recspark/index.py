@@ -114,5 +114,5 @@ def by_block(frame: DataFrame, *, blocks: int, column: str = USER_BLOCK) -> Data
     if len(found) < blocks:  # never seen: each block misses all 64·blocks keys w.p. e^-64
         raise RuntimeError(f"by_block: no hash key found for {blocks - len(found)} block(s)")
     keys = F.array(*[F.lit(found[b]) for b in range(blocks)])
-    keyed = frame.withColumn(BLOCK_KEY, F.element_at(keys, F.col(column) + 1))
+    keyed = frame.withColumn(BLOCK_KEY, F.element_at(keys, F.col(column).cast("int") + 1))
     return keyed.repartition(blocks, BLOCK_KEY)

@@ -11,9 +11,9 @@ rated, best first; ties go to the smaller movie id, so the output is determinist
 who rated all but m < N of the scorer's movies gets m rows.
 
 Distribution: the scorer (for a factor model the item table, 87,585 × 11 doubles ≈ 8 MB at
-ml-32m) is broadcast once. Users are hashed into blocks of about ``block_users`` (a multiple of the cores, so the last
-wave of tasks keeps every core busy too); each block
-arrives in one Spark task (``applyInArrow``) with its users' columns and the (movie, rating)
+ml-32m) is broadcast once. Users are hashed into blocks of about ``block_users`` (a multiple
+of the cores, so the last wave of tasks keeps every core busy too); each block, alone in its
+Spark partition (:func:`recspark.index.by_block`), arrives in one Spark task (``applyInArrow``) with its users' columns and the (movie, rating)
 pairs each has rated, from which the task builds a :class:`~recspark.models.contract.UserBlock`
 (rated CSR with values, positions into ``scorer.item_ids``). The task scores at most
 ``max_chunk_cells`` (users × movies) cells at a time with ``scorer.scores``, sets the rated
@@ -45,8 +45,10 @@ from pyspark.sql import functions as F
 
 from recspark.arrow import arrow_task
 from recspark.errors import ConfigError
+from recspark.index import by_block
 from recspark.models.contract import BlockScorer, Ranker, RankingInputs, UserBlock
 from recspark.schema import (
+    BLOCK_KEY,
     MODEL,
     MOVIE_ID,
     N_RATINGS,
@@ -336,7 +338,9 @@ def recommend(
         )
     )
     users = _with_rated(inputs.users, rated, n_blocks=n_blocks)
-    return users.groupBy(_BLOCK).applyInArrow(task, RECOMMENDATIONS_SCHEMA)
+    # each block alone in its Spark partition: hashed block numbers share partitions
+    spread = by_block(users, blocks=n_blocks, column=_BLOCK)
+    return spread.groupBy(BLOCK_KEY, _BLOCK).applyInArrow(task, RECOMMENDATIONS_SCHEMA)
 
 
 def _with_rated(users: DataFrame, rated: DataFrame, *, n_blocks: int) -> DataFrame:
