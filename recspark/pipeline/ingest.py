@@ -206,10 +206,6 @@ def _validate_all(
     return validated, sources
 
 
-def _file_name(source_file: str) -> str:
-    return source_file.rstrip("/").rsplit("/", 1)[-1]
-
-
 def _union(frames: list[DataFrame]) -> DataFrame:
     union = frames[0]
     for frame in frames[1:]:
