@@ -318,7 +318,8 @@ def _ingest(
         "output_dir": target,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    cached, sources = _validate_all(spark, inputs, layout, now)
+    with stage("ingest: match headers, locate the files", spark):
+        cached, sources = _validate_all(spark, inputs, layout, now)
     try:
         files, validated = _count_and_quarantine(spark, cached, sources, inputs, out)
         report["files"] = files
