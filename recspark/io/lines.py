@@ -60,7 +60,7 @@ def read_lines(
     that are not valid UTF-8 are decoded as latin-1 and flagged in the boolean column
     ``latin1_fallback``, so the fallback is never silent) or ``latin-1`` (never flagged).
     """
-    _decoded(F.col(_VALUE), encoding)  # an unknown encoding fails before any Spark work
+    _check_encoding(encoding)
     paths = [paths] if isinstance(paths, str) else list(paths)
     raw = spark.read.text(paths).select(
         F.col("value").alias(_VALUE),
@@ -90,10 +90,16 @@ def read_lines(
     )
 
 
-def _decoded(value, encoding: str):
-    """(the line as text, the latin-1 fallback flag) of a raw ``value`` column."""
+def _check_encoding(encoding: str) -> None:
+    """Raise ConfigError unless ``encoding`` is one a layout may declare."""
     if encoding not in ENCODINGS:
-        raise ConfigError(f"read_lines: encoding must be one of {ENCODINGS}, got {encoding!r}")
+        raise ConfigError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+
+
+def _decoded(value, encoding: str):
+    """(the line as text, the latin-1 fallback flag) of a raw ``value`` column; raises
+    ConfigError for an unknown ``encoding``."""
+    _check_encoding(encoding)
     latin1 = F.decode(value.cast("binary"), "ISO-8859-1")
     if encoding == "latin-1":
         return latin1, F.lit(False)

@@ -13,9 +13,10 @@ who rated all but m < N of the scorer's movies gets m rows.
 Distribution: the scorer (for a factor model the item table, 87,585 × 11 doubles ≈ 8 MB at
 ml-32m) is broadcast once. Users are hashed into blocks of about ``block_users`` (a multiple
 of the cores, so the last wave of tasks keeps every core busy too); each block, alone in its
-Spark partition (:func:`recspark.index.by_block`), arrives in one Spark task (``applyInArrow``) with its users' columns and the (movie, rating)
-pairs each has rated, from which the task builds a :class:`~recspark.models.contract.UserBlock`
-(rated CSR with values, positions into ``scorer.item_ids``). The task scores at most
+Spark partition (:func:`recspark.index.by_block`), arrives in one Spark task
+(``applyInArrow``) with its users' columns and the (movie, rating) pairs each has rated,
+from which the task builds a :class:`~recspark.models.contract.UserBlock` (rated CSR with
+values, positions into ``scorer.item_ids``). The task scores at most
 ``max_chunk_cells`` (users × movies) cells at a time with ``scorer.scores``, sets the rated
 cells to −∞ and keeps the top N with :func:`top_columns`: one pass of elementwise maxima
 over groups of movies bounds each user's N-th best score from below, and only the movies
