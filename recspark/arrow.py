@@ -41,3 +41,16 @@ def arrow_task(fn: Callable[[pa.Table], pa.Table]) -> Callable[[pa.Table], pa.Ta
 
     task.__annotations__ = {"table": pa.Table, "return": pa.Table}
     return task
+
+
+def arrow_cogroup_task(
+    fn: Callable[[pa.Table, pa.Table], pa.Table],
+) -> Callable[[pa.Table, pa.Table], pa.Table]:
+    """:func:`arrow_task` for a cogroup's ``applyInArrow``: ``fn(left, right)`` as a plain
+    function of two annotated ``pa.Table`` arguments."""
+
+    def task(left: pa.Table, right: pa.Table) -> pa.Table:
+        return fn(left, right)
+
+    task.__annotations__ = {"left": pa.Table, "right": pa.Table, "return": pa.Table}
+    return task

@@ -283,7 +283,6 @@ SWEEP_K = "k"  # number of latent factors a rank-sweep row was evaluated with
 # =========================================================================== top-N lists, ranking
 # RANK (above): the 1-based position in a user's list
 SCORE = "score"  # the model's raw ranking score (e.g. unclipped μ + b_u + b_i + p_u·q_i)
-RATED = "rated"  # array of the movies a user has rated (excluded from the top-N)
 RELEVANT = "relevant"  # 1 if a recommended movie is a relevant test item, else 0
 SELF_INFORMATION = "self_information"  # −log2(n_i / N) of a movie rated by n_i of N users
 POPULARITY_PERCENTILE = "popularity_percentile"  # mid-rank percentile of n_i in the catalogue

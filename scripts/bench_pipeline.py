@@ -28,7 +28,10 @@ a second of CPU at the end is missed), peak Σ RSS and Σ PSS (:class:`memwatch.
 and the load average before and after; per job the stage times of its log ("<stage> done in
 X s"), e.g. each model's fit and top-N. The ratios the issue names are computed against the
 anchors measured in the same run. Everything goes to ``<work>/results.json``; with several
-shapes, ``<work>/scaling.png`` plots seconds per million ratings against size.
+shapes, ``<work>/scaling.png`` plots seconds per million ratings against size. Each step's
+results are also kept in ``<work>/f<p>_<q>/<step>.json``; ``--reuse`` takes them from there
+instead of running the step again, so a sweep can be built up over several sittings (the
+load averages recorded with each step tell the sittings apart).
 Not a test: it asserts nothing.
 """
 
@@ -223,7 +226,13 @@ def run_shape(a: argparse.Namespace, fraction: Fraction, env: dict[str, str]) ->
     for name, argv in plan:
         if name in a.skip.split(","):
             continue
+        done = work / f"{name}.json"
+        if a.reuse and done.is_file():
+            steps[name] = json.loads(done.read_text())
+            print(f"  {name:<9} reused from {done}", flush=True)
+            continue
         steps[name] = run_step(name, argv, env, work / f"{name}.log")
+        done.write_text(json.dumps(steps[name], indent=2))
     return {"fraction": str(fraction), "data": str(data), "steps": steps,
             **_figures(steps, work)}
 
@@ -294,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", default="", help="a ml-32m-shape CSV folder used as is at fraction 1")
     p.add_argument("--work", default="/tmp/bench_pipeline")
     p.add_argument("--skip", default="", help="comma-separated steps to skip (e.g. als,topn)")
+    p.add_argument("--reuse", action="store_true",
+                   help="take a step's results from an earlier run's <work>/f*/<step>.json")
     p.add_argument("--driver-memory", default="14g")
     p.add_argument("--shuffle-partitions", type=int, default=32)
     p.add_argument("--data", help=argparse.SUPPRESS)

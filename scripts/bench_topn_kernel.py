@@ -46,11 +46,10 @@ def synthetic(users: int, movies: int, rank: int, rated: int, seed: int = 0):
             ),
         }
     )
-    counts = np.full(users, rated)
     movies_rated = np.concatenate([rng.choice(item_ids, size=rated, replace=False) for _ in range(users)])
     block = topn.user_block(
-        np.arange(users, dtype=np.int64), columns, movies_rated, np.full(movies_rated.size, 4.0),
-        counts, item_ids=item_ids,
+        np.arange(users, dtype=np.int64), columns, np.repeat(np.arange(users, dtype=np.int64), rated),
+        movies_rated, item_ids=item_ids,
     )
     return scorer, block
 

@@ -93,15 +93,15 @@ class UserBlock:
     ``columns``: the rows of :attr:`RankingInputs.users` for these users (same order), the
     model's own per-user columns (e.g. bias and factors). The rated movies of user row u
     are ``rated_items[rated_indptr[u]:rated_indptr[u + 1]]``, positions into the scorer's
-    ``item_ids``, with their ratings in ``rated_values`` (movies the scorer does not know
-    are left out).
+    ``item_ids``, ascending within each user (movies the scorer does not know are left out).
+    The ratings themselves are not carried: ranking masks what a user rated, whatever the
+    rating.
     """
 
     user_ids: np.ndarray  # (U,) int64
     columns: pa.Table
     rated_indptr: np.ndarray  # (U + 1,) int64
     rated_items: np.ndarray  # (nnz,) int64
-    rated_values: np.ndarray  # (nnz,) float64
 
 
 @runtime_checkable

@@ -13,10 +13,11 @@ who rated all but m < N of the scorer's movies gets m rows.
 Distribution: the scorer (for a factor model the item table, 87,585 × 11 doubles ≈ 8 MB at
 ml-32m) is broadcast once. Users are hashed into blocks of about ``block_users`` (a multiple
 of the cores, so the last wave of tasks keeps every core busy too); each block, alone in its
-Spark partition (:func:`recspark.index.by_block`), arrives in one Spark task
-(``applyInArrow``) with its users' columns and the (movie, rating) pairs each has rated,
-from which the task builds a :class:`~recspark.models.contract.UserBlock` (rated CSR with
-values, positions into ``scorer.item_ids``). The task scores at most
+Spark partition (:func:`recspark.index.by_block`), arrives in one Spark task (a cogroup's
+``applyInArrow``) with its users' columns on one side and the flat (user, movie) pairs they
+rated on the other, shuffled as they are (no per-user lists, no ratings), from which the
+task builds a :class:`~recspark.models.contract.UserBlock` (rated CSR, positions into
+``scorer.item_ids``). The task scores at most
 ``max_chunk_cells`` (users × movies) cells at a time with ``scorer.scores``, sets the rated
 cells to −∞ and keeps the top N with :func:`top_columns`: one pass of elementwise maxima
 over groups of movies bounds each user's N-th best score from below, and only the movies
@@ -44,7 +45,7 @@ from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from recspark.arrow import arrow_task
+from recspark.arrow import arrow_cogroup_task
 from recspark.errors import ConfigError
 from recspark.index import by_block
 from recspark.models.contract import BlockScorer, Ranker, RankingInputs, UserBlock
@@ -54,8 +55,6 @@ from recspark.schema import (
     MOVIE_ID,
     N_RATINGS,
     RANK,
-    RATED,
-    RATING,
     RECOMMENDATIONS_SCHEMA,
     SCORE,
     TITLE,
@@ -66,7 +65,6 @@ from recspark.schema import (
 _logger = logging.getLogger(__name__)
 
 _BLOCK = "_rec_block"
-_RATED_TYPE = f"array<struct<{MOVIE_ID}:bigint,{RATING}:double>>"
 _ARROW_SCHEMA = pa.schema(
     [
         pa.field(USER_ID, pa.int64(), nullable=False),
@@ -190,24 +188,29 @@ def top_columns(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def user_block(
-    user_ids: np.ndarray, columns: pa.Table, rated_movies: np.ndarray, rated_values: np.ndarray,
-    rated_counts: np.ndarray, *, item_ids: np.ndarray,
+    user_ids: np.ndarray, columns: pa.Table, rated_users: np.ndarray, rated_movies: np.ndarray,
+    *, item_ids: np.ndarray,
 ) -> UserBlock:
-    """A :class:`UserBlock` from per-user rated lists given flat: user row u rated
-    ``rated_counts[u]`` movies, listed consecutively in ``rated_movies`` (ids) with their
-    ratings in ``rated_values``. Movies not in ``item_ids`` (ascending) are left out."""
+    """A :class:`UserBlock` of the users ``user_ids`` ((U,) int64, ascending, rows of
+    ``columns``) from rated (user id, movie id) pairs given flat and in any order
+    (``rated_users``, ``rated_movies``: (P,) int64). Pairs of a user not in ``user_ids`` or of a
+    movie not in ``item_ids`` ((M,) ascending) are left out; each user's rated positions come
+    out ascending."""
     pos = np.searchsorted(item_ids, rated_movies)
-    known = pos < item_ids.size
-    known[known] = item_ids[pos[known]] == rated_movies[known]
-    row = np.repeat(np.arange(user_ids.size), rated_counts)
+    row = np.searchsorted(user_ids, rated_users)
+    known = (pos < item_ids.size) & (row < user_ids.size)
+    known[known] = (item_ids[pos[known]] == rated_movies[known]) & (
+        user_ids[row[known]] == rated_users[known]
+    )
+    pos, row = pos[known], row[known]
+    order = np.lexsort((pos, row))
     indptr = np.zeros(user_ids.size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row[known], minlength=user_ids.size), out=indptr[1:])
+    np.cumsum(np.bincount(row, minlength=user_ids.size), out=indptr[1:])
     return UserBlock(
         user_ids=user_ids,
         columns=columns,
         rated_indptr=indptr,
-        rated_items=pos[known].astype(np.int64),
-        rated_values=rated_values[known].astype(np.float64),
+        rated_items=pos[order].astype(np.int64),
     )
 
 
@@ -256,7 +259,8 @@ def with_min_support(inputs: RankingInputs, counts: DataFrame, *, min_support: i
 
 
 def _block_task(
-    table: pa.Table,
+    users: pa.Table,
+    rated: pa.Table,
     *,
     scorer: Broadcast,
     user_columns: list[str],
@@ -264,18 +268,16 @@ def _block_task(
     model: str,
     max_chunk_cells: int,
 ) -> pa.Table:
-    """applyInArrow body: the top-N rows of one block of users."""
+    """Cogroup body: the top-N rows of one block of users (``users``: the model's users
+    table; ``rated``: user_id, movie_id of the block's rated pairs)."""
     s: BlockScorer = scorer.value
-    table = table.sort_by(USER_ID)
-    user_ids = table.column(USER_ID).to_numpy().astype(np.int64)
-    rated = table.column(RATED).combine_chunks()
-    pairs = rated.flatten()
+    users = users.sort_by(USER_ID)
+    user_ids = users.column(USER_ID).to_numpy().astype(np.int64)
     block = user_block(
         user_ids,
-        table.select(user_columns),
-        pairs.field(MOVIE_ID).to_numpy(zero_copy_only=False).astype(np.int64),
-        pairs.field(RATING).to_numpy(zero_copy_only=False).astype(np.float64),
-        rated.value_lengths().fill_null(0).to_numpy(zero_copy_only=False),
+        users.select(user_columns),
+        rated.column(USER_ID).to_numpy().astype(np.int64),
+        rated.column(MOVIE_ID).to_numpy().astype(np.int64),
         item_ids=s.item_ids,
     )
     idx, score = top_n(s, block, n=n, max_chunk_cells=max_chunk_cells)
@@ -306,13 +308,15 @@ def recommend(
 
     ``source``: a fitted ``TOP_N`` model (its ``ranking_inputs()`` are taken and ``model``
     defaults to its name) or :class:`RankingInputs` (then ``model`` names the lists).
-    ``rated`` (user_id, movie_id, rating): pairs never recommended (the users' known
-    ratings); rated movies the scorer does not know are ignored. Output
+    ``rated`` (user_id, movie_id, any other columns are ignored): pairs never recommended
+    (the users' known ratings); rated movies the scorer does not know are ignored. Output
     (``RECOMMENDATIONS_SCHEMA``): user_id, rank (1 = best), movie_id, score, model.
 
     Raises ConfigError for n or block_users below 1. Actions: the model's
     ``ranking_inputs()`` (a factor model collects its item table), one count of the users
-    to size the blocks; the result is lazy (one shuffle of the users with their rated lists).
+    to size the blocks, one small job per side to key the blocks (:func:`by_block`); the
+    result is lazy: one shuffle of the users and one of the flat rated pairs, both into the
+    same blocks, read side by side by a cogroup.
     """
     if n < 1:
         raise ConfigError(f"recommend.n must be at least 1, got {n}")
@@ -321,7 +325,7 @@ def recommend(
     inputs = source if isinstance(source, RankingInputs) else source.ranking_inputs()
     name = model or source.name
     require_columns(inputs.users, [USER_ID], stage=f"recommend ({name} users)")
-    require_columns(rated, [USER_ID, MOVIE_ID, RATING], stage="recommend (rated movies)")
+    require_columns(rated, [USER_ID, MOVIE_ID], stage="recommend (rated movies)")
     spark = inputs.users.sparkSession
     scorer = spark.sparkContext.broadcast(inputs.scorer)
     n_users = inputs.users.count()
@@ -332,35 +336,26 @@ def recommend(
         "top-%d for %d users × %d movies (model %s) in %d block(s)",
         n, n_users, inputs.scorer.item_ids.size, name, n_blocks,
     )
-    task = arrow_task(
+    task = arrow_cogroup_task(
         functools.partial(
             _block_task, scorer=scorer, user_columns=inputs.users.columns, n=n, model=name,
             max_chunk_cells=max_chunk_cells,
         )
     )
-    users = _with_rated(inputs.users, rated, n_blocks=n_blocks)
-    # each block alone in its Spark partition: hashed block numbers share partitions
-    spread = by_block(users, blocks=n_blocks, column=_BLOCK)
-    return spread.groupBy(BLOCK_KEY, _BLOCK).applyInArrow(task, RECOMMENDATIONS_SCHEMA)
-
-
-def _with_rated(users: DataFrame, rated: DataFrame, *, n_blocks: int) -> DataFrame:
-    """``users`` plus ``rated`` (array of (movie_id, rating) structs, empty for a user
-    without ratings) and the block each user is hashed into."""
-    pair = F.struct(
-        F.col(MOVIE_ID).cast("long").alias(MOVIE_ID), F.col(RATING).cast("double").alias(RATING)
+    block = F.pmod(F.xxhash64(F.col(USER_ID).cast("long")), F.lit(n_blocks))
+    users = inputs.users.withColumn(USER_ID, F.col(USER_ID).cast("long"))
+    pairs = rated.select(
+        F.col(USER_ID).cast("long").alias(USER_ID), F.col(MOVIE_ID).cast("long").alias(MOVIE_ID)
     )
-    lists = rated.groupBy(F.col(USER_ID).cast("long").alias(USER_ID)).agg(
-        F.collect_list(pair).alias(RATED)
-    )
+    # each block alone in its Spark partition on both sides, so the cogroup adds no shuffle
+    left = by_block(users.withColumn(_BLOCK, block), blocks=n_blocks, column=_BLOCK)
+    right = by_block(pairs.withColumn(_BLOCK, block), blocks=n_blocks, column=_BLOCK)
+    # grouped by the key alone (one key per block): a cogroup needs both sides partitioned on
+    # exactly its keys to skip the shuffle
     return (
-        users.withColumn(USER_ID, F.col(USER_ID).cast("long"))
-        .join(lists, USER_ID, "left")
-        .select(
-            *users.columns,
-            F.coalesce(F.col(RATED), F.array().cast(_RATED_TYPE)).alias(RATED),
-            F.pmod(F.xxhash64(USER_ID), F.lit(n_blocks)).alias(_BLOCK),
-        )
+        left.groupBy(BLOCK_KEY)
+        .cogroup(right.groupBy(BLOCK_KEY))
+        .applyInArrow(task, RECOMMENDATIONS_SCHEMA)
     )
 
 

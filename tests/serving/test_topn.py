@@ -30,6 +30,7 @@ def brute_top_n(scores: np.ndarray, rated: list[set[int]], n: int) -> list[list[
 
 def _block(p: np.ndarray, bu: np.ndarray, rated: list[set[int]], item_ids: np.ndarray):
     """A UserBlock of users 0..U-1 with factor/bias columns and the given rated positions."""
+    users = np.array([u for u, r in enumerate(rated) for _ in r], dtype=np.int64)
     movies = np.array([item_ids[j] for r in rated for j in sorted(r)], dtype=np.int64)
     columns = pa.table(
         {
@@ -39,8 +40,8 @@ def _block(p: np.ndarray, bu: np.ndarray, rated: list[set[int]], item_ids: np.nd
         }
     )
     return user_block(
-        np.arange(len(rated), dtype=np.int64), columns, movies, np.full(movies.size, 4.0),
-        np.array([len(r) for r in rated]), item_ids=item_ids,
+        np.arange(len(rated), dtype=np.int64), columns, users[::-1].copy(), movies[::-1].copy(),
+        item_ids=item_ids,
     )
 
 
@@ -115,16 +116,16 @@ def test_top_columns_keeps_every_column_when_n_is_large_and_rejects_nan():
         top_columns(big, 10)
 
 
-def test_user_block_keeps_known_movies_with_their_ratings():
+def test_user_block_keeps_known_users_and_movies_in_csr_order():
     item_ids = np.array([10, 20, 30])
+    # pairs in any order: user 2 rated 20 and 10, user 1 rated 30 and an unknown 99,
+    # an unknown user 7 rated 10
     block = user_block(
-        np.array([1, 2]), pa.table({USER_ID: [1, 2]}), np.array([30, 99, 10, 20]),
-        np.array([4.5, 1.0, 2.0, 3.0]), np.array([2, 2]), item_ids=item_ids,
+        np.array([1, 2]), pa.table({USER_ID: [1, 2]}), np.array([2, 1, 7, 1, 2]),
+        np.array([20, 30, 10, 99, 10]), item_ids=item_ids,
     )
-    # user 1 rated 30 and an unknown 99; user 2 rated 10 and 20
     assert block.rated_indptr.tolist() == [0, 1, 3]
     assert block.rated_items.tolist() == [2, 0, 1]
-    assert block.rated_values.tolist() == [4.5, 2.0, 3.0]
 
 
 def _tables(spark, rng, users, items, k, *, biased=True):
@@ -164,6 +165,9 @@ def test_recommend_equals_numpy_brute_force(spark, biased):
         for r, (j, s) in enumerate(expected[u])
     ]
     expected_df = spark.createDataFrame(rows, got.schema)
+    # one shuffle per side into the blocks, none for the cogroup itself
+    plan = got._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("Exchange hashpartitioning") == 2, plan
     # ids and ranks exactly; scores up to float rounding (the sum is formed in another order)
     assert_approx_df_equality(got, expected_df, 1e-9, ignore_row_order=True, ignore_nullable=True)
 
