@@ -109,6 +109,18 @@ def run_step(name: str, argv: list[str], env: dict[str, str], log: Path) -> dict
     return result
 
 
+def run_or_reuse(name: str, argv: list[str], env: dict[str, str], work: Path, *, reuse: bool) -> dict:
+    """:func:`run_step` with its log in ``work/<name>.log``, its results kept in
+    ``work/<name>.json``; with ``reuse``, an existing ``<name>.json`` is returned instead."""
+    done = work / f"{name}.json"
+    if reuse and done.is_file():
+        print(f"  {name:<9} reused from {done}", flush=True)
+        return json.loads(done.read_text())
+    result = run_step(name, argv, env, work / f"{name}.log")
+    done.write_text(json.dumps(result, indent=2))
+    return result
+
+
 # --------------------------------------------------------------------------- child steps
 
 
@@ -226,13 +238,7 @@ def run_shape(a: argparse.Namespace, fraction: Fraction, env: dict[str, str]) ->
     for name, argv in plan:
         if name in a.skip.split(","):
             continue
-        done = work / f"{name}.json"
-        if a.reuse and done.is_file():
-            steps[name] = json.loads(done.read_text())
-            print(f"  {name:<9} reused from {done}", flush=True)
-            continue
-        steps[name] = run_step(name, argv, env, work / f"{name}.log")
-        done.write_text(json.dumps(steps[name], indent=2))
+        steps[name] = run_or_reuse(name, argv, env, work, reuse=a.reuse)
     return {"fraction": str(fraction), "data": str(data), "steps": steps,
             **_figures(steps, work)}
 

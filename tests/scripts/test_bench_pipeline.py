@@ -31,6 +31,15 @@ def test_run_step_raises_on_failure(tmp_path: Path) -> None:
         bp.run_step("bad", [sys.executable, "-c", "raise SystemExit(3)"], {}, tmp_path / "b.log")
 
 
+def test_run_or_reuse_keeps_the_results_and_reuses_them_only_when_asked(tmp_path: Path) -> None:
+    first = bp.run_or_reuse("demo", [sys.executable, "-c", "print(1)"], {}, tmp_path, reuse=True)
+    assert json.loads((tmp_path / "demo.json").read_text()) == first
+    failing = [sys.executable, "-c", "raise SystemExit(3)"]
+    assert bp.run_or_reuse("demo", failing, {}, tmp_path, reuse=True) == first  # not run again
+    with pytest.raises(RuntimeError, match="step demo failed"):
+        bp.run_or_reuse("demo", failing, {}, tmp_path, reuse=False)
+
+
 def _step(wall: float, pss: float = 1.0, stages: dict | None = None) -> dict:
     return {"wall_s": wall, "peak_pss_gb": pss, "stages": stages or {}}
 
