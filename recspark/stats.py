@@ -1,9 +1,10 @@
 """Descriptive statistics of a ratings table, as small DataFrames, plus their PNG plots.
 
-All stages are lazy ``DataFrame -> DataFrame`` transforms over ratings with ``user_id``,
-``movie_id``, ``rating`` and ``timestamp``; their results are tiny (tens to a few hundred
-rows) and are written as Parquet by the ingest pipeline. The plot helpers take those small
-results as pandas frames.
+One pass of three aggregations over ratings with ``user_id``, ``movie_id``, ``rating`` and
+``timestamp`` gives a :class:`Profile` (ratings per rating value, and how many users and how
+many movies have each number of ratings: tables of a few thousand rows at most); every
+statistic below is computed from it in pandas, with no further Spark job. The results are
+tiny and are written as Parquet by the ingest pipeline; the plot helpers take them too.
 
 - :func:`summary`: counts of ratings, users and movies; min / median / max ratings per user
   and per movie (exact medians: for an even count, the mean of the two middle values);
@@ -17,6 +18,7 @@ results as pandas frames.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Mapping
 
 import matplotlib
@@ -27,7 +29,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
-from pyspark.sql import types as T  # noqa: E402
 
 from recspark.plots import save_figure  # noqa: E402
 from recspark.schema import (  # noqa: E402
@@ -35,7 +36,6 @@ from recspark.schema import (  # noqa: E402
     MOVIE_ID,
     N_RATINGS,
     RANK,
-    RANK_FREQUENCY_SCHEMA,
     RATING,
     TIMESTAMP,
     USER_ID,
@@ -59,7 +59,28 @@ FIRST_TIMESTAMP = "first_timestamp"
 LAST_TIMESTAMP = "last_timestamp"
 RATING_MEAN = "rating_mean"
 
-_ENTITIES = "_entities"  # working column of rank_frequency
+_ENTITIES = "entities"  # users (or movies) with a given number of ratings
+_SUMMARY_ORDER = (
+    RATINGS, USERS, MOVIES,
+    USER_RATINGS_MIN, USER_RATINGS_MEDIAN, USER_RATINGS_MAX,
+    MOVIE_RATINGS_MIN, MOVIE_RATINGS_MEDIAN, MOVIE_RATINGS_MAX,
+    FIRST_TIMESTAMP, LAST_TIMESTAMP, RATING_MEAN,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Three small tables every statistic of this module is read from (pandas):
+
+    - ``by_value``: ``rating``, ``n_ratings``, ``first_timestamp``, ``last_timestamp`` per
+      rating value, ascending by rating;
+    - ``users`` / ``movies``: ``n_ratings``, ``entities`` (how many users, or movies, have
+      exactly that many ratings), descending by ``n_ratings``.
+    """
+
+    by_value: pd.DataFrame
+    users: pd.DataFrame
+    movies: pd.DataFrame
 
 
 def activity(ratings: DataFrame, *, key: str) -> DataFrame:
@@ -68,51 +89,78 @@ def activity(ratings: DataFrame, *, key: str) -> DataFrame:
     return ratings.groupBy(key).agg(F.count(F.lit(1)).alias(N_RATINGS))
 
 
-def summary(ratings: DataFrame) -> DataFrame:
-    """One (``metric``, ``value``) row per figure (schema.SUMMARY_SCHEMA), values as doubles.
+def _count_of_counts(ratings: DataFrame, key: str) -> pd.DataFrame:
+    return (
+        activity(ratings, key=key)
+        .groupBy(N_RATINGS)
+        .agg(F.count(F.lit(1)).alias(_ENTITIES))
+        .toPandas()
+        .sort_values(N_RATINGS, ascending=False, ignore_index=True)
+    )
+
+
+def profile(ratings: DataFrame) -> Profile:
+    """The :class:`Profile` of ``ratings`` (``user_id``, ``movie_id``, ``rating``,
+    ``timestamp``). Actions: three aggregations, each collecting a table of at most a few
+    thousand rows (one row per rating value, or per distinct number of ratings)."""
+    require_columns(ratings, [USER_ID, MOVIE_ID, RATING, TIMESTAMP], stage="profile")
+    by_value = (
+        ratings.groupBy(RATING)
+        .agg(
+            F.count(F.lit(1)).alias(N_RATINGS),
+            F.min(TIMESTAMP).alias(FIRST_TIMESTAMP),
+            F.max(TIMESTAMP).alias(LAST_TIMESTAMP),
+        )
+        .toPandas()
+        .sort_values(RATING, ignore_index=True)
+    )
+    return Profile(
+        by_value, _count_of_counts(ratings, USER_ID), _count_of_counts(ratings, MOVIE_ID)
+    )
+
+
+def _spread(counts: pd.DataFrame) -> tuple[int, float, float, float]:
+    """(entities, min, median, max) of the per-entity rating counts, from their count of
+    counts; the median is exact (for an even number, the mean of the two middle values)."""
+    ascending = counts.sort_values(N_RATINGS)
+    values = ascending[N_RATINGS].to_numpy(dtype=np.int64)
+    ends = np.cumsum(ascending[_ENTITIES].to_numpy(dtype=np.int64))  # last 1-based position
+    n = int(ends[-1]) if ends.size else 0
+    if n == 0:
+        return 0, np.nan, np.nan, np.nan
+    lower = values[np.searchsorted(ends, (n + 1) // 2)]  # the ⌈n/2⌉-th smallest
+    upper = values[np.searchsorted(ends, n // 2 + 1)]  # the (⌊n/2⌋ + 1)-th smallest
+    return n, float(values[0]), (lower + upper) / 2, float(values[-1])
+
+
+def summary(p: Profile) -> pd.DataFrame:
+    """One (``metric``, ``value``) row per figure (schema.SUMMARY_SCHEMA), values as floats.
 
     Metrics: ratings, users, movies, user_ratings_{min,median,max},
     movie_ratings_{min,median,max}, first_timestamp, last_timestamp (epoch seconds),
-    rating_mean. Three aggregations (all ratings, per user, per movie) joined as one row.
+    rating_mean (Σ value · n_value / Σ n_value over the rating values).
     """
-    require_columns(ratings, [USER_ID, MOVIE_ID, RATING, TIMESTAMP], stage="summary")
-
-    def spread(key: str, prefix: str) -> DataFrame:
-        n = F.col(N_RATINGS)
-        return activity(ratings, key=key).agg(
-            F.count(F.lit(1)).alias(prefix),
-            F.min(n).alias(f"{prefix}_ratings_min"),
-            F.median(n).alias(f"{prefix}_ratings_median"),
-            F.max(n).alias(f"{prefix}_ratings_max"),
-        )
-
-    totals = ratings.agg(
-        F.count(F.lit(1)).alias(RATINGS),
-        F.min(TIMESTAMP).alias(FIRST_TIMESTAMP),
-        F.max(TIMESTAMP).alias(LAST_TIMESTAMP),
-        F.avg(RATING).alias(RATING_MEAN),
+    v = p.by_value
+    n = int(v[N_RATINGS].sum())
+    users, movies = _spread(p.users), _spread(p.movies)
+    figures = {
+        RATINGS: n,
+        USERS: users[0], USER_RATINGS_MIN: users[1], USER_RATINGS_MEDIAN: users[2],
+        USER_RATINGS_MAX: users[3],
+        MOVIES: movies[0], MOVIE_RATINGS_MIN: movies[1], MOVIE_RATINGS_MEDIAN: movies[2],
+        MOVIE_RATINGS_MAX: movies[3],
+        FIRST_TIMESTAMP: v[FIRST_TIMESTAMP].min() if n else np.nan,
+        LAST_TIMESTAMP: v[LAST_TIMESTAMP].max() if n else np.nan,
+        RATING_MEAN: float((v[RATING] * v[N_RATINGS]).sum() / n) if n else np.nan,
+    }  # fmt: skip
+    return pd.DataFrame(
+        {METRIC: list(_SUMMARY_ORDER), VALUE: [float(figures[m]) for m in _SUMMARY_ORDER]}
     )
-    row = totals.crossJoin(spread(USER_ID, "user")).crossJoin(spread(MOVIE_ID, "movie"))
-    row = row.withColumnsRenamed({"user": USERS, "movie": MOVIES})
-    order = [
-        RATINGS, USERS, MOVIES,
-        USER_RATINGS_MIN, USER_RATINGS_MEDIAN, USER_RATINGS_MAX,
-        MOVIE_RATINGS_MIN, MOVIE_RATINGS_MEDIAN, MOVIE_RATINGS_MAX,
-        FIRST_TIMESTAMP, LAST_TIMESTAMP, RATING_MEAN,
-    ]  # fmt: skip
-    pairs = F.array(
-        *[
-            F.struct(F.lit(name).alias(METRIC), F.col(name).cast(T.DoubleType()).alias(VALUE))
-            for name in order
-        ]
-    )
-    return row.select(F.explode(pairs).alias("_m")).select(f"_m.{METRIC}", f"_m.{VALUE}")
 
 
-def rating_histogram(ratings: DataFrame) -> DataFrame:
-    """Ratings per rating value: ``rating``, ``n_ratings``, ordered by rating."""
-    require_columns(ratings, [RATING], stage="rating_histogram")
-    return ratings.groupBy(RATING).agg(F.count(F.lit(1)).alias(N_RATINGS)).orderBy(RATING)
+def rating_histogram(p: Profile) -> pd.DataFrame:
+    """Ratings per rating value: ``rating``, ``n_ratings``, ascending by rating."""
+    return p.by_value[[RATING, N_RATINGS]].copy()
 
 
 def _kept_ranks(last: int, points_per_decade: int) -> np.ndarray:
@@ -128,30 +176,23 @@ def _kept_ranks(last: int, points_per_decade: int) -> np.ndarray:
     return ranks[keep]
 
 
-def rank_frequency(ratings: DataFrame, *, key: str, points_per_decade: int = 20) -> DataFrame:
-    """The rank-frequency curve of ``key``: ``rank`` (1 = most ratings), ``n_ratings``.
+def rank_frequency(counts: pd.DataFrame, *, points_per_decade: int = 20) -> pd.DataFrame:
+    """The rank-frequency curve of users or movies from their count of counts
+    (``Profile.users`` or ``Profile.movies``): ``rank`` (1 = most ratings), ``n_ratings``.
 
     Entities are ranked by number of ratings, descending. The curve keeps rank 1, the last
     rank, and the first rank of every log bucket floor(points_per_decade * log10 r), so it
     has about points_per_decade points per decade of ranks (every rank up to ~10 at the
     default 20) however many entities there are. ``points_per_decade <= 0`` keeps every
     rank. The number of ratings at rank r is the r-th largest count whatever the order of
-    ties, so it is read from the count of entities per number of ratings (a table of a few
-    thousand rows, collected: an action) by a search over its cumulative sums, with no
-    ranking window (which would run in one task).
+    ties, so it is read by a search over the cumulative sums of the count of counts, with
+    no ranking window (which would run in one Spark task).
     """
-    per_count = (
-        activity(ratings, key=key)
-        .groupBy(N_RATINGS)
-        .agg(F.count(F.lit(1)).alias(_ENTITIES))
-        .toPandas()
-        .sort_values(N_RATINGS, ascending=False)
-    )
-    ends = np.cumsum(per_count[_ENTITIES].to_numpy(dtype=np.int64))  # last rank of each count
+    ordered = counts.sort_values(N_RATINGS, ascending=False)
+    ends = np.cumsum(ordered[_ENTITIES].to_numpy(dtype=np.int64))  # last rank of each count
     ranks = _kept_ranks(int(ends[-1]) if len(ends) else 0, points_per_decade)
-    counts = per_count[N_RATINGS].to_numpy(dtype=np.int64)[np.searchsorted(ends, ranks)]
-    curve = pd.DataFrame({RANK: ranks, N_RATINGS: counts})
-    return ratings.sparkSession.createDataFrame(curve, RANK_FREQUENCY_SCHEMA)
+    values = ordered[N_RATINGS].to_numpy(dtype=np.int64)[np.searchsorted(ends, ranks)]
+    return pd.DataFrame({RANK: ranks, N_RATINGS: values})
 
 
 def plot_rating_histogram(

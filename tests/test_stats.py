@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
@@ -15,7 +16,9 @@ from recspark.schema import (
     MOVIE_ID,
     N_RATINGS,
     RANK,
+    RATING,
     RATING_HISTOGRAM_SCHEMA,
+    TIMESTAMP,
     USER_ID,
     VALUE,
 )
@@ -37,7 +40,7 @@ def ratings(spark: SparkSession):
 
 
 def test_summary_by_hand(ratings) -> None:
-    got = {r[METRIC]: r[VALUE] for r in st.summary(ratings).collect()}
+    got = dict(zip(*st.summary(st.profile(ratings))[[METRIC, VALUE]].to_numpy().T))
     assert got == pytest.approx(
         {
             st.RATINGS: 11, st.USERS: 5, st.MOVIES: 4,
@@ -54,14 +57,41 @@ def test_rating_histogram_by_hand(spark: SparkSession, ratings) -> None:
         [(0.5, 1), (1.0, 1), (2.0, 1), (3.0, 1), (3.5, 1), (4.0, 5), (5.0, 1)],
         RATING_HISTOGRAM_SCHEMA,
     )
-    assert_df_equality(st.rating_histogram(ratings), expected, ignore_nullable=True)
+    got = spark.createDataFrame(st.rating_histogram(st.profile(ratings)), RATING_HISTOGRAM_SCHEMA)
+    assert_df_equality(got, expected, ignore_nullable=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_summary_equals_spark_aggregates_on_random_ratings(spark: SparkSession, seed) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(30, 300))
+    rows = [
+        (int(rng.integers(1, 40)), int(rng.integers(1, 25)), float(rng.integers(1, 11)) / 2,
+         int(rng.integers(0, 10**9)))
+        for _ in range(n)
+    ]  # fmt: skip
+    df = spark.createDataFrame(rows, "user_id long, movie_id long, rating double, timestamp long")
+    got = dict(zip(*st.summary(st.profile(df))[[METRIC, VALUE]].to_numpy().T))
+    users = df.groupBy(USER_ID).count().agg(F.count("*"), F.min("count"), F.median("count"),
+                                            F.max("count")).first()
+    movies = df.groupBy(MOVIE_ID).count().agg(F.count("*"), F.min("count"), F.median("count"),
+                                              F.max("count")).first()
+    totals = df.agg(F.count("*"), F.min("timestamp"), F.max("timestamp"), F.avg("rating")).first()
+    assert got == pytest.approx({
+        st.RATINGS: totals[0], st.USERS: users[0], st.USER_RATINGS_MIN: users[1],
+        st.USER_RATINGS_MEDIAN: users[2], st.USER_RATINGS_MAX: users[3],
+        st.MOVIES: movies[0], st.MOVIE_RATINGS_MIN: movies[1],
+        st.MOVIE_RATINGS_MEDIAN: movies[2], st.MOVIE_RATINGS_MAX: movies[3],
+        st.FIRST_TIMESTAMP: totals[1], st.LAST_TIMESTAMP: totals[2], st.RATING_MEAN: totals[3],
+    }, rel=1e-12)  # fmt: skip
 
 
 def test_rank_frequency_small_keeps_every_rank(ratings) -> None:
-    movies = st.rank_frequency(ratings, key=MOVIE_ID)
-    assert [(r[RANK], r[N_RATINGS]) for r in movies.collect()] == [(1, 5), (2, 3), (3, 2), (4, 1)]
-    users = st.rank_frequency(ratings, key=USER_ID, points_per_decade=0)
-    assert [r[N_RATINGS] for r in users.collect()] == [4, 3, 2, 1, 1]
+    p = st.profile(ratings)
+    movies = st.rank_frequency(p.movies)
+    assert list(zip(movies[RANK], movies[N_RATINGS])) == [(1, 5), (2, 3), (3, 2), (4, 1)]
+    users = st.rank_frequency(p.users, points_per_decade=0)
+    assert users[N_RATINGS].tolist() == [4, 3, 2, 1, 1]
 
 
 def test_rank_frequency_is_downsampled_to_log_spaced_ranks(spark: SparkSession) -> None:
@@ -72,8 +102,11 @@ def test_rank_frequency_is_downsampled_to_log_spaced_ranks(spark: SparkSession) 
         spark.range(1, n + 1)
         .withColumnRenamed("id", USER_ID)
         .withColumn(MOVIE_ID, F.explode(F.sequence(F.lit(1), F.ceil(F.lit(n) / F.col(USER_ID)))))
+        .withColumn(RATING, F.lit(4.0))
+        .withColumn(TIMESTAMP, F.lit(0))
     )
-    curve = st.rank_frequency(ratings, key=USER_ID, points_per_decade=k).collect()
+    got = st.rank_frequency(st.profile(ratings).users, points_per_decade=k)
+    curve = [{RANK: r, N_RATINGS: c} for r, c in zip(got[RANK], got[N_RATINGS])]
     ranked = sorted(counts.values(), reverse=True)
     keep = [
         r for r in range(1, n + 1)

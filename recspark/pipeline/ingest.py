@@ -61,7 +61,6 @@ from recspark.schema import (
     LINE_NUMBER,
     LINKS_SCHEMA,
     METRIC,
-    MOVIE_ID,
     MOVIE_IDX,
     MOVIES_SCHEMA,
     N_RATINGS,
@@ -78,7 +77,6 @@ from recspark.schema import (
     SUMMARY_SCHEMA,
     TAGS_SCHEMA,
     USER_BLOCK,
-    USER_ID,
     USER_IDX,
     VALUE,
 )
@@ -497,13 +495,14 @@ def _check_quarantine_share(
 
 
 def _write_stats(spark: SparkSession, cfg: Config, ratings: DataFrame, out: str) -> dict[str, Any]:
-    """Statistics tables (Parquet) and plots (PNG) from the written ratings; return the summary."""
+    """Statistics tables (Parquet) and plots (PNG) from the written ratings, all from one
+    :func:`recspark.stats.profile` (three small aggregations); return the summary."""
     k = cfg.ingest.curve_points_per_decade
-    summary = st.summary(ratings).toPandas()
-    histogram = st.rating_histogram(ratings).toPandas()
+    profile = st.profile(ratings)
+    summary, histogram = st.summary(profile), st.rating_histogram(profile)
     curves = {
-        "users": st.rank_frequency(ratings, key=USER_ID, points_per_decade=k).toPandas(),
-        "movies": st.rank_frequency(ratings, key=MOVIE_ID, points_per_decade=k).toPandas(),
+        "users": st.rank_frequency(profile.users, points_per_decade=k),
+        "movies": st.rank_frequency(profile.movies, points_per_decade=k),
     }
     ingested.write_small(spark, summary, SUMMARY_SCHEMA, out, ingested.SUMMARY_TABLE)
     ingested.write_small(
