@@ -248,7 +248,9 @@ def _split_and_bias(
     fold: int | None = None,
 ) -> _Split:
     """The (train, validation or None, test) parts of ``split_cfg`` (or of k-fold fold
-    ``fold`` of ``train.folds``), cached, and the bias model fitted on train (timed)."""
+    ``fold`` of ``train.folds``), cached and materialised (so the time of reading and
+    splitting the ratings is the split's, not the first fit's), and the bias model fitted on
+    train (timed)."""
     kind = split_cfg.kind if fold is None else KFOLD
     with stage(f"split ({kind}{'' if fold is None else f' {fold}'})", spark):
         seed = derive_seed(cfg.seed, "split")
@@ -265,6 +267,9 @@ def _split_and_bias(
             )
             validation = validation.cache()
         train, test = train.cache(), test.cache()
+        for part in (train, validation, test):  # read and cached here, not inside the first fit
+            if part is not None:
+                part.count()
     start = time.perf_counter()
     with stage("bias model", spark):
         bias = fit_bias(train, cfg=cfg.bias, lo=cfg.train.rating_min, hi=cfg.train.rating_max)
