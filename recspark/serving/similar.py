@@ -10,7 +10,8 @@ it is collected to the driver, L2-normalised and broadcast once. The query movie
 into blocks of ``block`` rows; a Spark task per block computes the dense (chunk × movies)
 similarity matrix in NumPy chunks small enough to bound memory (about
 ``max_chunk_cells`` doubles at once), masks the movie itself, and keeps the top k with
-``np.argpartition`` followed by a sort of those k. There is no all-pairs cross join in Spark:
+the top-N lists' exact grouped selection (:func:`recspark.serving.topn.top_columns`: a pass
+of group maxima, then a sort of the few candidates, instead of a partition of every row). There is no all-pairs cross join in Spark:
 cost is M²·rank multiply-adds spread over the tasks, memory O(M·rank + chunk·M) per task.
 """
 
@@ -27,6 +28,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from recspark.errors import ConfigError
+from recspark.serving.topn import top_columns
 from recspark.schema import (
     COUNT,
     FACTORS,
@@ -73,15 +75,7 @@ def top_k_cosine(
         q = rows[start : start + chunk]
         sims = normed[q] @ normed.T  # (c × M)
         sims[np.arange(q.size), q] = -np.inf  # never the movie itself
-        if k < m - 1:
-            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        else:
-            part = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-        part_sims = np.take_along_axis(sims, part, axis=1)
-        # sort the k by (−similarity, index) so ties are deterministic
-        order = np.lexsort((part, -part_sims), axis=1)
-        out_idx[start : start + q.size] = np.take_along_axis(part, order, axis=1)
-        out_sim[start : start + q.size] = np.take_along_axis(part_sims, order, axis=1)
+        out_idx[start : start + q.size], out_sim[start : start + q.size] = top_columns(sims, k)
     return out_idx, out_sim
 
 
