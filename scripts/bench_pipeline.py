@@ -28,7 +28,8 @@ a second of CPU at the end is missed), peak Σ RSS and Σ PSS (:class:`memwatch.
 and the load average before and after; per job the stage times of its log ("<stage> done in
 X s"), e.g. each model's fit and top-N. The ratios the issue names are computed against the
 anchors measured in the same run. Everything goes to ``<work>/results.json``; with several
-shapes, ``<work>/scaling.png`` plots seconds per million ratings against size. Each step's
+shapes, ``<work>/scaling.png`` plots wall and CPU seconds per million ratings against size
+(the CPU panel moves less when other work shares the cores). Each step's
 results are also kept in ``<work>/f<p>_<q>/<step>.json``; ``--reuse`` takes them from there
 instead of running the step again, so a sweep can be built up over several sittings (the
 load averages recorded with each step tell the sittings apart).
@@ -247,8 +248,11 @@ def _figures(steps: dict[str, dict], work: Path) -> dict:
     """Ratings, seconds per million ratings of every step, the issue's ratios."""
     report = json.loads((work / "ingest" / "report.json").read_text())
     ratings = report["files"]["ratings.csv"]["rows_read"]
-    per_m = {k: s["wall_s"] / (ratings / 1e6) for k, s in steps.items() if k != "generate"}
-    out: dict = {"ratings": ratings, "s_per_m_ratings": per_m, "ratios": {}}
+    timed = {k: s for k, s in steps.items() if k != "generate"}
+    per_m = {k: s["wall_s"] / (ratings / 1e6) for k, s in timed.items()}
+    cpu_per_m = {k: s["cpu_s"] / (ratings / 1e6) for k, s in timed.items()}
+    out: dict = {"ratings": ratings, "s_per_m_ratings": per_m, "cpu_s_per_m_ratings": cpu_per_m,
+                 "ratios": {}}
     pipeline = [k for k in ("ingest", "train", "segment", "rescore") if k in steps]
     out["pipeline_s"] = sum(steps[k]["wall_s"] for k in pipeline)
     out["peak_pss_gb"] = max((steps[k]["peak_pss_gb"] for k in pipeline), default=0.0)
@@ -270,10 +274,11 @@ def _figures(steps: dict[str, dict], work: Path) -> dict:
 def _print_shape(r: dict) -> None:
     print(f"\nshape {r['fraction']}: {r['ratings']:,} ratings; pipeline (ingest+train+segment+rescore) "
           f"{r['pipeline_s']:.0f} s (<= 1200), peak PSS {r['peak_pss_gb']:.2f} GB (< 16)")
-    print(f"{'step':<10} {'wall s':>8} {'CPU s':>8} {'s / M ratings':>14} {'peak PSS GB':>12} {'load before -> after':>24}")
+    print(f"{'step':<10} {'wall s':>8} {'CPU s':>8} {'s / M ratings':>14} {'CPU s / M':>10} {'peak PSS GB':>12} {'load before -> after':>24}")
     for name, s in r["steps"].items():
         per_m = r["s_per_m_ratings"].get(name, float("nan"))
-        print(f"{name:<10} {s['wall_s']:>8.1f} {s['cpu_s']:>8.1f} {per_m:>14.2f} {s['peak_pss_gb']:>12.2f} "
+        cpu_m = r.get("cpu_s_per_m_ratings", {}).get(name, float("nan"))
+        print(f"{name:<10} {s['wall_s']:>8.1f} {s['cpu_s']:>8.1f} {per_m:>14.2f} {cpu_m:>10.2f} {s['peak_pss_gb']:>12.2f} "
               f"{' '.join(map(str, s['load_before'])):>12} -> {' '.join(map(str, s['load_after']))}")
     train = r["steps"].get("train", {}).get("stages", {})
     for key in sorted(k for k in train if k.startswith(("fit ", "top-"))):
@@ -283,22 +288,34 @@ def _print_shape(r: dict) -> None:
 
 
 def _plot(shapes: list[dict], path: Path) -> None:
+    """Two panels against size: wall seconds and CPU seconds per million ratings of every
+    step (the CPU panel moves less when other work shares the cores)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     sizes = [s["ratings"] / 1e6 for s in shapes]
-    for step in shapes[0]["s_per_m_ratings"]:
-        ax.plot(sizes, [s["s_per_m_ratings"].get(step, float("nan")) for s in shapes], "o-", label=step)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("ratings (millions)")
-    ax.set_ylabel("wall seconds per million ratings")
-    ax.set_title("recspark pipeline: cost per rating against size (flat = linear)")
-    ax.legend(fontsize=8)
+    for ax, key, what in ((axes[0], "s_per_m_ratings", "wall"), (axes[1], "cpu_s_per_m_ratings", "CPU")):
+        for step in shapes[0]["s_per_m_ratings"]:
+            ax.plot(sizes, [s.get(key, {}).get(step, float("nan")) for s in shapes], "o-", label=step)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("ratings (millions)")
+        ax.set_ylabel(f"{what} seconds per million ratings")
+        ax.set_title(f"{what} cost per rating against size (flat = linear)")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8)
+    loads = ", ".join(f"{s['fraction']}: {_load_range(s)}" for s in shapes)
+    fig.suptitle(f"recspark pipeline, load averages during each shape: {loads}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _load_range(shape: dict) -> str:
+    """The lowest and highest 1-minute load average recorded around a shape's steps."""
+    loads = [s[k][0] for s in shape["steps"].values() for k in ("load_before", "load_after")]
+    return f"{min(loads):.1f}–{max(loads):.1f}"
 
 
 def main(argv: list[str] | None = None) -> int:

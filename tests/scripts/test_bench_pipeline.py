@@ -41,7 +41,8 @@ def test_run_or_reuse_keeps_the_results_and_reuses_them_only_when_asked(tmp_path
 
 
 def _step(wall: float, pss: float = 1.0, stages: dict | None = None) -> dict:
-    return {"wall_s": wall, "peak_pss_gb": pss, "stages": stages or {}}
+    return {"wall_s": wall, "cpu_s": 2 * wall, "peak_pss_gb": pss, "stages": stages or {},
+            "load_before": [1.0, 1.0, 1.0], "load_after": [3.0, 2.0, 1.0]}
 
 
 def test_figures_per_million_ratings_and_ratios(tmp_path: Path) -> None:
@@ -64,6 +65,7 @@ def test_figures_per_million_ratings_and_ratios(tmp_path: Path) -> None:
     f = bp._figures(steps, tmp_path)
     assert f["ratings"] == 4_000_000
     assert f["s_per_m_ratings"]["ingest"] == pytest.approx(3.5)
+    assert f["cpu_s_per_m_ratings"]["ingest"] == pytest.approx(7.0)
     assert "generate" not in f["s_per_m_ratings"]
     assert f["pipeline_s"] == pytest.approx(160.0)  # ingest + train + segment + rescore
     assert f["peak_pss_gb"] == 7.5
@@ -78,3 +80,17 @@ def test_generate_args_scale_the_ml32m_shape(tmp_path: Path) -> None:
     assert int(args["generate.ratings"]) == round(32_000_204 / 8)
     assert int(args["generate.users"]) == round(200_948 / 8)
     assert args["generate.output_dir"] == str(tmp_path / "d")
+
+
+def test_plot_draws_wall_and_cpu_panels(tmp_path: Path) -> None:
+    import matplotlib.image as mpimg
+
+    shapes = [
+        {"fraction": f, "ratings": n, "steps": {"ingest": _step(n / 1e6)},
+         "s_per_m_ratings": {"ingest": 1.0}, "cpu_s_per_m_ratings": {"ingest": 2.0}}
+        for f, n in (("1/8", 4_000_000), ("1", 32_000_000))
+    ]  # fmt: skip
+    assert bp._load_range(shapes[0]) == "1.0–3.0"
+    bp._plot(shapes, tmp_path / "scaling.png")
+    height, width, _ = mpimg.imread(tmp_path / "scaling.png").shape
+    assert width > 1.5 * height  # two panels side by side
