@@ -14,6 +14,14 @@ is measured against recspark's explicit ALS in the same run (issue 12: at most 2
     python scripts/bench_als.py --synthetic 2000000          # ml-32m shape, scaled down
     python scripts/bench_als.py --ratings out/ingest/ml-32m  # an ingested Parquet folder
 
+``numpy`` (run by default) is the yardstick of issue 15's "per-iteration time within 2 × of
+a single-process NumPy/SciPy iteration": ``scripts/als_numpy_ref.py``, recspark's explicit
+model written plainly (one CSR matrix per side, one sparse × dense product for all Gram
+matrices, one batched solve) in this one process with one BLAS thread, no Spark, on the
+same train split, from the same seeded start. The summary prints recspark's mean (and
+fastest) iteration over the reference's, and the largest gap between the two fits'
+per-iteration training RMSE (same start, same maths: it should be ~1e-12).
+
 ``--ratings`` is a MovieLens folder with ``ratings.csv`` in the ml-latest layout
 (``userId,movieId,rating,timestamp``, read with an explicit schema and indexed with
 :mod:`recspark.index`), or an ingest output folder (already indexed). ``--replicate K``
