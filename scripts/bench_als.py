@@ -14,6 +14,14 @@ is measured against recspark's explicit ALS in the same run (issue 12: at most 2
     python scripts/bench_als.py --synthetic 2000000          # ml-32m shape, scaled down
     python scripts/bench_als.py --ratings out/ingest/ml-32m  # an ingested Parquet folder
 
+``numpy`` (run by default) is the yardstick of issue 15's "per-iteration time within 2 × of
+a single-process NumPy/SciPy iteration": ``scripts/als_numpy_ref.py``, recspark's explicit
+model written plainly (one CSR matrix per side, one sparse × dense product for all Gram
+matrices, one batched solve) in this one process with one BLAS thread, no Spark, on the
+same train split, from the same seeded start. The summary prints recspark's mean (and
+fastest) iteration over the reference's, and the largest gap between the two fits'
+per-iteration training RMSE (same start, same maths: it should be ~1e-12).
+
 ``--ratings`` is a MovieLens folder with ``ratings.csv`` in the ml-latest layout
 (``userId,movieId,rating,timestamp``, read with an explicit schema and indexed with
 :mod:`recspark.index`), or an ingest output folder (already indexed). ``--replicate K``
@@ -60,9 +68,9 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from memwatch import TreeMemory, tree_cpu_seconds  # noqa: E402
 
-MODELS = ("recspark", "mllib", "recspark_implicit", "mllib_implicit", "sgd_mf")
+MODELS = ("recspark", "mllib", "numpy", "recspark_implicit", "mllib_implicit", "sgd_mf")
 #: The models run by default (sgd_mf only when asked for: ``--models recspark,sgd_mf``).
-DEFAULT_MODELS = MODELS[:4]
+DEFAULT_MODELS = MODELS[:5]
 #: The pairs compared in the ratio rows: the model, then the one it is measured against.
 PAIRS = (("recspark", "mllib"), ("recspark_implicit", "mllib_implicit"), ("sgd_mf", "recspark"))
 
@@ -191,6 +199,9 @@ def prepare(a: argparse.Namespace) -> None:
 
 def fit(a: argparse.Namespace) -> None:
     """Fit one model in this process and write its figures as JSON."""
+    if a.model == "numpy":
+        _fit_numpy(a)
+        return
     from pyspark.sql import functions as F
 
     from recspark.schema import PREDICTION, RATING
@@ -210,6 +221,58 @@ def fit(a: argparse.Namespace) -> None:
         result["test_rmse"], result["test_rows"] = float(row["rmse"]), int(row["n"])
     (work / f"result_{a.model}.json").write_text(json.dumps(result))
     spark.stop()
+
+
+def _fit_numpy(a: argparse.Namespace) -> None:
+    """The single-process NumPy/SciPy reference of recspark's explicit ALS
+    (``scripts/als_numpy_ref.py``) on the same train/test Parquet, no Spark: the clock covers
+    building the two CSR matrices and the iterations (the Parquet read is not timed)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    import threadpoolctl
+
+    import als_numpy_ref
+    from recspark.schema import MOVIE_IDX, RATING, USER_IDX
+    from recspark.seeds import derive_seed
+
+    work = Path(a.work)
+    cols = [USER_IDX, MOVIE_IDX, RATING]
+    train = pq.read_table(str(work / "train"), columns=cols)
+    users, items, vals = (train.column(c).to_numpy() for c in cols)
+    start, cpu = time.perf_counter(), tree_cpu_seconds(os.getpid())
+    ref = als_numpy_ref.fit(
+        users.astype(np.int64), items.astype(np.int64), vals, rank=a.rank, iters=a.iters,
+        reg=a.reg, init_seed=derive_seed(a.seed, "init", "movies"),
+    )
+    result: dict = {"model": "numpy", "fit_s": time.perf_counter() - start}
+    result["fit_cpu_s"] = tree_cpu_seconds(os.getpid()) - cpu
+    result["iteration_s"] = float(np.mean(ref.iteration_s))
+    result["iteration_min_s"] = float(np.min(ref.iteration_s))
+    result["build_s"] = ref.build_s
+    result["train_rmse"] = ref.train_rmse
+    result["id_tables_s"] = float("nan")
+    result["phases"] = {"blocks": [ref.build_s, float("nan")], "iterations": [sum(ref.iteration_s), float("nan")]}
+    # Test RMSE as for the Spark models: pairs whose user and movie were trained, clipped.
+    test = pq.read_table(str(work / "test"), columns=cols)
+    tu, ti, tv = (test.column(c).to_numpy() for c in cols)
+    known_u = np.zeros(ref.users.shape[0] + 1, dtype=bool)
+    known_u[np.unique(users)] = True
+    known_i = np.zeros(ref.items.shape[0] + 1, dtype=bool)
+    known_i[np.unique(items)] = True
+    tu = np.minimum(tu.astype(np.int64), ref.users.shape[0])
+    ti = np.minimum(ti.astype(np.int64), ref.items.shape[0])
+    keep = known_u[tu] & known_i[ti]
+    pred = als_numpy_ref.predict(tu[keep], ti[keep], ref.users, ref.items, ref.mu)
+    err = tv[keep] - pred
+    result["test_rmse"], result["test_rows"] = float(np.sqrt(err @ err / max(err.size, 1))), int(keep.sum())
+    blas = [
+        f"{i.get('internal_api')} {i.get('version')} ({Path(i.get('filepath', '')).name}, "
+        f"{i.get('num_threads')} thread)"
+        for i in threadpoolctl.threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+    result["blas"] = "numpy: " + "; ".join(blas)
+    (work / "result_numpy.json").write_text(json.dumps(result))
 
 
 def _fit_recspark(a: argparse.Namespace, spark, train, test, result: dict):
@@ -249,6 +312,8 @@ def _fit_recspark(a: argparse.Namespace, spark, train, test, result: dict):
     model.item_factors.count()
     result["id_tables_s"] = time.perf_counter() - start
     result["iteration_s"] = float(model.history["seconds"].mean())
+    result["iteration_min_s"] = float(model.history["seconds"].min())
+    result["train_rmse"] = [float(v) for v in model.history["train_rmse"]]
     blas = [
         f"{i.get('internal_api')} {i.get('version')} ({Path(i.get('filepath', '')).name}, "
         f"{i.get('num_threads')} thread)"
@@ -404,7 +469,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"{rs['peak_rss_gb'] / ml['peak_rss_gb']:>12.2f} "
                 f"{rs['test_rmse'] / ml['test_rmse']:>10.4f}"
             )
-    for name in ("recspark", "recspark_implicit", "sgd_mf"):
+    if "recspark" in byname and "numpy" in byname:
+        rs, ref = byname["recspark"], byname["numpy"]
+        print(
+            f"{'iteration recspark / numpy':<28} mean {rs['iteration_s']:.2f} / {ref['iteration_s']:.2f} s "
+            f"= {rs['iteration_s'] / ref['iteration_s']:.2f} (<= 2), fastest "
+            f"{rs['iteration_min_s']:.2f} / {ref['iteration_min_s']:.2f} s "
+            f"= {rs['iteration_min_s'] / ref['iteration_min_s']:.2f}"
+        )
+        if len(rs.get("train_rmse", [])) == len(ref["train_rmse"]):
+            gap = max(abs(x - y) for x, y in zip(rs["train_rmse"], ref["train_rmse"]))
+            print(f"{'':<28} same start: largest gap in per-iteration train RMSE {gap:.2e}")
+    for name in ("recspark", "numpy", "recspark_implicit", "sgd_mf"):
         if name not in byname:
             continue
         phases = byname[name].get("phases", {})
@@ -412,14 +488,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{name} phases (wall s / CPU s): "
             + ", ".join(f"{k} {w:.1f} / {c:.1f}" for k, (w, c) in phases.items())
         )
-        print(
-            f"{name} id-keyed user/movie tables (join with the training ids, after fit): "
-            f"{byname[name]['id_tables_s']:.1f} s"
-        )
+        if name != "numpy":
+            print(
+                f"{name} id-keyed user/movie tables (join with the training ids, after fit): "
+                f"{byname[name]['id_tables_s']:.1f} s"
+            )
     print(
         "fit CPU s = user+system CPU of the model's whole process tree during the fit; "
         "s/iter = fit s / iterations (setup included); iter s* = recspark's mean iteration "
-        "time from its history"
+        "time from its history (numpy: the reference's, one process, one BLAS thread; its "
+        "'blocks' phase is building the two CSR matrices)"
     )
     for r in rows:
         print(f"BLAS {r['model']}: {r['blas']}")

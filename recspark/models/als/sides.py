@@ -3,8 +3,9 @@
 The ratings are shuffled once into ``als.blocks`` user blocks (pieces cut by
 :func:`recspark.blocks.block_pieces`) and the cached user blocks are transposed once into
 movie blocks (:func:`transposed_pieces`, a shuffle of arrays); each block is assembled
-straight into its cached, column-tiled form (:func:`make_side`, one sort), with its columns
-renumbered to the sorted ``needed`` ids of the other side. They are never shuffled again:
+straight into its cached, column-tiled form (:func:`make_side`: one radix sort of the value
+codes as they were shuffled, no decoding), with its columns renumbered to the sorted
+``needed`` ids of the other side. They are never shuffled again:
 each half-step moves only factors, in one of two modes:
 
 - broadcast (:func:`solve_broadcast`): the solved side is collected to the driver as one
@@ -120,6 +121,17 @@ def _rows_of(solved: Solved) -> np.ndarray:
     return solved.rows
 
 
+def _join_codes(pieces: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float | None]:
+    """(rows, cols, codes, scale) of all pieces: their codes concatenated as they are when
+    every piece has the same encoding (the usual case), else float64 values and None."""
+    if len({(p[2].dtype, p[3]) for p in pieces}) == 1:
+        rows = np.concatenate([p[0] for p in pieces])
+        cols = np.concatenate([p[1] for p in pieces])
+        return rows, cols, np.concatenate([p[2] for p in pieces]), float(pieces[0][3])
+    rows, cols, vals = blk.join_pieces(pieces)
+    return rows, cols, vals, None
+
+
 def make_side(block: int, values: list[Any], *, width: int) -> Iterator[tuple[int, Side]]:
     """A block's :class:`Side` from its :data:`recspark.blocks.Piece` values (global
     indices) and its validation block, if any: columns renumbered to the ``needed`` ids,
@@ -128,7 +140,7 @@ def make_side(block: int, values: list[Any], *, width: int) -> Iterator[tuple[in
     val = [v.block for v in values if isinstance(v, ValidationBlock)]
     if not pieces:
         return
-    rows, cols, vals = blk.join_pieces(pieces)
+    rows, cols, codes, scale = _join_codes(pieces)
     if rows.size == 0:
         return
     # Sorted distinct ids and positions by one O(n + max id) pass each, not a sort.
@@ -144,7 +156,13 @@ def make_side(block: int, values: list[Any], *, width: int) -> Iterator[tuple[in
     position = np.cumsum(used, dtype=np.int64) - 1
     needed = np.flatnonzero(used)
     tiles = tiles_from_triples(
-        local[rows], position[cols], vals, n_rows=ids.shape[0], n_cols=needed.shape[0], width=width
+        local[rows],
+        position[cols],
+        codes,
+        n_rows=ids.shape[0],
+        n_cols=needed.shape[0],
+        width=width,
+        scale=scale,
     )
     side = Side(block, ids.astype(np.int32), tiles, needed)
     if val:

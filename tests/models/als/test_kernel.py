@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from recspark.models.als import AlsConfig
-from recspark.models.als.kernel import init_factors, solve_rows, tile_columns
+from recspark.blocks import encode_values
+from recspark.models.als.kernel import init_factors, solve_rows, tile_columns, tiles_from_triples
 from tests.models.als._reference import N_MOVIES, N_USERS, RANK, dense_step, small_matrix
 
 
@@ -46,3 +47,28 @@ def test_initial_factors_depend_only_on_seed_and_id():
     big = init_factors(np.arange(20000), rank=10, seed=1, std=0.1)
     assert big.std() == pytest.approx(0.1, rel=0.02) and abs(big.mean()) < 0.002
 
+
+
+@pytest.mark.parametrize("n_rows, n_cols, width", [(7, 5, 2), (70_000, 300, 128), (3, 70_000, 1 << 16)])
+def test_tiles_sort_by_tile_row_column_and_keep_every_value(n_rows, n_cols, width):
+    # 70 000 rows x 3 tiles: cells past 2**16 need the radix sort's second digit
+    rng = np.random.default_rng(2)
+    n = 50_000
+    key = np.unique(rng.integers(0, n_rows * n_cols, n))
+    key = key[rng.permutation(key.size)]  # any arrival order
+    rows, cols = key // n_cols, key % n_cols
+    vals = rng.integers(1, 11, key.size) / 2.0
+
+    tiles = tiles_from_triples(rows, cols, vals, n_rows=n_rows, n_cols=n_cols, width=width)
+
+    got_rows, got_cols = tiles.rows(), tiles.columns()
+    tile = got_cols // width
+    want = np.lexsort((got_cols, got_rows, tile))  # (tile, row, column) order is the identity
+    np.testing.assert_array_equal(want, np.arange(key.size))
+    lookup = dict(zip(key.tolist(), vals.tolist()))
+    assert [lookup[k] for k in (got_rows * n_cols + got_cols).tolist()] == tiles.values().tolist()
+    np.testing.assert_array_equal(tiles.counts, np.bincount(rows, minlength=n_rows))
+    codes, scale = encode_values(vals)
+    again = tiles_from_triples(rows, cols, codes, n_rows=n_rows, n_cols=n_cols, width=width, scale=scale)
+    np.testing.assert_array_equal(again.codes, tiles.codes)
+    np.testing.assert_array_equal(again.offsets, tiles.offsets)

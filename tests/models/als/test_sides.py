@@ -52,3 +52,19 @@ def test_sides_hold_the_ratings_and_transposing_them_equals_building_by_column()
         for field in ("starts", "indptr", "offsets", "codes", "counts"):
             np.testing.assert_array_equal(getattr(movies[b].tiles, field), getattr(direct[b].tiles, field))
 
+
+
+def test_pieces_of_different_encodings_are_decoded_and_stored_in_the_widest():
+    # one task's ratings are half stars (uint8 codes), another's are not (float64)
+    rows = np.array([0, 2, 0, 2], dtype=np.int32)
+    cols = np.array([1, 0, 3, 2], dtype=np.int32)
+    halves, scale = encode_values(np.array([4.5, 1.0]))
+    exact, one = encode_values(np.array([3.3, 2.0]))
+    assert halves.dtype == np.uint8 and exact.dtype == np.float64
+
+    side = next(make_side(0, [(rows[:2], cols[:2], halves, scale), (rows[2:], cols[2:], exact, one)], width=2))[1]
+
+    assert side.tiles.codes.dtype == np.float64 and side.tiles.scale == 1.0
+    got = _dense(side, (3, 4))
+    assert got[0, 1] == 4.5 and got[2, 0] == 1.0 and got[0, 3] == 3.3 and got[2, 2] == 2.0
+    assert np.isnan(got).sum() == 12 - 4
