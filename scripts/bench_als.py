@@ -229,7 +229,6 @@ def _fit_numpy(a: argparse.Namespace) -> None:
     building the two CSR matrices and the iterations (the Parquet read is not timed)."""
     import numpy as np
     import pyarrow.parquet as pq
-    import threadpoolctl
 
     import als_numpy_ref
     from recspark.schema import MOVIE_IDX, RATING, USER_IDX
@@ -265,14 +264,21 @@ def _fit_numpy(a: argparse.Namespace) -> None:
     pred = als_numpy_ref.predict(tu[keep], ti[keep], ref.users, ref.items, ref.mu)
     err = tv[keep] - pred
     result["test_rmse"], result["test_rows"] = float(np.sqrt(err @ err / max(err.size, 1))), int(keep.sum())
+    result["blas"] = _numpy_blas()
+    (work / "result_numpy.json").write_text(json.dumps(result))
+
+
+def _numpy_blas() -> str:
+    """The BLAS NumPy calls in this process: library, version, file and threads."""
+    import threadpoolctl
+
     blas = [
         f"{i.get('internal_api')} {i.get('version')} ({Path(i.get('filepath', '')).name}, "
         f"{i.get('num_threads')} thread)"
         for i in threadpoolctl.threadpool_info()
         if i.get("user_api") == "blas"
     ]
-    result["blas"] = "numpy: " + "; ".join(blas)
-    (work / "result_numpy.json").write_text(json.dumps(result))
+    return "numpy: " + "; ".join(blas)
 
 
 def _fit_recspark(a: argparse.Namespace, spark, train, test, result: dict):
@@ -281,7 +287,6 @@ def _fit_recspark(a: argparse.Namespace, spark, train, test, result: dict):
     the clipped test predictions of the explicit models (None for the implicit one)."""
     from pyspark.sql import functions as F
 
-    import threadpoolctl
 
     from recspark.models.als import AlsConfig, fit_als
     from recspark.models.als.implicit import AlsImplicitConfig, fit_als_implicit
@@ -314,13 +319,7 @@ def _fit_recspark(a: argparse.Namespace, spark, train, test, result: dict):
     result["iteration_s"] = float(model.history["seconds"].mean())
     result["iteration_min_s"] = float(model.history["seconds"].min())
     result["train_rmse"] = [float(v) for v in model.history["train_rmse"]]
-    blas = [
-        f"{i.get('internal_api')} {i.get('version')} ({Path(i.get('filepath', '')).name}, "
-        f"{i.get('num_threads')} thread)"
-        for i in threadpoolctl.threadpool_info()
-        if i.get("user_api") == "blas"
-    ]
-    result["blas"] = "numpy: " + "; ".join(blas)
+    result["blas"] = _numpy_blas()
     return None if a.model == "recspark_implicit" else model.predict(test).where(F.col(PERSONALISED))
 
 
