@@ -1,4 +1,4 @@
-"""Descriptive statistics of a ratings table, as small DataFrames, plus their PNG plots.
+"""Descriptive statistics of a ratings table, as small pandas tables, plus their PNG plots.
 
 One pass of three aggregations over ratings with ``user_id``, ``movie_id``, ``rating`` and
 ``timestamp`` gives a :class:`Profile` (ratings per rating value, and how many users and how

@@ -11,8 +11,9 @@ into blocks of ``block`` rows; a Spark task per block computes the dense (chunk 
 similarity matrix in NumPy chunks small enough to bound memory (about
 ``max_chunk_cells`` doubles at once), masks the movie itself, and keeps the top k with
 the top-N lists' exact grouped selection (:func:`recspark.serving.topn.top_columns`: a pass
-of group maxima, then a sort of the few candidates, instead of a partition of every row). There is no all-pairs cross join in Spark:
-cost is M²·rank multiply-adds spread over the tasks, memory O(M·rank + chunk·M) per task.
+of group maxima, then a sort of the few candidates, instead of a partition of every row).
+There is no all-pairs cross join in Spark: cost is M²·rank multiply-adds spread over the
+tasks, memory O(M·rank + chunk·M) per task.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from recspark.errors import ConfigError
-from recspark.serving.topn import top_columns
 from recspark.schema import (
     COUNT,
     FACTORS,
@@ -41,6 +41,7 @@ from recspark.schema import (
     TITLE,
     require_columns,
 )
+from recspark.serving.topn import top_columns
 
 _logger = logging.getLogger(__name__)
 
