@@ -52,15 +52,16 @@ NO_GENRES = "(no genres listed)"
 
 # --------------------------------------------------------------------------- validation helpers
 
-_INT_RE = r"^[+-]?[0-9]+$"
-_DECIMAL_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
+_INT = r"[+-]?[0-9]+"
+_DECIMAL = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)"
+_INT_RE, _DECIMAL_RE = f"^{_INT}$", f"^{_DECIMAL}$"
 # Any number, exponent allowed: tells "not an integer" from "not a number" on failing rows.
 _NUMBER_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 
 # Working columns of the validate_* stages: raw fields, then parsed values. Each is computed
 # once per row in its own projection and referenced by name afterwards; inlining the same
 # regex / cast into every branch of the reason's CASE WHEN made validation ~4x slower.
-_N_FIELDS = "_n_fields"
+_N_FIELDS, _WELL_FORMED = "_n_fields", "_well_formed"
 
 
 def _field(i: int) -> str:
@@ -85,14 +86,48 @@ def _first_reason(checks: Sequence[tuple[Column, str]]) -> Column:
     return expr
 
 
-def _as_long(field: Column) -> Column:
-    """The field as a long, null unless it is a plain (optionally signed) integer."""
-    return F.when(field.rlike(_INT_RE), field.try_cast(T.LongType()))
+def _as_long(field: Column, well_formed: Column | None = None) -> Column:
+    """The field as a long, null unless it is a plain (optionally signed) integer. On a
+    ``well_formed`` line (:func:`_well_formed`) the field's own regex is skipped."""
+    matches = field.rlike(_INT_RE)
+    return F.when(
+        matches if well_formed is None else well_formed | matches, field.try_cast(T.LongType())
+    )
 
 
-def _as_double(field: Column) -> Column:
-    """The field as a double, null unless it is a plain decimal number (no NaN, no exponent)."""
-    return F.when(field.rlike(_DECIMAL_RE), field.try_cast(T.DoubleType()))
+def _as_double(field: Column, well_formed: Column | None = None) -> Column:
+    """The field as a double, null unless it is a plain decimal number (no NaN, no exponent).
+    On a ``well_formed`` line (:func:`_well_formed`) the field's own regex is skipped."""
+    matches = field.rlike(_DECIMAL_RE)
+    return F.when(
+        matches if well_formed is None else well_formed | matches, field.try_cast(T.DoubleType())
+    )
+
+
+def _well_formed(spec: FileSpec, order: Sequence[int], patterns: Sequence[str]) -> Column:
+    """True on a line, other than line 1, of an unquoted file whose fields are all numbers of
+    their kind: exactly ``len(patterns)`` fields, field i (the layout's order) at file
+    position ``order[i]`` matching ``patterns[i]``, spaces around a field allowed (fields are
+    trimmed). One regex per line instead of one per field: on such a line every structural
+    check (blank, header, quotes, separator, field count, empty field) is false and every
+    field passes its own regex, so only the value checks remain (:func:`_value_or_full`).
+    Always false for a quoted file."""
+    if spec.quoted:
+        return F.lit(False)
+    at_position = dict(zip(order, patterns))
+    fields = [f" *{at_position[p]} *" for p in range(len(patterns))]
+    line = "^" + re.escape(spec.separator).join(fields) + "$"
+    return (F.col(LINE_NUMBER) != 1) & F.col(RAW_LINE).rlike(line)
+
+
+def _value_or_full(
+    checks: Sequence[tuple[Column, str]], value_checks: Sequence[tuple[Column, str]]
+) -> Column:
+    """The first failing check's reason: of ``value_checks`` alone on a well-formed line
+    (column ``_well_formed``: all the other ``checks`` are false there), of ``checks`` then
+    ``value_checks`` otherwise."""
+    full = _first_reason([*checks, *value_checks])
+    return F.when(F.col(_WELL_FORMED), _first_reason(value_checks)).otherwise(full)
 
 
 def _number_checks(
@@ -223,6 +258,18 @@ def _require_lines(lines: DataFrame, stage: str) -> None:
     require_columns(lines, [SOURCE_FILE, LINE_NUMBER, RAW_LINE], stage=stage)
 
 
+def _file_order(
+    spec: FileSpec, n: int, columns: Sequence[str] | None
+) -> tuple[list[int], str | None]:
+    """(the file position of each of the ``n`` fields in the layout's order, the header line
+    expected) of a file whose header holds ``columns`` (default the layout's)."""
+    order = list(range(n))
+    if columns is None or spec.header is None:
+        return order, spec.header_line
+    order = [list(columns).index(name) for name in spec.header] + order[len(spec.header) :]
+    return order, spec.separator.join(columns)
+
+
 def _parse(
     lines: DataFrame, spec: FileSpec, n: int, columns: Sequence[str] | None = None
 ) -> tuple[DataFrame, list[Column], Column, list[tuple[Column, str]]]:
@@ -235,11 +282,7 @@ def _parse(
     repeated header, malformed record (quotes, another separator, field count).
     """
     raw = F.col(RAW_LINE)
-    order = list(range(n))
-    header_line = spec.header_line
-    if columns is not None and spec.header is not None:
-        order = [list(columns).index(name) for name in spec.header] + order[len(spec.header) :]
-        header_line = spec.separator.join(columns)
+    order, header_line = _file_order(spec, n, columns)
     header_ok, header_checks = _header_checks(raw, header_line)
     checks: list[tuple[Column, str]] = [(F.trim(raw) == "", Reason.BLANK_LINE), *header_checks]
     if spec.quoted:
@@ -293,23 +336,26 @@ def validate_ratings(
     are the same whatever the order. Input lines may carry ``latin1_fallback``: kept.
     """
     _require_lines(lines, "validate_ratings")
-    scale = layout.scale
-    df, (user, movie, rating, ts), header_ok, checks = _parse(lines, layout.ratings, 4, columns)
+    scale, spec = layout.scale, layout.ratings
+    df, (user, movie, rating, ts), header_ok, checks = _parse(lines, spec, 4, columns)
+    order, _ = _file_order(spec, 4, columns)
+    df = _stage(df, {_WELL_FORMED: _well_formed(spec, order, (_INT, _INT, _DECIMAL, _INT))})
+    fast = F.col(_WELL_FORMED)
     df = _stage(
         df,
         {
-            _value(USER_ID): _as_long(user),
-            _value(MOVIE_ID): _as_long(movie),
-            _value(RATING): _as_double(rating),
-            _value(TIMESTAMP): _as_long(ts),
+            _value(USER_ID): _as_long(user, fast),
+            _value(MOVIE_ID): _as_long(movie, fast),
+            _value(RATING): _as_double(rating, fast),
+            _value(TIMESTAMP): _as_long(ts, fast),
         },
     )
     user_v, movie_v = F.col(_value(USER_ID)), F.col(_value(MOVIE_ID))
     rating_v, ts_v = F.col(_value(RATING)), F.col(_value(TIMESTAMP))
     steps = rating_v / F.lit(scale.step)
     off_grid = Reason.RATING_OFF_WHOLE_STARS if scale.whole_stars else Reason.RATING_OFF_HALF_STARS
-    checks += [
-        (_empty(user) | _empty(movie) | _empty(rating) | _empty(ts), Reason.EMPTY_FIELD),
+    checks.append((_empty(user) | _empty(movie) | _empty(rating) | _empty(ts), Reason.EMPTY_FIELD))
+    value_checks = [
         *_id_checks(user, user_v, "USER"),
         *_id_checks(movie, movie_v, "MOVIE"),
         (rating_v.isNull(), Reason.RATING_NOT_NUMERIC),
@@ -318,7 +364,7 @@ def validate_ratings(
         *_timestamp_checks(ts, ts_v, _now(now)),
     ]
     typed = {USER_ID: user_v, MOVIE_ID: movie_v, RATING: rating_v, TIMESTAMP: ts_v}
-    return _finish(df, header_ok, _first_reason(checks), typed)
+    return _finish(df, header_ok, _value_or_full(checks, value_checks), typed)
 
 
 def accepted(validated: DataFrame, schema: T.StructType) -> DataFrame:
@@ -346,6 +392,10 @@ def dedupe_ratings(ratings: DataFrame, *, keys: Sequence[str] = ()) -> DataFrame
     collapsed = sum(copies - 1)). ``keys`` are columns determined by the pair (e.g. the
     dense indices and user block): grouping by them too changes nothing in the result but
     lets an input already hash-partitioned by one of them skip the aggregation's shuffle.
+    The grouping keys are ``keys`` then ``user_id``, ``movie_id``, in that order: with
+    :data:`SORTED_AGGREGATION` set, an input sorted within its partitions by exactly those
+    columns is aggregated by streaming through the sorted rows, without a hash map of all
+    pairs, and comes out in that order.
 
     The kept row has the largest timestamp; ties go to the later line. Both are folded into
     one long, key = timestamp * 2^31 + line_number (exact for validated timestamps, which are
@@ -356,11 +406,17 @@ def dedupe_ratings(ratings: DataFrame, *, keys: Sequence[str] = ()) -> DataFrame
     required = [USER_ID, MOVIE_ID, *keys, RATING, TIMESTAMP, LINE_NUMBER]
     require_columns(ratings, required, stage="dedupe")
     key = F.col(TIMESTAMP) * F.lit(1 << 31) + F.col(LINE_NUMBER)
-    return ratings.groupBy(USER_ID, MOVIE_ID, *keys).agg(
+    grouped = ratings.groupBy(*keys, USER_ID, MOVIE_ID).agg(
         F.max_by(RATING, key).alias(RATING),
         F.max(TIMESTAMP).alias(TIMESTAMP),
         F.count(F.lit(1)).alias(COPIES),
     )
+    return grouped.select(USER_ID, MOVIE_ID, *keys, RATING, TIMESTAMP, COPIES)
+
+
+#: Spark settings under which :func:`dedupe_ratings` of an input sorted by its grouping keys
+#: streams through the sorted rows (a sort aggregate) instead of building a hash map.
+SORTED_AGGREGATION = {"spark.sql.execution.replaceHashWithSortAgg": "true"}
 
 
 # --------------------------------------------------------------------------- movies, tags, links

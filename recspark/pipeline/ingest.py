@@ -44,6 +44,7 @@ from recspark.io.ingested import failed_dir
 from recspark.io.layouts import FileSpec, Layout, RatingScale, detect_layout, match_header
 from recspark.io.lines import line_bases, number_lines, scan_lines, source_uri
 from recspark.io.validate import (
+    SORTED_AGGREGATION,
     accepted,
     dedupe_ratings,
     quarantined,
@@ -61,6 +62,7 @@ from recspark.schema import (
     LINE_NUMBER,
     LINKS_SCHEMA,
     METRIC,
+    MOVIE_ID,
     MOVIE_IDX,
     MOVIES_SCHEMA,
     N_RATINGS,
@@ -77,6 +79,7 @@ from recspark.schema import (
     SUMMARY_SCHEMA,
     TAGS_SCHEMA,
     USER_BLOCK,
+    USER_ID,
     USER_IDX,
     VALUE,
 )
@@ -408,9 +411,11 @@ def _dedupe_index_write(
     and movies), the rows get their indices by broadcast joins, are partitioned one user
     block per Spark partition (:func:`by_block`: no sampling pass), and deduplicated
     (:func:`dedupe_ratings`) grouped by keys that include the partitioning key, so the
-    aggregation reuses that partitioning instead of shuffling again, and each block is sorted
-    and written by one task. Every accepted row falls in exactly
-    one pair, so duplicates collapsed = accepted rows - pairs written.
+    aggregation reuses that partitioning instead of shuffling again. Each block is sorted
+    once, by the aggregation's keys (block, user and movie index first, the order the write
+    wants), and the aggregation streams through the sorted rows; one task writes each block.
+    Every accepted row falls in exactly one pair, so duplicates collapsed = accepted rows -
+    pairs written.
     """
     good = accepted(ratings, RATINGS_SCHEMA)
     with stage("ingest: index tables", spark):
@@ -418,12 +423,15 @@ def _dedupe_index_write(
         ingested.write_table(movie_index(good), out, ingested.MOVIE_INDEX_DIR, single_file=True)
         users = ingested.read_user_index(spark, out)
         movies = ingested.read_movie_index(spark, out)
+    keys = (USER_BLOCK, USER_IDX, MOVIE_IDX, BLOCK_KEY)
     with stage("ingest: deduplicate and write indexed ratings", spark):
         indexed = add_indices(good, users=users, movies=movies, user_blocks=user_blocks)
-        deduped = dedupe_ratings(
-            by_block(indexed, blocks=user_blocks), keys=(BLOCK_KEY, USER_BLOCK, USER_IDX, MOVIE_IDX)
+        ordered = by_block(indexed, blocks=user_blocks).sortWithinPartitions(
+            *keys, USER_ID, MOVIE_ID
         )
-        ingested.write_ratings(deduped.drop(COPIES), out, user_blocks=user_blocks, partitioned=True)
+        with sql_settings(spark, SORTED_AGGREGATION):
+            deduped = dedupe_ratings(ordered, keys=keys).drop(COPIES)
+            ingested.write_ratings(deduped, out, user_blocks=user_blocks, partitioned=True)
         pairs = ingested.read_ratings(spark, out).count()
     entry["duplicates"] = entry["accepted"] - pairs
     return pairs

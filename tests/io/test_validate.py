@@ -314,6 +314,46 @@ def test_each_kind_of_bad_ratings_line_has_its_own_reason(spark: SparkSession) -
     }
 
 
+def test_well_formed_lines_skip_the_field_regexes_without_changing_a_result(
+    spark: SparkSession, monkeypatch
+) -> None:
+    """The one-regex fast path of well-formed lines gives every line the values and reason
+    the full checks give (every line through the full checks: _well_formed forced false)."""
+    import recspark.io.validate as validate
+
+    raw = [
+        "userId,movieId,rating,timestamp",
+        "1,2,3.5,1112486027",
+        " 1 , 2 , 3.5 , 1112486027 ",  # spaces around fields are trimmed
+        "+1,2,.5,0",
+        "1,-2,5.,1112486027",
+        "0,2,3.5,1112486027",
+        "1,2,7,1112486027",
+        "1,2,3.25,1112486027",
+        "1,2,3.5,1112486027000",
+        "1,2,3.5,99999999999",
+        "99999999999999999999,2,3.5,1",  # overflows a long
+        "1,2,NaN,1",
+        "1,2,1e0,1",
+        "1,2,3.5d,1",
+        "1\t,2,3.5,1",
+        "1,2,3.5",
+        "1,2,3.5,1,9",
+        "1,,3.5,1",
+        "",
+        "userId,movieId,rating,timestamp",
+        "1::2::3.5::1",
+    ]
+    columns = ("userId", "movieId", "rating", "timestamp")
+    fast = validate_ratings(_lines(spark, raw), layout=CSV, now=NOW, columns=columns)
+    monkeypatch.setattr(validate, "_well_formed", lambda *args: F.lit(False))
+    full = validate_ratings(_lines(spark, raw), layout=CSV, now=NOW, columns=columns)
+    assert_df_equality(fast, full, ignore_row_order=True, allow_nan_equality=True)
+    reasons = _by_line(fast)
+    assert reasons[2] is None and reasons[3] is None and reasons[4] is None
+    assert reasons[6] == Reason.USER_NOT_POSITIVE and reasons[12] == Reason.RATING_NOT_NUMERIC
+
+
 def test_a_header_in_another_order_maps_columns_by_name(spark: SparkSession) -> None:
     lines = _lines(spark, ["movieId,userId,rating,timestamp", "10,1,4.0,100", "20,2,3.5,101"])
     columns = ("movieId", "userId", "rating", "timestamp")
