@@ -109,9 +109,10 @@ def _decoded(value, encoding: str):
 
 def source_uri(spark: SparkSession, path: str) -> str:
     """The URI Spark reports for the file at ``path`` (``input_file_name``), e.g.
-    ``file:///data/ratings.csv``; ``path`` itself for an empty file. Action: reads one line."""
-    first = spark.read.text(path).select(F.input_file_name().alias(SOURCE_FILE)).head()
-    return path if first is None else first[SOURCE_FILE]
+    ``file:///data/ratings.csv`` (special characters percent-encoded). No Spark job: the
+    file index's own listing (``DataFrame.inputFiles``), which spells it the same way."""
+    files = spark.read.text(path).inputFiles()
+    return files[0] if files else path
 
 
 def scan_lines(
@@ -126,7 +127,7 @@ def scan_lines(
     ``_row_id`` (``monotonically_increasing_id``: consecutive within a Spark partition).
     The first line is the first row of partition 0 (row id 0, split start 0): Spark puts
     the first split of a single file first; :func:`line_bases` checks it. ``source``: the
-    file's :func:`source_uri` when the caller knows it (else one line is read to learn it).
+    file's :func:`source_uri` when the caller knows it.
     Raises ConfigError for an unknown encoding.
     """
     text, fallback = _decoded(F.col("value"), encoding)  # spark.read.text's column

@@ -56,3 +56,13 @@ def test_scan_count_number_is_exact_across_many_splits(spark: SparkSession, tmp_
     }
     assert {r[SOURCE_FILE] for r in rows} == {f"file://{path}"}
     assert set(rows[0].asDict()) == {SOURCE_FILE, LINE_NUMBER, RAW_LINE, "latin1_fallback"}
+
+
+def test_source_uri_is_what_input_file_name_reports(spark: SparkSession, tmp_path: Path) -> None:
+    # Spaces and percent signs are percent-encoded in both; no Spark job reads the file.
+    path = tmp_path / "a folder" / "rat%ings 1.csv"
+    path.parent.mkdir()
+    path.write_text("userId,movieId\n1,2\n")
+    reported = spark.read.text(str(path)).select(F.input_file_name()).first()[0]
+    assert source_uri(spark, str(path)) == reported
+    assert "%20" in reported and "%25" in reported
