@@ -182,6 +182,31 @@ def _radix_order(keys: list[np.ndarray]) -> np.ndarray:
     return order
 
 
+def _packed_order(
+    rows: np.ndarray, cols: np.ndarray, codes: np.ndarray, *, m: int, n_cols: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(cell, offsets, codes) sorted by (tile, row, column) for 1-byte value codes, or None
+    when they do not fit the packed key.
+
+    Each rating becomes one int64 key ``cell · 2**24 + offset · 2**8 + code`` (cell =
+    tile · m + row), built from a per-column table and the rows; one ``np.sort`` of the
+    keys (SIMD sorted, no permutation and no gathers afterwards) gives the order of
+    :func:`_radix_order` and the sorted fields decode from the keys. Equal keys are equal
+    ratings, so the unstable sort is still a function of the ratings alone.
+    """
+    n_tiles = max(1, -(-int(n_cols) // width))
+    if codes.dtype != np.uint8 or n_tiles * m >= 1 << 39:
+        return None
+    c = np.arange(n_cols, dtype=np.int64)
+    tile = c // width
+    col_key = ((tile * m) << 24) | ((c - tile * width) << 8)
+    key = col_key[cols]
+    key += rows << 24
+    key += codes
+    key.sort()
+    return key >> 24, ((key >> 8) & 0xFFFF).astype(np.uint16), (key & 0xFF).astype(np.uint8)
+
+
 def tiles_from_triples(
     rows: np.ndarray,
     cols: np.ndarray,
@@ -195,39 +220,46 @@ def tiles_from_triples(
     """Column tiles of ``width`` columns from (local row, column, value) triples in any
     order (0 <= row < n_rows, 0 <= col < n_cols). ``scale``: when given, ``vals`` are
     already codes of :func:`recspark.blocks.encode_values` (value = code · scale), stored
-    as they are; otherwise the values are encoded here. Vectorised, O(nnz + tiles · n_rows):
-    a radix sort by (tile, row, column) (:func:`_radix_order`), no comparison sort."""
+    as they are; otherwise the values are encoded here. Vectorised, no comparison sort of
+    permutations: 1-byte codes (half-star ratings) are sorted as packed int64 keys
+    (:func:`_packed_order`), other values by a radix sort by (tile, row, column)
+    (:func:`_radix_order`); both give the same tiles."""
     if width > 1 << 16:
         raise ValueError(f"tile width {width} exceeds 2**16 columns")
     m = int(n_rows)
     rows = np.asarray(rows, dtype=np.int64)
     cols = np.asarray(cols, dtype=np.int64)
     n_tiles = max(1, -(-int(n_cols) // width))
-    tile = cols // width
-    offsets = (cols - tile * width).astype(np.uint16)
-    cell = tile * m + rows
-    digits = [offsets]
-    top = n_tiles * m
-    shift = 0
-    while shift == 0 or top >> shift:  # the cell's 16-bit digits, least significant first
-        digits.insert(0, ((cell >> shift) & 0xFFFF).astype(np.uint16))
-        shift += 16
-    order = _radix_order(digits)
+    if scale is None:
+        codes, scale = encode_values(vals)
+    else:
+        codes = np.asarray(vals)
+    packed = _packed_order(rows, cols, codes, m=m, n_cols=int(n_cols), width=width)
+    if packed is not None:
+        cell, offsets, codes = packed
+    else:
+        tile = cols // width
+        offsets = (cols - tile * width).astype(np.uint16)
+        cell = tile * m + rows
+        digits = [offsets]
+        top = n_tiles * m
+        shift = 0
+        while shift == 0 or top >> shift:  # the cell's 16-bit digits, least significant first
+            digits.insert(0, ((cell >> shift) & 0xFFFF).astype(np.uint16))
+            shift += 16
+        order = _radix_order(digits)
+        offsets, codes = offsets[order], codes[order]
     flat = np.zeros(n_tiles * m + 1, dtype=np.int64)
     np.cumsum(np.bincount(cell, minlength=n_tiles * m), out=flat[1:])
     tiles_indptr = np.empty((n_tiles, m + 1), dtype=np.int64)
     tiles_indptr[:, :m] = flat[:-1].reshape(n_tiles, m)
     tiles_indptr[:, m] = flat[m :: m] if m else 0
     starts = np.minimum(np.arange(n_tiles + 1, dtype=np.int64) * width, n_cols)
-    if scale is None:
-        codes, scale = encode_values(vals)
-    else:
-        codes = np.asarray(vals)
     return ColumnTiles(
         starts,
         tiles_indptr.astype(np.int32) if rows.size < 2**31 else tiles_indptr,
-        offsets[order],
-        codes[order],
+        offsets,
+        codes,
         float(scale),
         np.bincount(rows, minlength=m).astype(np.int64),
     )

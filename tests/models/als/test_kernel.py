@@ -72,3 +72,21 @@ def test_tiles_sort_by_tile_row_column_and_keep_every_value(n_rows, n_cols, widt
     again = tiles_from_triples(rows, cols, codes, n_rows=n_rows, n_cols=n_cols, width=width, scale=scale)
     np.testing.assert_array_equal(again.codes, tiles.codes)
     np.testing.assert_array_equal(again.offsets, tiles.offsets)
+
+
+@pytest.mark.parametrize("n_rows, n_cols, width", [(7, 5, 2), (70_000, 300, 128), (3, 70_000, 1 << 16)])
+def test_packed_and_radix_tiling_agree(n_rows, n_cols, width):
+    # 1-byte codes take the packed-key sort, float32 codes the radix sort: same tiles
+    rng = np.random.default_rng(3)
+    key = np.unique(rng.integers(0, n_rows * n_cols, 40_000))
+    key = key[rng.permutation(key.size)]
+    rows, cols = key // n_cols, key % n_cols
+    codes = rng.integers(0, 256, key.size).astype(np.uint8)
+    packed = tiles_from_triples(rows, cols, codes, n_rows=n_rows, n_cols=n_cols, width=width, scale=0.5)
+    radix = tiles_from_triples(
+        rows, cols, codes.astype(np.float32), n_rows=n_rows, n_cols=n_cols, width=width, scale=0.5
+    )
+    assert packed.codes.dtype == np.uint8 and radix.codes.dtype == np.float32
+    for field in ("starts", "indptr", "offsets", "counts"):
+        np.testing.assert_array_equal(getattr(packed, field), getattr(radix, field))
+    np.testing.assert_array_equal(packed.values(), radix.values())
