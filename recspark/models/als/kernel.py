@@ -43,9 +43,10 @@ Per-block maths (vectorised, no loop per rating or per user)
     times faster than one product) and memory stays O(tile · d² + rows · d²) per task,
     never O(nnz · d²). Explicit ALS computes both products (and the targets) in one
     compiled pass per tile (:func:`_explicit_sums`, numba), the same sums in the same
-    order as the two SciPy products implicit ALS uses. Then ONE batched ``np.linalg.solve`` over the stacked (rows, d, d)
-    systems (in chunks of at most 100k rows). The training error comes for free from the
-    same quantities: since (G_u + s_uΛ) x_u = h_u,
+    order as the two SciPy products implicit ALS uses. Then ONE batched
+    ``np.linalg.solve`` over the stacked (rows, d, d) systems (in chunks of at most 100k
+    rows). The training error comes for free from the same quantities: since
+    (G_u + s_uΛ) x_u = h_u,
 
         Σ_{i ∈ R(u)} (t_ui − x_uᵀ ỹ_i)² = Σ t_ui² − x_uᵀ h_u − s_u x_uᵀ Λ x_u .
 """
@@ -329,7 +330,9 @@ def _normal_equations(
 
 
 @numba.njit(cache=True, nogil=True)
-def _explicit_sums(indptr, offsets, codes, scale, starts, y, offset, r0, r1, gram, h, z):  # pragma: no cover
+def _explicit_sums(  # pragma: no cover
+    indptr, offsets, codes, scale, starts, y, offset, r0, r1, gram, h, z
+):
     """Explicit ALS's Gram matrices and right-hand sides of rows ``r0:r1``, in place.
 
     The numbers of :func:`_normal_equations` with unit weights and targets

@@ -82,7 +82,9 @@ def test_packed_and_radix_tiling_agree(n_rows, n_cols, width):
     key = key[rng.permutation(key.size)]
     rows, cols = key // n_cols, key % n_cols
     codes = rng.integers(0, 256, key.size).astype(np.uint8)
-    packed = tiles_from_triples(rows, cols, codes, n_rows=n_rows, n_cols=n_cols, width=width, scale=0.5)
+    packed = tiles_from_triples(
+        rows, cols, codes, n_rows=n_rows, n_cols=n_cols, width=width, scale=0.5
+    )
     radix = tiles_from_triples(
         rows, cols, codes.astype(np.float32), n_rows=n_rows, n_cols=n_cols, width=width, scale=0.5
     )
@@ -115,7 +117,9 @@ def test_compiled_explicit_sums_equal_the_scipy_products_bit_for_bit(codes_dtype
     want_g, want_h, want_tt = _normal_equations(tiles, y, r0, r1, terms, _max_tile_nnz(tiles))
     gram, h = np.zeros_like(want_g), np.zeros_like(want_h)
     z = np.empty((128, want_g.shape[1]))
-    tt = _explicit_sums(tiles.indptr, tiles.offsets, tiles.codes, 0.5, tiles.starts, y, offset, r0, r1, gram, h, z)
+    tt = _explicit_sums(
+        tiles.indptr, tiles.offsets, tiles.codes, 0.5, tiles.starts, y, offset, r0, r1, gram, h, z
+    )
     np.testing.assert_array_equal(gram, want_g)
     np.testing.assert_array_equal(h, want_h)
     assert tt == pytest.approx(want_tt, rel=1e-12)
