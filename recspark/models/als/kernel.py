@@ -41,9 +41,12 @@ Per-block maths (vectorised, no loop per rating or per user)
     once) of ~4 MB of Z each, and the products are accumulated tile by tile, so the rows
     of Z a product reads stay in cache (with 200k users on the fixed side this is several
     times faster than one product) and memory stays O(tile · d² + rows · d²) per task,
-    never O(nnz · d²). Then ONE batched ``np.linalg.solve`` over the stacked (rows, d, d)
-    systems (in chunks of at most 100k rows). The training error comes for free from the
-    same quantities: since (G_u + s_uΛ) x_u = h_u,
+    never O(nnz · d²). Explicit ALS computes both products (and the targets) in one
+    compiled pass per tile (:func:`_explicit_sums`, numba), the same sums in the same
+    order as the two SciPy products implicit ALS uses. Then ONE batched
+    ``np.linalg.solve`` over the stacked (rows, d, d) systems (in chunks of at most 100k
+    rows). The training error comes for free from the same quantities: since
+    (G_u + s_uΛ) x_u = h_u,
 
         Σ_{i ∈ R(u)} (t_ui − x_uᵀ ỹ_i)² = Σ t_ui² − x_uᵀ h_u − s_u x_uᵀ Λ x_u .
 """
@@ -55,6 +58,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -182,6 +186,31 @@ def _radix_order(keys: list[np.ndarray]) -> np.ndarray:
     return order
 
 
+def _packed_order(
+    rows: np.ndarray, cols: np.ndarray, codes: np.ndarray, *, m: int, n_cols: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(cell, offsets, codes) sorted by (tile, row, column) for 1-byte value codes, or None
+    when they do not fit the packed key.
+
+    Each rating becomes one int64 key ``cell · 2**24 + offset · 2**8 + code`` (cell =
+    tile · m + row), built from a per-column table and the rows; one ``np.sort`` of the
+    keys (SIMD sorted, no permutation and no gathers afterwards) gives the order of
+    :func:`_radix_order` and the sorted fields decode from the keys. Equal keys are equal
+    ratings, so the unstable sort is still a function of the ratings alone.
+    """
+    n_tiles = max(1, -(-int(n_cols) // width))
+    if codes.dtype != np.uint8 or n_tiles * m >= 1 << 39:
+        return None
+    c = np.arange(n_cols, dtype=np.int64)
+    tile = c // width
+    col_key = ((tile * m) << 24) | ((c - tile * width) << 8)
+    key = col_key[cols]
+    key += rows << 24
+    key += codes
+    key.sort()
+    return key >> 24, ((key >> 8) & 0xFFFF).astype(np.uint16), (key & 0xFF).astype(np.uint8)
+
+
 def tiles_from_triples(
     rows: np.ndarray,
     cols: np.ndarray,
@@ -195,39 +224,46 @@ def tiles_from_triples(
     """Column tiles of ``width`` columns from (local row, column, value) triples in any
     order (0 <= row < n_rows, 0 <= col < n_cols). ``scale``: when given, ``vals`` are
     already codes of :func:`recspark.blocks.encode_values` (value = code · scale), stored
-    as they are; otherwise the values are encoded here. Vectorised, O(nnz + tiles · n_rows):
-    a radix sort by (tile, row, column) (:func:`_radix_order`), no comparison sort."""
+    as they are; otherwise the values are encoded here. Vectorised, no comparison sort of
+    permutations: 1-byte codes (half-star ratings) are sorted as packed int64 keys
+    (:func:`_packed_order`), other values by a radix sort by (tile, row, column)
+    (:func:`_radix_order`); both give the same tiles."""
     if width > 1 << 16:
         raise ValueError(f"tile width {width} exceeds 2**16 columns")
     m = int(n_rows)
     rows = np.asarray(rows, dtype=np.int64)
     cols = np.asarray(cols, dtype=np.int64)
     n_tiles = max(1, -(-int(n_cols) // width))
-    tile = cols // width
-    offsets = (cols - tile * width).astype(np.uint16)
-    cell = tile * m + rows
-    digits = [offsets]
-    top = n_tiles * m
-    shift = 0
-    while shift == 0 or top >> shift:  # the cell's 16-bit digits, least significant first
-        digits.insert(0, ((cell >> shift) & 0xFFFF).astype(np.uint16))
-        shift += 16
-    order = _radix_order(digits)
+    if scale is None:
+        codes, scale = encode_values(vals)
+    else:
+        codes = np.asarray(vals)
+    packed = _packed_order(rows, cols, codes, m=m, n_cols=int(n_cols), width=width)
+    if packed is not None:
+        cell, offsets, codes = packed
+    else:
+        tile = cols // width
+        offsets = (cols - tile * width).astype(np.uint16)
+        cell = tile * m + rows
+        digits = [offsets]
+        top = n_tiles * m
+        shift = 0
+        while shift == 0 or top >> shift:  # the cell's 16-bit digits, least significant first
+            digits.insert(0, ((cell >> shift) & 0xFFFF).astype(np.uint16))
+            shift += 16
+        order = _radix_order(digits)
+        offsets, codes = offsets[order], codes[order]
     flat = np.zeros(n_tiles * m + 1, dtype=np.int64)
     np.cumsum(np.bincount(cell, minlength=n_tiles * m), out=flat[1:])
     tiles_indptr = np.empty((n_tiles, m + 1), dtype=np.int64)
     tiles_indptr[:, :m] = flat[:-1].reshape(n_tiles, m)
     tiles_indptr[:, m] = flat[m :: m] if m else 0
     starts = np.minimum(np.arange(n_tiles + 1, dtype=np.int64) * width, n_cols)
-    if scale is None:
-        codes, scale = encode_values(vals)
-    else:
-        codes = np.asarray(vals)
     return ColumnTiles(
         starts,
         tiles_indptr.astype(np.int32) if rows.size < 2**31 else tiles_indptr,
-        offsets[order],
-        codes[order],
+        offsets,
+        codes,
         float(scale),
         np.bincount(rows, minlength=m).astype(np.int64),
     )
@@ -293,6 +329,47 @@ def _normal_equations(
     return gram, h, total
 
 
+@numba.njit(cache=True, nogil=True)
+def _explicit_sums(  # pragma: no cover
+    indptr, offsets, codes, scale, starts, y, offset, r0, r1, gram, h, z
+):
+    """Explicit ALS's Gram matrices and right-hand sides of rows ``r0:r1``, in place.
+
+    The numbers of :func:`_normal_equations` with unit weights and targets
+    t = code · scale − offset[column], bit for bit (same products, same order of sums), in
+    one compiled pass per tile that reads every value once: ``gram[u]`` += Z[i] and
+    ``h[u]`` += t · y[i] over the row's values, Z the tile's pair products (built in ``z``,
+    (tile width, d(d+1)/2) scratch). Returns Σ t² (summed in value order).
+    """
+    d = y.shape[1]
+    n_pairs = gram.shape[1]
+    tt = 0.0
+    for t in range(starts.shape[0] - 1):
+        if indptr[t, r1] == indptr[t, r0]:
+            continue
+        c0 = starts[t]
+        for c in range(starts[t + 1] - c0):
+            q = 0
+            for a in range(d):
+                ya = y[c0 + c, a]
+                for b in range(a, d):
+                    z[c, q] = ya * y[c0 + c, b]
+                    q += 1
+        for r in range(r0, r1):
+            g = gram[r - r0]
+            hr = h[r - r0]
+            for j in range(indptr[t, r], indptr[t, r + 1]):
+                c = offsets[j]
+                target = codes[j] * scale - offset[c0 + c]
+                tt += target * target
+                zc = z[c]
+                for q in range(n_pairs):
+                    g[q] += zc[q]
+                for a in range(d):
+                    hr[a] += target * y[c0 + c, a]
+    return tt
+
+
 def _solve_systems(
     gram: np.ndarray, h: np.ndarray, lam_rows: np.ndarray, base: np.ndarray | None = None
 ) -> np.ndarray:
@@ -354,16 +431,18 @@ def solve_rows(
     lam = np.full(d, float(reg_factors))
     lam[k] = float(reg_bias)
 
-    def terms(values: np.ndarray, cols: np.ndarray) -> tuple[None, np.ndarray, float]:
-        target = values - offset[cols]
-        return None, target, float(target @ target)
-
+    n_pairs = d * (d + 1) // 2
+    z = np.empty((int(np.diff(tiles.starts).max(initial=0)), n_pairs))
     out = np.empty((tiles.n_rows, d))
     sse = 0.0
     reg = 0.0
-    ones = _max_tile_nnz(tiles)
     for r0, r1 in _row_chunks(tiles.counts, chunk_nnz, chunk_rows):
-        gram, h, tt = _normal_equations(tiles, y, r0, r1, terms, ones)
+        gram = np.zeros((r1 - r0, n_pairs))
+        h = np.zeros((r1 - r0, d))
+        tt = _explicit_sums(
+            tiles.indptr, tiles.offsets, tiles.codes, float(tiles.scale), tiles.starts, y, offset,
+            r0, r1, gram, h, z,
+        )
         scale = reg_scale(tiles.counts[r0:r1], weighted=weighted, reg_offset=reg_offset)
         lam_rows = np.multiply.outer(scale, lam)
         x = _solve_systems(gram, h, lam_rows)

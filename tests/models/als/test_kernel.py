@@ -72,3 +72,54 @@ def test_tiles_sort_by_tile_row_column_and_keep_every_value(n_rows, n_cols, widt
     again = tiles_from_triples(rows, cols, codes, n_rows=n_rows, n_cols=n_cols, width=width, scale=scale)
     np.testing.assert_array_equal(again.codes, tiles.codes)
     np.testing.assert_array_equal(again.offsets, tiles.offsets)
+
+
+@pytest.mark.parametrize("n_rows, n_cols, width", [(7, 5, 2), (70_000, 300, 128), (3, 70_000, 1 << 16)])
+def test_packed_and_radix_tiling_agree(n_rows, n_cols, width):
+    # 1-byte codes take the packed-key sort, float32 codes the radix sort: same tiles
+    rng = np.random.default_rng(3)
+    key = np.unique(rng.integers(0, n_rows * n_cols, 40_000))
+    key = key[rng.permutation(key.size)]
+    rows, cols = key // n_cols, key % n_cols
+    codes = rng.integers(0, 256, key.size).astype(np.uint8)
+    packed = tiles_from_triples(
+        rows, cols, codes, n_rows=n_rows, n_cols=n_cols, width=width, scale=0.5
+    )
+    radix = tiles_from_triples(
+        rows, cols, codes.astype(np.float32), n_rows=n_rows, n_cols=n_cols, width=width, scale=0.5
+    )
+    assert packed.codes.dtype == np.uint8 and radix.codes.dtype == np.float32
+    for field in ("starts", "indptr", "offsets", "counts"):
+        np.testing.assert_array_equal(getattr(packed, field), getattr(radix, field))
+    np.testing.assert_array_equal(packed.values(), radix.values())
+
+
+@pytest.mark.parametrize("codes_dtype", [np.uint8, np.float32])
+def test_compiled_explicit_sums_equal_the_scipy_products_bit_for_bit(codes_dtype):
+    from recspark.models.als.kernel import _explicit_sums, _max_tile_nnz, _normal_equations
+
+    rng = np.random.default_rng(4)
+    n_rows, n_cols, d = 300, 1000, 5
+    key = np.unique(rng.integers(0, n_rows * n_cols, 20_000))
+    codes = rng.integers(1, 11, key.size).astype(codes_dtype)
+    tiles = tiles_from_triples(
+        key // n_cols, key % n_cols, codes, n_rows=n_rows, n_cols=n_cols, width=128, scale=0.5
+    )
+    y = rng.normal(size=(n_cols, d))
+    y[:, -1] = 1.0
+    offset = rng.normal(size=n_cols)
+
+    def terms(values, cols):
+        target = values - offset[cols]
+        return None, target, float(target @ target)
+
+    r0, r1 = 17, 250
+    want_g, want_h, want_tt = _normal_equations(tiles, y, r0, r1, terms, _max_tile_nnz(tiles))
+    gram, h = np.zeros_like(want_g), np.zeros_like(want_h)
+    z = np.empty((128, want_g.shape[1]))
+    tt = _explicit_sums(
+        tiles.indptr, tiles.offsets, tiles.codes, 0.5, tiles.starts, y, offset, r0, r1, gram, h, z
+    )
+    np.testing.assert_array_equal(gram, want_g)
+    np.testing.assert_array_equal(h, want_h)
+    assert tt == pytest.approx(want_tt, rel=1e-12)
