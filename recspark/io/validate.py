@@ -258,31 +258,31 @@ def _require_lines(lines: DataFrame, stage: str) -> None:
     require_columns(lines, [SOURCE_FILE, LINE_NUMBER, RAW_LINE], stage=stage)
 
 
-def _file_order(
-    spec: FileSpec, n: int, columns: Sequence[str] | None
-) -> tuple[list[int], str | None]:
-    """(the file position of each of the ``n`` fields in the layout's order, the header line
-    expected) of a file whose header holds ``columns`` (default the layout's)."""
-    order = list(range(n))
-    if columns is None or spec.header is None:
-        return order, spec.header_line
-    order = [list(columns).index(name) for name in spec.header] + order[len(spec.header) :]
-    return order, spec.separator.join(columns)
-
-
 def _parse(
-    lines: DataFrame, spec: FileSpec, n: int, columns: Sequence[str] | None = None
+    lines: DataFrame,
+    spec: FileSpec,
+    n: int,
+    columns: Sequence[str] | None = None,
+    numbers: Sequence[str] | None = None,
 ) -> tuple[DataFrame, list[Column], Column, list[tuple[Column, str]]]:
     """Split lines into ``n`` fields as ``spec`` says; the checks every file shares.
 
     ``columns``: the file's header in its own order (from
     :func:`~recspark.io.layouts.match_header`; default the layout's), so the fields come
-    back in the layout's order whatever the file's. Returns the frame, the field columns,
-    the "is the valid header line" condition and the checks in order: blank line, bad or
-    repeated header, malformed record (quotes, another separator, field count).
+    back in the layout's order whatever the file's. ``numbers``: for a file of numbers
+    only, each field's regex (layout order); the frame then has the column
+    ``_well_formed`` (:func:`_well_formed`). Returns the frame, the field columns, the "is
+    the valid header line" condition and the checks in order: blank line, bad or repeated
+    header, malformed record (quotes, another separator, field count).
     """
     raw = F.col(RAW_LINE)
-    order, header_line = _file_order(spec, n, columns)
+    order = list(range(n))
+    header_line = spec.header_line
+    if columns is not None and spec.header is not None:
+        order = [list(columns).index(name) for name in spec.header] + order[len(spec.header) :]
+        header_line = spec.separator.join(columns)
+    if numbers is not None:
+        lines = _stage(lines, {_WELL_FORMED: _well_formed(spec, order, numbers)})
     header_ok, header_checks = _header_checks(raw, header_line)
     checks: list[tuple[Column, str]] = [(F.trim(raw) == "", Reason.BLANK_LINE), *header_checks]
     if spec.quoted:
@@ -337,9 +337,8 @@ def validate_ratings(
     """
     _require_lines(lines, "validate_ratings")
     scale, spec = layout.scale, layout.ratings
-    df, (user, movie, rating, ts), header_ok, checks = _parse(lines, spec, 4, columns)
-    order, _ = _file_order(spec, 4, columns)
-    df = _stage(df, {_WELL_FORMED: _well_formed(spec, order, (_INT, _INT, _DECIMAL, _INT))})
+    numbers = (_INT, _INT, _DECIMAL, _INT)
+    df, (user, movie, rating, ts), header_ok, checks = _parse(lines, spec, 4, columns, numbers)
     fast = F.col(_WELL_FORMED)
     df = _stage(
         df,

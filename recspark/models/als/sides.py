@@ -3,8 +3,8 @@
 The ratings are shuffled once into ``als.blocks`` user blocks (pieces cut by
 :func:`recspark.blocks.block_pieces`) and the cached user blocks are transposed once into
 movie blocks (:func:`transposed_pieces`, a shuffle of arrays); each block is assembled
-straight into its cached, column-tiled form (:func:`make_side`: one radix sort of the value
-codes as they were shuffled, no decoding), with its columns renumbered to the sorted
+straight into its cached, column-tiled form (:func:`make_side`: one sort of the value codes
+as they were shuffled, no decoding), with its columns renumbered to the sorted
 ``needed`` ids of the other side. They are never shuffled again:
 each half-step moves only factors, in one of two modes:
 
