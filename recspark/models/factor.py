@@ -26,6 +26,7 @@ with one matrix product per chunk of users (:func:`factor_ranking_inputs`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -148,8 +149,11 @@ class FactorScorer:
     ``item_ids`` with their biases (M,) and factors (M × k), and μ.
 
     ``scores(block, rows)`` reads ``factors`` (and ``bias``, 0 when absent) of the block's
-    user rows ``rows`` and returns μ + b_u + b_i + p_u·q_i, (rows × M). Raises ModelError
-    when a user's factors do not have the items' length k (a corrupt model).
+    user rows ``rows`` and returns μ + b_u + b_i + p_u·q_i, (rows × M), as one matrix
+    product of the augmented rows [p_u, 1, μ + b_u] and [q_i, b_i, 1]: the biases ride in
+    the product instead of two more passes over the (rows × M) result, and the items'
+    side is laid out once, contiguous (k + 2) × M. Raises ModelError when a user's factors
+    do not have the items' length k (a corrupt model).
     """
 
     item_ids: np.ndarray
@@ -167,20 +171,23 @@ class FactorScorer:
                 f"user factors do not all have the item factors' length {k}: the model is "
                 "corrupt; re-train it"
             )
-        bias = (
-            part.column(BIAS).to_numpy().astype(np.float64)
-            if BIAS in part.column_names
-            else np.zeros(c)
-        )
-        scores = flat.astype(np.float64).reshape(c, k) @ self.item_factors.T
-        user_part = self.global_mean + bias
-        # both sums row by row while the row is in cache (the same values as two whole-array
-        # passes, which would stream the chunk from memory twice)
-        for r in range(c):
-            row = scores[r]
-            row += self.item_bias
-            row += user_part[r]
-        return scores
+        users = np.empty((c, k + 2))
+        users[:, :k] = flat.reshape(c, k)
+        users[:, k] = 1.0
+        users[:, k + 1] = self.global_mean
+        if BIAS in part.column_names:
+            users[:, k + 1] += part.column(BIAS).to_numpy()
+        return users @ self._items_augmented
+
+    @functools.cached_property
+    def _items_augmented(self) -> np.ndarray:
+        """[q_i, b_i, 1] as a contiguous (k + 2) × M array (built once per process)."""
+        m, k = self.item_factors.shape
+        out = np.empty((k + 2, m))
+        out[:k] = self.item_factors.T
+        out[k] = self.item_bias
+        out[k + 1] = 1.0
+        return out
 
 
 def factor_ranking_inputs(
