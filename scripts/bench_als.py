@@ -37,8 +37,8 @@ task), then one per model. In a model's process the train set is read and cached
 counted) *before* the clock starts, and the same model is fitted once, untimed, on a 0.2 %
 sample with 2 iterations (``--cold`` skips it), so that neither model's timed fit pays the
 process's one-time start: the JVM compiling MLlib's code, or recspark's Python workers,
-their imports, the JVM's Arrow path and numba's cached kernels (10-12 s on this machine;
-printed below the table). Then the clock covers
+their imports, the JVM's Arrow path and numba's cached kernels (its seconds are printed
+below the table). Then the clock covers
 ``fit`` until both factor tables are materialised: for recspark, partitioning the ratings
 into blocks, the iterations and the cached (idx, bias, factors) tables; for MLlib, its own
 blocking, iterations and factor DataFrames (which ``fit`` materialises; they are counted
