@@ -40,6 +40,7 @@ SETTINGS = [
     "svd.rank=2", "svd.sweep=[1, 3]", "svd.max_rounds=2", "svd.blocks=2",
     "nmf.rank=2", "nmf.max_iter=2", "nmf.als_max_iter=2", "nmf.blocks=2",
     "als_implicit.rank=2", "als_implicit.max_iter=2", "als_implicit.blocks=2",
+    "sgd_mf.rank=2", "sgd_mf.epochs=2", "svdpp.rank=2", "svdpp.epochs=2",
     "blend.members=[\"bias\", \"svd\"]",
 ]
 

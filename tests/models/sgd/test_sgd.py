@@ -142,18 +142,21 @@ def test_four_blocks_match_one_on_a_planted_low_rank_matrix(spark):
     rmse = {}
     for d in (1, 4):
         # from init std 0.1 SGD leaves the saddle at 0 slowly (15 decayed epochs stopped at
-        # RMSE 0.53); from 0.3, 20 epochs at a constant γ reach the noise level
-        cfg = SgdMfConfig(rank=3, epochs=20, learning_rate=0.04, reg_factors=0.01,
+        # RMSE 0.53); from 0.3, 12 epochs at a constant γ = 0.06 reach the noise level
+        cfg = SgdMfConfig(rank=3, epochs=12, learning_rate=0.06, reg_factors=0.01,
                           reg_bias=0.01, init_std=0.3, blocks=d)
-        model = fit_sgd_mf(train, cfg=cfg, seed=SEED, lo=-10.0, hi=20.0, bias=bias, validation=test)
+        # one block without validation runs every epoch in one task (run_in_tasks); four
+        # blocks with it run a job per sub-epoch and measure the validation RMSE each epoch
+        validation = test if d > 1 else None
+        model = fit_sgd_mf(train, cfg=cfg, seed=SEED, lo=-10.0, hi=20.0, bias=bias, validation=validation)
         err = model.predict(test).select(F.avg((F.col(RATING) - F.col("prediction")) ** 2)).first()[0]
         rmse[d] = math.sqrt(err)
-        # the last epoch's validation RMSE is the same figure, computed inside DSGD
-        assert model.history[VALIDATION_RMSE].iloc[-1] == pytest.approx(rmse[d], abs=1e-9)
+        if validation is not None:  # the last epoch's validation RMSE is the same figure
+            assert model.history[VALIDATION_RMSE].iloc[-1] == pytest.approx(rmse[d], abs=1e-9)
         assert model.history[TRAIN_RMSE].iloc[-1] < model.history[TRAIN_RMSE].iloc[0]
     # noise std 0.1 with 3 · (240 + 160) free factors over 9,329 ratings: ≈ 0.106 at best.
-    # Measured (the same blocks, orders and init replayed in NumPy): d = 1 0.1131, d = 4
-    # 0.1123; seeds 1-3 differ by at most 0.0005. The old settings stopped at 0.53.
+    # Measured: d = 1 0.1134, d = 4 0.1145 (20 epochs at γ = 0.04, the same blocks, orders
+    # and init replayed in NumPy: 0.1131 and 0.1123). The old settings stopped at 0.53.
     assert rmse[1] < 0.12, rmse
     assert abs(rmse[4] - rmse[1]) <= 0.003, rmse
 
