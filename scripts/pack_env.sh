@@ -10,8 +10,9 @@
 # pyspark and py4j (the cluster's Spark gives its executors its own, which must match the
 # driver's Spark version), recspark itself (shipped with --py-files dist/recspark.zip), the
 # dev tools (pytest, ...), pip, and the packages' own test suites (every tests/ folder: 124
-# of 850 MB here; nothing imports them at run time, and every executor unpacks the archive). It is built from the installed venv, with no download,
-# so the executors run exactly the versions the driver runs.
+# of 850 MB here; nothing imports them at run time, and every executor unpacks the archive).
+# It is built from the installed venv, with no download, so the executors run exactly the
+# versions the driver runs.
 #
 # A venv's bin/python is a link to the interpreter it was made from (pyvenv.cfg "home"):
 # the nodes need that Python (the same version at the same path). Where they lack it, pack
