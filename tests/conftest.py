@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -78,12 +79,40 @@ def run_job_script(spark, monkeypatch):
     return run
 
 
+@dataclass(frozen=True)
+class SmallRun:
+    """What :func:`small_run` made: the train output folder, the run folder, the common
+    ``--set`` arguments, the call sites of the Spark jobs that ran outside every stage
+    (:func:`recspark.log.stage` names each job after its stage) and the job ids of each
+    stage group named in :data:`CHECKED_GROUPS`, both read right after the run."""
+
+    runs_dir: str
+    run_dir: str
+    common: list[str]
+    unnamed_jobs: list[str]
+    groups: dict[str, list[int]]
+
+
+#: Stage groups whose jobs :func:`small_run` records (the job-naming test requires them).
+CHECKED_GROUPS = ("ingest: deduplicate and write indexed ratings", "fit als",
+                  "top-10 recommendations of als", "train: write metrics", "segment: k-means")
+
+
+def call_sites(tracker, job_ids) -> list[str]:
+    """``job <id>: <stage names>`` of each job, e.g. ``toPandas at recommend.py:163``."""
+    sites = []
+    for job in sorted(job_ids):
+        info = tracker.getJobInfo(job)
+        stages = [tracker.getStageInfo(s) for s in (info.stageIds if info else [])]
+        sites.append(f"job {job}: " + ", ".join(s.name for s in stages if s is not None))
+    return sites
+
+
 @pytest.fixture(scope="session")
-def small_run(spark, sample_dir, tmp_path_factory):
-    """A real ml-latest-small run, made once for the report and notebook-API tests: ingest,
-    train (bias, popularity, als with 4 iterations and a validation set, svd with a rank
-    sweep) and segment (als, k = 3), through the ``recspark`` commands. Returns
-    (train.output_dir, run folder, the common ``--set`` arguments)."""
+def small_run(spark, sample_dir, tmp_path_factory) -> SmallRun:
+    """A real ml-latest-small run, made once for the report, notebook-API and job-naming
+    tests: ingest, train (bias, popularity, als with 4 iterations and a validation set, svd
+    with a rank sweep) and segment (als, k = 3), through the ``recspark`` commands."""
     from recspark import cli
 
     tmp = tmp_path_factory.mktemp("small_run")
@@ -92,6 +121,9 @@ def small_run(spark, sample_dir, tmp_path_factory):
         "--set", f"train.output_dir={tmp}/runs", "--set", f"segment.output_dir={tmp}/segments",
         "--set", f"rescore.output_dir={tmp}/rescore",
     ]
+    tracker = spark.sparkContext.statusTracker()
+    unnamed_before = set(tracker.getJobIdsForGroup(None))
+    first_job = max(unnamed_before | {0})
     lent = _Lent(spark)
     original = cli.build_session
     cli.build_session = lambda _cfg: lent
@@ -109,4 +141,8 @@ def small_run(spark, sample_dir, tmp_path_factory):
         ]) == 0
     finally:
         cli.build_session = original
-    return f"{tmp}/runs", f"{tmp}/runs/small", common
+    return SmallRun(
+        f"{tmp}/runs", f"{tmp}/runs/small", common,
+        call_sites(tracker, set(tracker.getJobIdsForGroup(None)) - unnamed_before),
+        {g: [j for j in tracker.getJobIdsForGroup(g) if j > first_job] for g in CHECKED_GROUPS},
+    )

@@ -19,7 +19,7 @@ def readme_example() -> str:
 
 @pytest.mark.slow
 def test_readme_notebook_example_runs(spark, small_run):
-    runs_dir, _, _ = small_run
+    runs_dir = small_run.runs_dir
     code = readme_example().replace('"out/runs"', repr(runs_dir))
     scope = {"spark": spark}
     exec(compile(code, "README.md", "exec"), scope)

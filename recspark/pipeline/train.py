@@ -308,7 +308,8 @@ def _fit_and_report(
         with stage(f"save {name}", spark):
             model.save(model_dir)
     if spec.can(Ability.HISTORY) and model.history is not None and not model.history.empty:
-        extra.update(write_history(spark, model, model_dir))
+        with stage(f"convergence history of {name}", spark):
+            extra.update(write_history(spark, model, model_dir))
     if spec.can(Ability.PREDICT):
         pred_path = f"{staging}/{runs.PREDICTIONS_DIR}/{MODEL}={name}"
         rows.append(_evaluate(spark, model, name, run_id, f"{split.kind}/train", split.train, None))

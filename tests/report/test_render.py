@@ -104,7 +104,7 @@ CHROMIUM_FLAGS = [
 
 @pytest.mark.slow
 def test_report_of_a_real_run(spark, small_run, tmp_path):
-    _, run_dir, _ = small_run
+    run_dir = small_run.run_dir
     html = Path(run_dir, "report.html").read_text()
     parsed = _Tables()
     parsed.feed(html)
