@@ -256,9 +256,10 @@ def run_tune(spark: SparkSession, cfg: Config, args: Any) -> pd.DataFrame:
     table = search(spark, cfg, ratings, model=args.model, grid=grid, metric=metric,
                    folds=args.folds, trials=args.trials, parallel=args.parallel)
     out = expand(args.output or f"out/tune/{args.model}").rstrip("/")
-    spark.createDataFrame(table.astype({k: str for k in grid if table[k].dtype == object})) \
-        .coalesce(1).write.mode("overwrite").parquet(f"{out}/trials")
-    storage.write_text(spark, f"{out}/trials.csv", table.to_csv(index=False))
+    with stage(f"tune {args.model}: write trials", spark):
+        spark.createDataFrame(table.astype({k: str for k in grid if table[k].dtype == object})) \
+            .coalesce(1).write.mode("overwrite").parquet(f"{out}/trials")
+        storage.write_text(spark, f"{out}/trials.csv", table.to_csv(index=False))
     name = table.columns[len(grid) + 1]
     for key in grid:
         trial_chart(spark, table, param=key, metric=name, path=f"{out}/{name}_by_{key}.png",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pytest
 from pydantic import Field
 from pyspark.sql import DataFrame
@@ -111,3 +112,28 @@ def test_ranking_search_lists_only_movies_with_min_support(spark):
     assert by_floor.loc[1000, "coverage@3"] == 0 and by_floor.loc[1000, "ndcg@3"] == 0
     assert by_floor.loc[1, "coverage@3"] > 0 and by_floor.loc[1, "hit_rate@3"] > 0
     assert table.iloc[0]["recommend.min_support"] == 1
+
+
+def test_the_tune_job_writes_trials_pictures_and_an_overlay_and_names_its_jobs(
+    spark, level_model, tmp_path, run_job_script
+):
+    from tests.conftest import call_sites
+    from tests.pipeline.test_new_model import ingested
+
+    common = ingested(tmp_path, run_job_script)  # 39 ratings, mean 2.49
+    tracker = spark.sparkContext.statusTracker()
+    unnamed_before = set(tracker.getJobIdsForGroup(None))
+    out = tmp_path / "tune"
+    argv = common + ["--model", "level", "--grid", "level.level=[4.5,2.5]", "--folds", "2",
+                     "--output", str(out)]
+    assert run_job_script("tune", argv) == 0
+    unnamed = set(tracker.getJobIdsForGroup(None)) - unnamed_before
+    assert not unnamed, "jobs outside every stage:\n" + "\n".join(call_sites(tracker, unnamed))
+
+    trials = pd.read_parquet(out / "trials").sort_values("rank")
+    assert trials["level.level"].tolist() == [2.5, 4.5]  # RMSE² = var + (mean − level)²
+    assert trials["rmse"].iloc[0] < trials["rmse"].iloc[1]
+    pd.testing.assert_frame_equal(pd.read_csv(out / "trials.csv").sort_values("rank"), trials,
+                                  check_dtype=False)
+    assert (out / "rmse_by_level.level.png").stat().st_size > 5_000
+    assert load_config([out / "best.toml"]).level.level == 2.5
