@@ -79,33 +79,51 @@ def run_job_script(spark, monkeypatch):
     return run
 
 
+class JobWatch:
+    """The Spark jobs started inside a ``with JobWatch(spark, groups) as jobs:`` block:
+    ``jobs.unnamed`` lists the call sites of those that ran outside every stage
+    (:func:`recspark.log.stage` puts each job into a group named after its stage), e.g.
+    ``job 98: parquet at NativeMethodAccessorImpl.java:0``, and ``jobs.in_group[g]`` the
+    ids of those in each stage group of ``groups``. Spark's status tracker keeps the last
+    ``spark.ui.retainedJobs`` (1,000) jobs."""
+
+    def __init__(self, spark: SparkSession, groups: tuple[str, ...] = ()) -> None:
+        self.tracker = spark.sparkContext.statusTracker()
+        self.groups = groups
+        self.unnamed: list[str] = []
+        self.in_group: dict[str, set[int]] = {}
+
+    def _ids(self) -> dict[str | None, set[int]]:
+        return {g: set(self.tracker.getJobIdsForGroup(g)) for g in (None, *self.groups)}
+
+    def __enter__(self) -> "JobWatch":
+        self._before = self._ids()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        new = {g: ids - self._before[g] for g, ids in self._ids().items()}
+        for job in sorted(new.pop(None)):
+            info = self.tracker.getJobInfo(job)
+            stages = [self.tracker.getStageInfo(s) for s in (info.stageIds if info else [])]
+            self.unnamed.append(f"job {job}: " + ", ".join(s.name for s in stages if s is not None))
+        self.in_group = new
+
+
 @dataclass(frozen=True)
 class SmallRun:
     """What :func:`small_run` made: the train output folder, the run folder, the common
-    ``--set`` arguments, the call sites of the Spark jobs that ran outside every stage
-    (:func:`recspark.log.stage` names each job after its stage) and the job ids of each
-    stage group named in :data:`CHECKED_GROUPS`, both read right after the run."""
+    ``--set`` arguments, and the jobs of its ingest, train and segment (a :class:`JobWatch`
+    of the stage groups in :data:`SMALL_RUN_GROUPS`)."""
 
     runs_dir: str
     run_dir: str
     common: list[str]
-    unnamed_jobs: list[str]
-    groups: dict[str, list[int]]
+    jobs: JobWatch
 
 
 #: Stage groups whose jobs :func:`small_run` records (the job-naming test requires them).
-CHECKED_GROUPS = ("ingest: deduplicate and write indexed ratings", "fit als",
-                  "top-10 recommendations of als", "train: write metrics", "segment: k-means")
-
-
-def call_sites(tracker, job_ids) -> list[str]:
-    """``job <id>: <stage names>`` of each job, e.g. ``toPandas at recommend.py:163``."""
-    sites = []
-    for job in sorted(job_ids):
-        info = tracker.getJobInfo(job)
-        stages = [tracker.getStageInfo(s) for s in (info.stageIds if info else [])]
-        sites.append(f"job {job}: " + ", ".join(s.name for s in stages if s is not None))
-    return sites
+SMALL_RUN_GROUPS = ("ingest: deduplicate and write indexed ratings", "fit als",
+                    "top-10 recommendations of als", "train: write metrics", "segment: k-means")
 
 
 @pytest.fixture(scope="session")
@@ -121,28 +139,22 @@ def small_run(spark, sample_dir, tmp_path_factory) -> SmallRun:
         "--set", f"train.output_dir={tmp}/runs", "--set", f"segment.output_dir={tmp}/segments",
         "--set", f"rescore.output_dir={tmp}/rescore",
     ]
-    tracker = spark.sparkContext.statusTracker()
-    unnamed_before = set(tracker.getJobIdsForGroup(None))
-    first_job = max(unnamed_before | {0})
     lent = _Lent(spark)
     original = cli.build_session
     cli.build_session = lambda _cfg: lent
     try:
-        assert cli.run_command("ingest", common) == 0
-        assert cli.run_command("train", common + [
-            "--set", "train.run_id=small", "--set", "train.models=bias,popularity,als,svd",
-            "--set", "als.max_iter=4", "--set", "als.rank=8", "--set", "svd.sweep=[4,8,12]",
-            "--set", "svd.rank=8", "--set", "train.validation_fraction=0.05",
-            "--set", "recommend.extra_splits=[]",
-        ]) == 0
-        assert cli.run_command("segment", common + [
-            "--set", "segment.run_id=small", "--set", "segment.k=3",
-            "--set", "segment.plot_points=2000",
-        ]) == 0
+        with JobWatch(spark, SMALL_RUN_GROUPS) as jobs:
+            assert cli.run_command("ingest", common) == 0
+            assert cli.run_command("train", common + [
+                "--set", "train.run_id=small", "--set", "train.models=bias,popularity,als,svd",
+                "--set", "als.max_iter=4", "--set", "als.rank=8", "--set", "svd.sweep=[4,8,12]",
+                "--set", "svd.rank=8", "--set", "train.validation_fraction=0.05",
+                "--set", "recommend.extra_splits=[]",
+            ]) == 0
+            assert cli.run_command("segment", common + [
+                "--set", "segment.run_id=small", "--set", "segment.k=3",
+                "--set", "segment.plot_points=2000",
+            ]) == 0
     finally:
         cli.build_session = original
-    return SmallRun(
-        f"{tmp}/runs", f"{tmp}/runs/small", common,
-        call_sites(tracker, set(tracker.getJobIdsForGroup(None)) - unnamed_before),
-        {g: [j for j in tracker.getJobIdsForGroup(g) if j > first_job] for g in CHECKED_GROUPS},
-    )
+    return SmallRun(f"{tmp}/runs", f"{tmp}/runs/small", common, jobs)

@@ -19,6 +19,8 @@ from recspark.pipeline.tune import overlay_text, parse_grid, search, trial_setti
 from recspark.schema import MOVIE_ID, PERSONALISED, PREDICTION, RATING, TIMESTAMP, USER_ID
 from recspark.seeds import derive_seed
 from recspark.split import split_ratings
+from tests.conftest import JobWatch
+from tests.pipeline.test_new_model import ingested
 
 
 class LevelConfig(Section):
@@ -117,18 +119,13 @@ def test_ranking_search_lists_only_movies_with_min_support(spark):
 def test_the_tune_job_writes_trials_pictures_and_an_overlay_and_names_its_jobs(
     spark, level_model, tmp_path, run_job_script
 ):
-    from tests.conftest import call_sites
-    from tests.pipeline.test_new_model import ingested
-
     common = ingested(tmp_path, run_job_script)  # 39 ratings, mean 2.49
-    tracker = spark.sparkContext.statusTracker()
-    unnamed_before = set(tracker.getJobIdsForGroup(None))
     out = tmp_path / "tune"
     argv = common + ["--model", "level", "--grid", "level.level=[4.5,2.5]", "--folds", "2",
                      "--output", str(out)]
-    assert run_job_script("tune", argv) == 0
-    unnamed = set(tracker.getJobIdsForGroup(None)) - unnamed_before
-    assert not unnamed, "jobs outside every stage:\n" + "\n".join(call_sites(tracker, unnamed))
+    with JobWatch(spark) as jobs:
+        assert run_job_script("tune", argv) == 0
+    assert not jobs.unnamed, "jobs outside every stage:\n" + "\n".join(jobs.unnamed)
 
     trials = pd.read_parquet(out / "trials").sort_values("rank")
     assert trials["level.level"].tolist() == [2.5, 4.5]  # RMSE² = var + (mean − level)²
