@@ -9,6 +9,7 @@ is a model named in ``train.models``.
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from recspark.schema import METRIC, MODEL, SPLIT, VALUE
@@ -85,6 +86,21 @@ REFERENCE = {
 }
 
 
+def reference_rows(metrics: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """(model, metric) → value of a metrics table's random/test rows that REFERENCE holds."""
+    test = metrics[metrics[SPLIT] == "random/test"]
+    return {
+        (row[MODEL], row[METRIC]): float(row[VALUE])
+        for row in test.to_dict("records")
+        if row[METRIC] in REFERENCE.get(row[MODEL], {})
+    }
+
+
+def expected(reference: dict[str, dict[str, float]]) -> dict[tuple[str, str], float]:
+    """(model, metric) → value of ``reference`` (REFERENCE or a part of it)."""
+    return {(m, metric): v for m, values in reference.items() for metric, v in values.items()}
+
+
 @pytest.fixture
 def reference_partitions(spark):
     """The reference ran with the base config's 8 shuffle partitions; the test session has 2.
@@ -113,11 +129,4 @@ def test_every_model_gives_the_reference_metrics(
     assert run_job_script("train", argv) == 0
 
     metrics = spark.read.parquet(f"{tmp_path}/runs/ref/metrics").toPandas()
-    test = metrics[metrics[SPLIT] == "random/test"]
-    got = {
-        (row[MODEL], row[METRIC]): float(row[VALUE])
-        for row in test.to_dict("records")
-        if row[METRIC] in REFERENCE.get(row[MODEL], {})
-    }
-    expected = {(m, metric): v for m, values in REFERENCE.items() for metric, v in values.items()}
-    assert got == pytest.approx(expected, rel=1e-6)
+    assert reference_rows(metrics) == pytest.approx(expected(REFERENCE), rel=1e-6)

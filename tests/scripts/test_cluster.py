@@ -27,8 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recspark.schema import METRIC, MODEL, SPLIT, VALUE
-from tests.pipeline.test_train_reference import REFERENCE, SETTINGS
+from tests.pipeline.test_train_reference import REFERENCE, SETTINGS, expected, reference_rows
 
 REPO = Path(__file__).resolve().parent.parent.parent
 JOBS = ("ingest", "train", "segment", "rescore")
@@ -67,16 +66,6 @@ def _args(sample_dir: Path, out: Path) -> list[str]:
         "rescore.score_date": '"2025-01-01"',
     }
     return [word for key, value in sets.items() for word in ("--set", f"{key}={value}")]
-
-
-def _test_metrics(run_dir: Path) -> dict[tuple[str, str], float]:
-    """(model, metric) -> value on random/test, for the metrics REFERENCE holds."""
-    table = pd.read_parquet(run_dir / "metrics")
-    return {
-        (row[MODEL], row[METRIC]): float(row[VALUE])
-        for row in table[table[SPLIT] == "random/test"].to_dict("records")
-        if row[METRIC] in REFERENCE.get(row[MODEL], {})
-    }
 
 
 @pytest.mark.slow
@@ -123,5 +112,7 @@ def test_the_readme_commands_run_on_a_standalone_cluster_as_in_local_mode(
     cluster_out = tmp_path / "cluster_out"
     assert (cluster_out / "scores" / "score_date=2025-01-01").is_dir()
     assert list((cluster_out / "segments").iterdir())
-    expected = {(m, metric): v for m in ("bias", "mllib_als") for metric, v in REFERENCE[m].items()}
-    assert _test_metrics(cluster_out / "runs" / "same") == pytest.approx(expected, rel=1e-6)
+    on_cluster = reference_rows(pd.read_parquet(cluster_out / "runs" / "same" / "metrics"))
+    assert on_cluster == pytest.approx(
+        expected({m: REFERENCE[m] for m in ("bias", "mllib_als")}), rel=1e-6
+    )
