@@ -47,6 +47,29 @@ def sample_dir() -> Path:
     return SAMPLE_DIR
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _background_cluster_run(request, tmp_path_factory):
+    """When a selected test asks for ``cluster_run``: the cluster test's commands, started as
+    the session begins so that they run beside the other tests (see
+    :mod:`tests.scripts.cluster_run`); None otherwise. Stopped when the session ends."""
+    if not any("cluster_run" in item.fixturenames for item in request.session.items):
+        yield None
+        return
+    from tests.scripts.cluster_run import ClusterRun
+
+    run = ClusterRun(tmp_path_factory.mktemp("cluster_run"), SAMPLE_DIR)
+    try:
+        yield run
+    finally:
+        run.close()
+
+
+@pytest.fixture
+def cluster_run(_background_cluster_run, sample_dir):
+    """The session's :class:`tests.scripts.cluster_run.ClusterRun` (ml-latest-small must be there)."""
+    return _background_cluster_run
+
+
 class _Lent:
     """The test session lent to a job; the job's ``spark.stop()`` leaves it running."""
 
