@@ -47,27 +47,28 @@ def sample_dir() -> Path:
     return SAMPLE_DIR
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _background_cluster_run(request, tmp_path_factory):
-    """When a selected test asks for ``cluster_run``: the cluster test's commands, started as
-    the session begins so that they run beside the other tests (see
-    :mod:`tests.scripts.cluster_run`); None otherwise. Stopped when the session ends."""
-    if not any("cluster_run" in item.fixturenames for item in request.session.items):
-        yield None
-        return
+@pytest.fixture(scope="session")
+def cluster_run(sample_dir, tmp_path_factory):
+    """The cluster test's commands running in the background (a
+    :class:`tests.scripts.cluster_run.ClusterRun`), stopped when the session ends."""
     from tests.scripts.cluster_run import ClusterRun
 
-    run = ClusterRun(tmp_path_factory.mktemp("cluster_run"), SAMPLE_DIR)
+    run = ClusterRun(tmp_path_factory.mktemp("cluster_run"), sample_dir)
     try:
         yield run
     finally:
         run.close()
 
 
-@pytest.fixture
-def cluster_run(_background_cluster_run, sample_dir):
-    """The session's :class:`tests.scripts.cluster_run.ClusterRun` (ml-latest-small must be there)."""
-    return _background_cluster_run
+@pytest.fixture(scope="session", autouse=True)
+def _start_cluster_run_early(request):
+    """Starts ``cluster_run`` as the session begins when a selected test uses it, so that its
+    commands run beside the other tests. Without the sample, nothing starts early: the test
+    that needs it fails on its own."""
+    if (SAMPLE_DIR / "ratings.csv").is_file() and any(
+        "cluster_run" in item.fixturenames for item in request.session.items
+    ):
+        request.getfixturevalue("cluster_run")
 
 
 class _Lent:

@@ -4,9 +4,9 @@ The cluster test (:mod:`tests.scripts.test_cluster`) starts a Spark standalone c
 (``scripts/cluster.sh start``) and submits four applications through ``scripts/submit.sh``.
 Most of its six minutes is latency (JVM starts, the packed environment unpacked by each
 driver and executor, one-core executors): it keeps about a third of the two cores busy.
-:class:`ClusterRun` starts those commands in a thread when the test session begins (see
-``cluster_run`` in ``tests/conftest.py``), so the other tests use the idle time; the test
-then waits for the result and checks it.
+:class:`ClusterRun` starts those commands in a thread when the test session begins (the
+``cluster_run`` fixture of ``tests/conftest.py``), so the other tests use the idle time;
+the test then waits for the result and checks it.
 """
 
 from __future__ import annotations
