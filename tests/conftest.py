@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,10 +135,35 @@ class JobWatch:
 
 
 @dataclass(frozen=True)
+class SampleIngest:
+    """What :func:`sample_ingest` made: the ``--set`` arguments that point a job at
+    ml-latest-small and its ingest output (``ingest_dir``), and the ingest's jobs."""
+
+    args: list[str]
+    ingest_dir: str
+    jobs: JobWatch
+
+
+@pytest.fixture(scope="session")
+def sample_ingest(spark, sample_dir, tmp_path_factory) -> SampleIngest:
+    """ml-latest-small ingested once, through the ``recspark ingest`` command with the
+    default settings, for the tests that train or segment on it. The ingest output does not
+    depend on the session's shuffle partitions (2 and 8 wrote identical files), so the
+    reference-metrics test shares it too; the ingest tests make their own."""
+    from recspark import cli
+
+    tmp = tmp_path_factory.mktemp("sample_ingest")
+    args = ["--set", f"data.dir={sample_dir}", "--set", f"ingest.output_dir={tmp}/ingest"]
+    with _lent_to_commands(spark), JobWatch(spark, SAMPLE_INGEST_GROUPS) as jobs:
+        assert cli.run_command("ingest", args) == 0
+    return SampleIngest(args, f"{tmp}/ingest", jobs)
+
+
+@dataclass(frozen=True)
 class SmallRun:
     """What :func:`small_run` made: the train output folder, the run folder, the common
-    ``--set`` arguments, and the jobs of its ingest, train and segment (a :class:`JobWatch`
-    of the stage groups in :data:`SMALL_RUN_GROUPS`)."""
+    ``--set`` arguments, and the jobs of its train and segment (a :class:`JobWatch` of the
+    stage groups in :data:`SMALL_RUN_GROUPS`)."""
 
     runs_dir: str
     run_dir: str
@@ -145,40 +171,48 @@ class SmallRun:
     jobs: JobWatch
 
 
-#: Stage groups whose jobs :func:`small_run` records (the job-naming test requires them).
-SMALL_RUN_GROUPS = ("ingest: deduplicate and write indexed ratings", "fit als",
-                    "top-10 recommendations of als", "train: write metrics", "segment: k-means")
+#: Stage groups whose jobs :func:`sample_ingest` and :func:`small_run` record (the
+#: job-naming test requires them).
+SAMPLE_INGEST_GROUPS = ("ingest: deduplicate and write indexed ratings",)
+SMALL_RUN_GROUPS = ("fit als", "top-10 recommendations of als", "train: write metrics",
+                    "segment: k-means")
+
+
+@contextmanager
+def _lent_to_commands(spark):
+    """The ``recspark`` commands run on the test session while inside the block."""
+    from recspark import cli
+
+    original = cli.build_session
+    cli.build_session = lambda _cfg: _Lent(spark)
+    try:
+        yield
+    finally:
+        cli.build_session = original
 
 
 @pytest.fixture(scope="session")
-def small_run(spark, sample_dir, tmp_path_factory) -> SmallRun:
+def small_run(spark, sample_ingest, tmp_path_factory) -> SmallRun:
     """A real ml-latest-small run, made once for the report, notebook-API and job-naming
-    tests: ingest, train (bias, popularity, als with 4 iterations and a validation set, svd
-    with a rank sweep) and segment (als, k = 3), through the ``recspark`` commands."""
+    tests: train (bias, popularity, als with 4 iterations and a validation set, svd with a
+    rank sweep) on :func:`sample_ingest` and segment (als, k = 3), through the ``recspark``
+    commands."""
     from recspark import cli
 
     tmp = tmp_path_factory.mktemp("small_run")
-    common = [
-        "--set", f"data.dir={sample_dir}", "--set", f"ingest.output_dir={tmp}/ingest",
+    common = sample_ingest.args + [
         "--set", f"train.output_dir={tmp}/runs", "--set", f"segment.output_dir={tmp}/segments",
         "--set", f"rescore.output_dir={tmp}/rescore",
     ]
-    lent = _Lent(spark)
-    original = cli.build_session
-    cli.build_session = lambda _cfg: lent
-    try:
-        with JobWatch(spark, SMALL_RUN_GROUPS) as jobs:
-            assert cli.run_command("ingest", common) == 0
-            assert cli.run_command("train", common + [
-                "--set", "train.run_id=small", "--set", "train.models=bias,popularity,als,svd",
-                "--set", "als.max_iter=4", "--set", "als.rank=8", "--set", "svd.sweep=[4,8,12]",
-                "--set", "svd.rank=8", "--set", "train.validation_fraction=0.05",
-                "--set", "recommend.extra_splits=[]",
-            ]) == 0
-            assert cli.run_command("segment", common + [
-                "--set", "segment.run_id=small", "--set", "segment.k=3",
-                "--set", "segment.plot_points=2000",
-            ]) == 0
-    finally:
-        cli.build_session = original
+    with _lent_to_commands(spark), JobWatch(spark, SMALL_RUN_GROUPS) as jobs:
+        assert cli.run_command("train", common + [
+            "--set", "train.run_id=small", "--set", "train.models=bias,popularity,als,svd",
+            "--set", "als.max_iter=4", "--set", "als.rank=8", "--set", "svd.sweep=[4,8,12]",
+            "--set", "svd.rank=8", "--set", "train.validation_fraction=0.05",
+            "--set", "recommend.extra_splits=[]",
+        ]) == 0
+        assert cli.run_command("segment", common + [
+            "--set", "segment.run_id=small", "--set", "segment.k=3",
+            "--set", "segment.plot_points=2000",
+        ]) == 0
     return SmallRun(f"{tmp}/runs", f"{tmp}/runs/small", common, jobs)

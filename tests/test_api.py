@@ -18,7 +18,7 @@ def readme_example() -> str:
 
 
 @pytest.mark.slow
-def test_readme_notebook_example_runs(spark, small_run):
+def test_readme_notebook_example_runs(spark, small_run, sample_ingest):
     runs_dir = small_run.runs_dir
     code = readme_example().replace('"out/runs"', repr(runs_dir))
     scope = {"spark": spark}
@@ -27,7 +27,7 @@ def test_readme_notebook_example_runs(spark, small_run):
     assert list(board["model"])[0] == "als" or "als" in list(board["model"])
     assert recs.count() == 2 * 5 and recs.select("user_id").distinct().count() == 2
     assert set(recs.columns) >= {"user_id", "rank", "movie_id", "score", "title"}
-    rated = {r.movie_id for r in spark.read.parquet(f"{runs_dir}/../ingest/ratings").where("user_id = 1").collect()}
+    rated = {r.movie_id for r in spark.read.parquet(f"{sample_ingest.ingest_dir}/ratings").where("user_id = 1").collect()}
     assert not rated & {r.movie_id for r in recs.where("user_id = 1").collect()}
     assert similar.count() == 5 and similar.first()["title"] == "Toy Story (1995)"
     assert predicted.count() == 2 and predicted.where("prediction between 0.5 and 5").count() == 2

@@ -3,8 +3,8 @@
 :func:`recspark.log.stage` puts each job into a job group named like the stage; the status
 tracker lists the jobs that ran in no group, so a job started outside every stage fails
 the test, with the call site Spark recorded for it (e.g. ``toPandas at recommend.py:163``).
-The session's ``small_run`` watched its ingest, train and segment of recspark's own models
-(als, svd); the test runs train (bias, popularity, MLlib ALS, with the leave-last-out
+The session's ``sample_ingest`` and ``small_run`` watched their ingest, train and segment of
+recspark's own models (als, svd); the test runs train (bias, popularity, MLlib ALS, with the leave-last-out
 split), segment and rescore (all users, and pairs) on the tiny data set.
 """
 
@@ -17,7 +17,7 @@ from tests.conftest import JobWatch
 
 @pytest.mark.slow
 def test_every_job_of_ingest_train_segment_and_rescore_is_named(
-    spark, small_run, tiny, tmp_path, run_job_script
+    spark, sample_ingest, small_run, tiny, tmp_path, run_job_script
 ):
     _, common = tiny
     args = common + [
@@ -36,7 +36,7 @@ def test_every_job_of_ingest_train_segment_and_rescore_is_named(
         assert run_job_script("rescore", args + ["--set", "rescore.model=mllib_als"]) == 0
         assert run_job_script("rescore", args + ["--set", "rescore.model=bias", "--set", "rescore.mode=pairs",
                                                  "--set", f"rescore.input={pairs}"]) == 0
-    for jobs in (small_run.jobs, on_tiny):
+    for jobs in (sample_ingest.jobs, small_run.jobs, on_tiny):
         assert not jobs.unnamed, "jobs outside every stage:\n" + "\n".join(jobs.unnamed)
         for group, ids in jobs.in_group.items():
             assert ids, f"no job in the stage group {group!r}"

@@ -10,7 +10,6 @@ import pytest
 
 from recspark.config import load_config
 from recspark.errors import ConfigError, DataNotFoundError
-from recspark.pipeline.ingest import run_ingest
 from recspark.pipeline.segment import find_run, run_segment
 from recspark.schema import (
     MOVIE_ID,
@@ -50,11 +49,11 @@ def test_bad_config_and_missing_run(spark, tmp_path, sample_dir):
 
 
 @pytest.mark.slow
-def test_segment_pipeline_end_to_end_on_ml_latest_small(spark, tmp_path, sample_dir):
-    cfg = _cfg(tmp_path, sample_dir, "segment.k_min=2", "segment.k_max=6", "segment.source=auto")
-    run_ingest(spark, cfg)
+def test_segment_pipeline_end_to_end_on_ml_latest_small(spark, tmp_path, sample_dir, sample_ingest):
+    ingest = f"ingest.output_dir={sample_ingest.ingest_dir}"
+    cfg = _cfg(tmp_path, sample_dir, ingest, "segment.k_min=2", "segment.k_max=6", "segment.source=auto")
     with pytest.raises(DataNotFoundError, match="segment.source=fit"):
-        run_segment(spark, _cfg(tmp_path, sample_dir, "segment.source=run"))
+        run_segment(spark, _cfg(tmp_path, sample_dir, ingest, "segment.source=run"))
 
     result = run_segment(spark, cfg)
     out = Path(result.output_dir)
@@ -103,7 +102,7 @@ def test_segment_pipeline_end_to_end_on_ml_latest_small(spark, tmp_path, sample_
     small, _ = random_split(ratings, test_fraction=0.5, seed=1)
     model = registry.fit("als", small, cfg=cfg, bias=fit_bias(small, cfg=cfg.bias))
     model.save(f"{tmp_path}/runs/20990101T000000Z/models/als")
-    loaded = run_segment(spark, _cfg(tmp_path, sample_dir, "segment.source=run", "segment.k=3"))
+    loaded = run_segment(spark, _cfg(tmp_path, sample_dir, ingest, "segment.source=run", "segment.k=3"))
     assert (loaded.source, loaded.run_id, loaded.k) == ("run", "20990101T000000Z", 3)
     assert Path(loaded.output_dir, "profiles", "_SUCCESS").is_file()
 

@@ -31,13 +31,8 @@ from tests.conftest import REPO
 
 
 @pytest.mark.slow
-def test_train_job_end_to_end_on_ml_latest_small(spark, sample_dir, tmp_path, run_job_script):
-    common = [
-        "--set", f"data.dir={sample_dir}",
-        "--set", f"ingest.output_dir={tmp_path}/ingest",
-        "--set", f"train.output_dir={tmp_path}/runs",
-    ]
-    assert run_job_script("ingest", common) == 0
+def test_train_job_end_to_end_on_ml_latest_small(spark, sample_ingest, tmp_path, run_job_script):
+    common = sample_ingest.args + ["--set", f"train.output_dir={tmp_path}/runs"]
     assert run_job_script("train", common + ["--set", "train.run_id=e2e"]) == 0
 
     run = f"{tmp_path}/runs/e2e"
@@ -263,11 +258,10 @@ def test_whole_star_data_set_never_gets_a_prediction_outside_1_to_5(tmp_path, sp
 
 
 def test_cross_validated_run_writes_per_fold_rows_their_summary_and_a_leaderboard(
-    spark, tmp_path, run_job_script
+    spark, tiny, tmp_path, run_job_script
 ):
-    from tests.pipeline.test_new_model import ingested
-
-    common = ingested(tmp_path, run_job_script)
+    root, common = tiny
+    common = common + ["--set", f"train.output_dir={tmp_path}/runs"]
     args = ["--set", "train.run_id=cv", "--set", "train.models=bias,popularity",
             "--set", "train.folds=3", "--set", "recommend.n=3", "--set", "recommend.k=3",
             "--set", "train.leaderboard_by=ndcg"]
@@ -278,7 +272,7 @@ def test_cross_validated_run_writes_per_fold_rows_their_summary_and_a_leaderboar
     per_fold = metrics[metrics["fold"].notna()]
     rows = per_fold[(per_fold[MODEL] == "bias") & (per_fold[METRIC] == "rows")]
     assert sorted(rows["fold"]) == [0, 1, 2] and set(rows[SPLIT]) == {"kfold/test"}
-    ratings = pd.read_parquet(tmp_path / "ingest" / "ratings")
+    ratings = pd.read_parquet(root / "ingest" / "ratings")
     assert rows[VALUE].sum() == len(ratings)  # every rating tested exactly once
     rmse = per_fold[(per_fold[MODEL] == "bias") & (per_fold[METRIC] == "rmse")][VALUE]
     summary = metrics[metrics["fold"].isna()].set_index([MODEL, SPLIT, METRIC])[VALUE]

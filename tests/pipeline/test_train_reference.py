@@ -115,15 +115,10 @@ def reference_partitions(spark):
 
 @pytest.mark.slow
 def test_every_model_gives_the_reference_metrics(
-    spark, sample_dir, tmp_path, run_job_script, reference_partitions
+    spark, sample_ingest, tmp_path, run_job_script, reference_partitions
 ):
-    common = [
-        "--set", f"data.dir={sample_dir}",
-        "--set", f"ingest.output_dir={tmp_path}/ingest",
-        "--set", f"train.output_dir={tmp_path}/runs",
-    ]
-    assert run_job_script("ingest", common) == 0
-    argv = common + ["--set", "train.run_id=ref", "--set", f"train.models={MODELS}"]
+    argv = sample_ingest.args + ["--set", f"train.output_dir={tmp_path}/runs"]
+    argv += ["--set", "train.run_id=ref", "--set", f"train.models={MODELS}"]
     for setting in SETTINGS:
         argv += ["--set", setting]
     assert run_job_script("train", argv) == 0
