@@ -4,8 +4,8 @@
 tracker lists the jobs that ran in no group, so a job started outside every stage fails
 the test, with the call site Spark recorded for it (e.g. ``toPandas at recommend.py:163``).
 The session's ``sample_ingest`` and ``small_run`` watched their ingest, train and segment of
-recspark's own models (als, svd); the test runs train (bias, popularity, MLlib ALS, with the leave-last-out
-split), segment and rescore (all users, and pairs) on the tiny data set.
+recspark's own models (als, svd); the test runs train (bias, popularity, MLlib ALS, with the
+leave-last-out split), segment and rescore (all users, and pairs) on the tiny data set.
 """
 
 from __future__ import annotations
