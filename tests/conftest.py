@@ -86,14 +86,10 @@ class _Lent:
 
 
 @pytest.fixture
-def run_job_script(spark, monkeypatch):
+def run_job_script(spark):
     """Run ``<folder>/<name>.py``'s ``main(argv)`` (``jobs/`` unless ``folder`` says, e.g.
     ``scripts``) on the shared session; returns its exit code."""
     import importlib.util
-
-    from recspark import cli
-
-    monkeypatch.setattr(cli, "build_session", lambda _cfg: _Lent(spark))
 
     def run(name: str, argv: list[str], *, folder: str = "jobs") -> int:
         spec = importlib.util.spec_from_file_location(f"job_{name}", REPO / folder / f"{name}.py")
@@ -101,7 +97,8 @@ def run_job_script(spark, monkeypatch):
         spec.loader.exec_module(module)
         return module.main(argv)
 
-    return run
+    with _lent_to_commands(spark):
+        yield run
 
 
 class JobWatch:
@@ -180,15 +177,12 @@ SMALL_RUN_GROUPS = ("fit als", "top-10 recommendations of als", "train: write me
 
 @contextmanager
 def _lent_to_commands(spark):
-    """The ``recspark`` commands run on the test session while inside the block."""
+    """The ``recspark`` commands and job scripts run on the test session inside the block."""
     from recspark import cli
 
-    original = cli.build_session
-    cli.build_session = lambda _cfg: _Lent(spark)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "build_session", lambda _cfg: _Lent(spark))
         yield
-    finally:
-        cli.build_session = original
 
 
 @pytest.fixture(scope="session")
