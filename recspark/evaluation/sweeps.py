@@ -16,11 +16,12 @@ import logging
 from typing import Sequence
 
 import pandas as pd
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from recspark.errors import ConfigError
 from recspark.models.base import clip
+from recspark.models.factor import dot
 from recspark.schema import (
     BIAS,
     BIAS_PREDICTION,
@@ -39,11 +40,7 @@ from recspark.schema import (
 
 _logger = logging.getLogger(__name__)
 
-_UB, _UF, _IB, _IF, _PRODS = "_svd_ub", "_svd_uf", "_svd_ib", "_svd_if", "_svd_prods"
-
-
-def _sum_first(prods: Column, k: int) -> Column:
-    return F.aggregate(F.slice(prods, 1, k), F.lit(0.0), lambda acc, x: acc + x)
+_UB, _UF, _IB, _IF = "_svd_ub", "_svd_uf", "_svd_ib", "_svd_if"
 
 
 def sweep_rows(model, data: DataFrame, *, ks: Sequence[int] | None = None) -> pd.DataFrame:
@@ -78,15 +75,11 @@ def sweep_rows(model, data: DataFrame, *, ks: Sequence[int] | None = None) -> pd
         fallback = F.lit(full.global_mean) + F.coalesce(F.col(_UB), F.lit(0.0)) + F.coalesce(
             F.col(_IB), F.lit(0.0)
         )
-    scored = (
-        scored.join(users, USER_ID, "left")
-        .join(items, MOVIE_ID, "left")
-        .withColumn(_PRODS, F.zip_with(_UF, _IF, lambda x, y: x * y))
-    )
+    scored = scored.join(users, USER_ID, "left").join(items, MOVIE_ID, "left")
     base = F.lit(full.global_mean) + F.col(_UB) + F.col(_IB)
     aggs = []
     for k in usable:
-        pred = clip(F.coalesce(base + _sum_first(F.col(_PRODS), k), fallback), full.lo, full.hi)
+        pred = clip(F.coalesce(base + dot(_UF, _IF, k), fallback), full.lo, full.hi)
         err = pred - F.col(RATING)
         aggs += [F.sqrt(F.avg(err * err)).alias(f"{RMSE}_{k}"), F.avg(F.abs(err)).alias(f"{MAE}_{k}")]
     row = scored.agg(*aggs).first().asDict()

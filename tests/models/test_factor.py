@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from chispa import assert_approx_df_equality
 
 from recspark.errors import ModelError
 from recspark.models.bias import BiasModel
-from recspark.models.factor import FactorModel
+from recspark.models.factor import DOT_UNROLLED_MAX, FactorModel, dot
 from tests.models.als._reference import hand_bias_model
 
 
@@ -51,6 +52,21 @@ def test_predict_scores_known_pairs_and_falls_back_for_unknown_ids(spark):
     )
     assert_approx_df_equality(own, expected_own, 1e-12, ignore_row_order=True, ignore_nullable=True)
 
+
+@pytest.mark.parametrize("rank", [12, DOT_UNROLLED_MAX + 1])
+def test_dot_sums_in_order_and_is_null_when_an_array_is_null_or_short(spark, rank):
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(2, 3, rank))
+    rows = [(0, a[0].tolist(), b[0].tolist()), (1, a[1].tolist(), b[1].tolist()),
+            (2, None, b[2].tolist()), (3, a[2][:5].tolist(), b[2].tolist())]
+    frame = spark.createDataFrame(rows, "i int, a array<double>, b array<double>")
+    got = {r["i"]: r["d"] for r in frame.select("i", dot("a", "b", rank).alias("d")).collect()}
+    for i in (0, 1):  # the same sums in the same order as a left-to-right loop: equal bits
+        want = 0.0
+        for x, y in zip(a[i], b[i]):
+            want += x * y
+        assert got[i] == want
+    assert got[2] is None and got[3] is None
 
 
 def test_load_explains_missing_incomplete_and_foreign_folders(spark, tmp_path):

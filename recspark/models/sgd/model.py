@@ -105,7 +105,7 @@ class SvdppModel:
         adjusted = (
             new.join(q, MOVIE_ID)
             .join(sums, USER_ID)
-            .select(USER_ID, MOVIE_ID, (F.col(RATING) - dot(_Q, _Z)).alias(RATING))
+            .select(USER_ID, MOVIE_ID, (F.col(RATING) - dot(_Q, _Z, self.rank)).alias(RATING))
         )
         folded = (
             fold_in_model_users(self.factors, adjusted)
