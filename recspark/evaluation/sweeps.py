@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from recspark.errors import ConfigError
 from recspark.models.base import clip
-from recspark.models.factor import dot
+from recspark.models.factor import broadcast_if_small, dot
 from recspark.schema import (
     BIAS,
     BIAS_PREDICTION,
@@ -75,7 +75,9 @@ def sweep_rows(model, data: DataFrame, *, ks: Sequence[int] | None = None) -> pd
         fallback = F.lit(full.global_mean) + F.coalesce(F.col(_UB), F.lit(0.0)) + F.coalesce(
             F.col(_IB), F.lit(0.0)
         )
-    scored = scored.join(users, USER_ID, "left").join(items, MOVIE_ID, "left")
+    scored = scored.join(broadcast_if_small(users), USER_ID, "left").join(
+        broadcast_if_small(items), MOVIE_ID, "left"
+    )
     base = F.lit(full.global_mean) + F.col(_UB) + F.col(_IB)
     aggs = []
     for k in usable:

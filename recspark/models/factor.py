@@ -121,6 +121,25 @@ def factor_schema(idx_col: str) -> T.StructType:
     )
 
 
+#: Largest factor table (by Spark's size estimate) that scoring joins by broadcast.
+BROADCAST_MAX_BYTES = 256 << 20
+
+
+def broadcast_if_small(table: DataFrame, max_bytes: int = BROADCAST_MAX_BYTES) -> DataFrame:
+    """``table`` marked for a broadcast join (``F.broadcast``) when Spark's estimate of its
+    size (the optimizer's statistics: in-memory bytes once cached; no Spark job) is at most
+    ``max_bytes``, else ``table`` unchanged.
+
+    A cached factor table's estimate is its in-memory size (200k users × rank 16: ~35 MB),
+    above ``spark.sql.autoBroadcastJoinThreshold`` (10 MB), so without the mark Spark
+    shuffles and sorts every scored row for a sort-merge join. Predicting 24M ratings at the
+    ml-32m shape with cached tables: rank 16, 20.6–26.4 s without the mark, 4.7–5.7 s with
+    it; rank 10, 8.6–9.2 s and 4.0–4.5 s (same RMSE).
+    """
+    size = int(table._jdf.queryExecution().optimizedPlan().stats().sizeInBytes())
+    return F.broadcast(table) if size <= max_bytes else table
+
+
 #: Longest dot product written out term by term: the generated code of a longer chain (250
 #: terms here) fails to compile, and Spark logs the failure before it falls back.
 DOT_UNROLLED_MAX = 128
@@ -279,7 +298,9 @@ class FactorModel:
         items = self.item_factors.select(
             F.col(MOVIE_ID), F.col(BIAS).alias(_IB), F.col(FACTORS).alias(_IF)
         )
-        joined = pairs.join(users, USER_ID, "left").join(items, MOVIE_ID, "left")
+        joined = pairs.join(broadcast_if_small(users), USER_ID, "left").join(
+            broadcast_if_small(items), MOVIE_ID, "left"
+        )
         raw = F.lit(self.global_mean) + F.col(_UB) + F.col(_IB) + dot(_UF, _IF, self.rank)
         return joined.withColumn(_RAW, raw)
 

@@ -10,7 +10,8 @@ from chispa import assert_approx_df_equality
 
 from recspark.errors import ModelError
 from recspark.models.bias import BiasModel
-from recspark.models.factor import DOT_UNROLLED_MAX, FactorModel, dot
+from recspark.models.factor import DOT_UNROLLED_MAX, FactorModel, broadcast_if_small, dot
+from recspark.session import sql_settings
 from tests.models.als._reference import hand_bias_model
 
 
@@ -51,6 +52,26 @@ def test_predict_scores_known_pairs_and_falls_back_for_unknown_ids(spark):
         expected_schema,
     )
     assert_approx_df_equality(own, expected_own, 1e-12, ignore_row_order=True, ignore_nullable=True)
+
+
+def _join_kind(frame) -> str:
+    plan = frame._jdf.queryExecution().executedPlan().toString()
+    return "broadcast" if "BroadcastHashJoin" in plan else "sort-merge" if "SortMergeJoin" in plan else plan
+
+
+def test_scoring_broadcasts_factor_tables_under_the_limit_whatever_spark_would_choose(spark):
+    model = hand_model(spark, fallback=None)
+    for table in (model.user_factors, model.item_factors):  # as fitted models hold them
+        table.cache().count()
+    pairs = spark.createDataFrame([(1, 10), (2, 20)], "user_id long, movie_id long")
+    # Spark on its own would sort-merge join everything; predict still broadcasts the tables
+    with sql_settings(spark, {"spark.sql.autoBroadcastJoinThreshold": "-1",
+                              "spark.sql.adaptive.enabled": "false"}):
+        assert _join_kind(pairs.join(model.user_factors, "user_id")) == "sort-merge"
+        assert _join_kind(pairs.join(broadcast_if_small(model.user_factors), "user_id")) == "broadcast"
+        assert _join_kind(pairs.join(broadcast_if_small(model.user_factors, 0), "user_id")) == "sort-merge"
+        assert _join_kind(model.predict(pairs)) == "broadcast"
+        assert "SortMergeJoin" not in model.predict(pairs)._jdf.queryExecution().executedPlan().toString()
 
 
 @pytest.mark.parametrize("rank", [12, DOT_UNROLLED_MAX + 1])
