@@ -20,8 +20,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from recspark.errors import ConfigError
-from recspark.models.base import clip
-from recspark.models.factor import broadcast_if_small, dot
+from recspark.models.base import broadcast_if_small, clip
+from recspark.models.factor import dot
 from recspark.schema import (
     BIAS,
     BIAS_PREDICTION,

@@ -30,7 +30,7 @@ from pyspark.sql import types as T
 from recspark.config import Section
 from recspark.errors import DataQualityError
 from recspark.io import runs, storage
-from recspark.models.base import with_fallback
+from recspark.models.base import BROADCAST_MAX_BYTES, with_fallback
 from recspark.models.contract import Ability, ModelSpec
 from recspark.schema import (
     BIAS,
@@ -164,7 +164,8 @@ def fit_bias(
 ) -> BiasModel:
     """Fit :class:`BiasModel` on ``ratings`` (user_id, movie_id, rating).
 
-    Action: one aggregation for μ; the bias tables are cached (``rounds`` alternations).
+    Actions: one aggregation for μ; per round (``rounds`` alternations) the two bias tables
+    are checkpointed and counted (:func:`_checkpointed`).
     """
     require_columns(ratings, [USER_ID, MOVIE_ID, RATING], stage="bias fit")
     r = ratings.select(USER_ID, MOVIE_ID, RATING)
@@ -179,16 +180,32 @@ def fit_bias(
         new_item = resid.groupBy(MOVIE_ID).agg(
             (F.sum(F.col(RATING) - mu - ub) / (F.count(F.lit(1)) + cfg.item_reg)).alias(BIAS)
         )
-        new_item = new_item.localCheckpoint()
-        new_user = (
+        new_item = _checkpointed(new_item)
+        new_user = _checkpointed(
             r.join(new_item, MOVIE_ID)
             .groupBy(USER_ID)
             .agg((F.sum(F.col(RATING) - mu - F.col(BIAS)) / (F.count(F.lit(1)) + cfg.user_reg)).alias(BIAS))
-            .localCheckpoint()
         )
         item_bias, user_bias = new_item, new_user
     _logger.info("bias model: global mean %.4f after %d round(s)", mu, cfg.rounds)
     return BiasModel(float(mu), user_bias, item_bias, lo=lo, hi=hi)
+
+
+#: Bytes a bias table's row takes in a broadcast hash relation (an 8-byte id and bias in a
+#: 24-byte row, and the hash map's share), for deciding to broadcast it.
+_ROW_BYTES = 48
+
+
+def _checkpointed(table: DataFrame) -> DataFrame:
+    """``table`` (id, bias) materialised by ``localCheckpoint`` (which cuts the rounds'
+    lineage) and, when its rows × _ROW_BYTES fit BROADCAST_MAX_BYTES, marked for broadcast
+    joins. Spark cannot estimate a checkpointed table's size and would otherwise shuffle and
+    sort every ratings row to sort-merge join it: in the later rounds here, in every
+    prediction's fallback, in the factor models' residuals. The mark travels with the
+    table into every join it takes part in. Action: one count of the checkpointed rows.
+    """
+    table = table.localCheckpoint()
+    return F.broadcast(table) if table.count() * _ROW_BYTES <= BROADCAST_MAX_BYTES else table
 
 
 def _baseline(train: DataFrame, *, bias: BiasModel) -> BiasModel:

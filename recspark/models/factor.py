@@ -42,7 +42,7 @@ from pyspark.sql import types as T
 from recspark.arrow import list_array, list_values
 from recspark.errors import ModelError
 from recspark.io import runs, storage
-from recspark.models.base import with_fallback
+from recspark.models.base import broadcast_if_small, with_fallback
 from recspark.models.bias import BiasModel
 from recspark.models.contract import RankingInputs, UserBlock
 from recspark.schema import (
@@ -119,25 +119,6 @@ def factor_schema(idx_col: str) -> T.StructType:
             T.StructField(FACTORS, T.ArrayType(T.DoubleType(), False), False),
         ]
     )
-
-
-#: Largest factor table (by Spark's size estimate) that scoring joins by broadcast.
-BROADCAST_MAX_BYTES = 256 << 20
-
-
-def broadcast_if_small(table: DataFrame, max_bytes: int = BROADCAST_MAX_BYTES) -> DataFrame:
-    """``table`` marked for a broadcast join (``F.broadcast``) when Spark's estimate of its
-    size (the optimizer's statistics: in-memory bytes once cached; no Spark job) is at most
-    ``max_bytes``, else ``table`` unchanged.
-
-    A cached factor table's estimate is its in-memory size (200k users × rank 16: ~35 MB),
-    above ``spark.sql.autoBroadcastJoinThreshold`` (10 MB), so without the mark Spark
-    shuffles and sorts every scored row for a sort-merge join. Predicting 24M ratings at the
-    ml-32m shape with cached tables: rank 16, 20.6–26.4 s without the mark, 4.7–5.7 s with
-    it; rank 10, 8.6–9.2 s and 4.0–4.5 s (same RMSE).
-    """
-    size = int(table._jdf.queryExecution().optimizedPlan().stats().sizeInBytes())
-    return F.broadcast(table) if size <= max_bytes else table
 
 
 #: Longest dot product written out term by term: the generated code of a longer chain (250

@@ -2,9 +2,11 @@ import pytest
 from chispa import assert_approx_df_equality
 
 from recspark.errors import ModelError
+from recspark.models import bias as bias_module
 from recspark.models.bias import BiasConfig, BiasModel, fit_bias
 from recspark.models.popularity import fit_popularity
 from recspark.schema import BIAS, MOVIE_ID, PERSONALISED, PREDICTION, RATING, USER_ID
+from recspark.session import sql_settings
 
 MU = 11 / 3
 
@@ -35,6 +37,18 @@ def test_unregularised_biases_fit_an_additive_matrix_exactly(spark):
     model = fit_bias(df, cfg=BiasConfig(rounds=5, user_reg=0.0, item_reg=0.0))
     errors = [r[RATING] - r[PREDICTION] for r in model.predict(df).collect()]
     assert max(abs(e) for e in errors) < 1e-9
+
+
+@pytest.mark.parametrize("limit, join", [(None, "BroadcastHashJoin"), (0, "SortMergeJoin")])
+def test_fitted_tables_are_joined_by_broadcast_under_the_size_limit(spark, ratings, monkeypatch, limit, join):
+    # Spark cannot size the checkpointed tables; left to itself it sort-merge joins every row
+    if limit is not None:
+        monkeypatch.setattr(bias_module, "BROADCAST_MAX_BYTES", limit)
+    with sql_settings(spark, {"spark.sql.autoBroadcastJoinThreshold": "-1",
+                              "spark.sql.adaptive.enabled": "false"}):
+        model = fit_bias(ratings, cfg=BiasConfig(rounds=2))
+        plan = model.predict(ratings)._jdf.queryExecution().executedPlan().toString()
+    assert plan.count(join) == 2 and plan.count("Join") == 2
 
 
 def test_prediction_falls_back_and_clips(spark, ratings):

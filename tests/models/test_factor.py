@@ -10,7 +10,8 @@ from chispa import assert_approx_df_equality
 
 from recspark.errors import ModelError
 from recspark.models.bias import BiasModel
-from recspark.models.factor import DOT_UNROLLED_MAX, FactorModel, broadcast_if_small, dot
+from recspark.models.base import broadcast_if_small
+from recspark.models.factor import DOT_UNROLLED_MAX, FactorModel, dot
 from recspark.session import sql_settings
 from tests.models.als._reference import hand_bias_model
 
