@@ -139,7 +139,6 @@ def dot(a: Column | str, b: Column | str, rank: int) -> Column:
     if rank > DOT_UNROLLED_MAX:
         products = F.zip_with(F.slice(a, 1, rank), F.slice(b, 1, rank), lambda x, y: x * y)
         return F.aggregate(products, F.lit(0.0), lambda acc, v: acc + v)
-    a, b = F.col(a) if isinstance(a, str) else a, F.col(b) if isinstance(b, str) else b
     total = F.lit(0.0)
     for k in range(rank):
         total = total + F.get(a, k) * F.get(b, k)
