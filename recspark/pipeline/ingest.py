@@ -370,8 +370,10 @@ def _count_and_quarantine(
         }
         _decoding_fallback(spark, validated, files, out)
     with stage("ingest: write quarantine", spark):
-        bad = _union([quarantined(frame) for frame in validated.values()])
-        ingested.write_table(bad, out, ingested.QUARANTINE_DIR)
+        # only files with quarantined rows are scanned again
+        empty = spark.createDataFrame([], QUARANTINE_SCHEMA)
+        bad = [quarantined(validated[name]) for name, e in files.items() if e["quarantined"]]
+        ingested.write_table(_union([empty, *bad]), out, ingested.QUARANTINE_DIR)
     return files, validated
 
 
