@@ -67,6 +67,7 @@ def test_wanted_settings_hold_the_config_section_and_extra_keys():
     assert wanted["spark.sql.shuffle.partitions"] == "5"
     assert wanted["spark.executor.memory"] == "3g"
     assert wanted["spark.sql.session.timeZone"] == "UTC"
+    assert wanted["spark.sql.inMemoryColumnarStorage.compressed"] == "false"
 
 
 def test_properties_files_are_read_like_spark_submit_reads_them():

@@ -54,7 +54,7 @@ from recspark.io.validate import (
     validate_tags,
 )
 from recspark.log import stage
-from recspark.session import sql_settings
+from recspark.session import UNCOMPRESSED_CACHE, sql_settings
 from recspark.schema import (
     BLOCK_KEY,
     COPIES,
@@ -88,11 +88,10 @@ _logger = logging.getLogger(__name__)
 
 ACCEPTED_REASON = "accepted"  # report key for rows without a quarantine reason
 _FILE = "_file"  # working column: a file's position among the validated frames
-# The validated lines are cached for a few passes, then dropped: compressing the columnar
-# cache cost more than it saved (4M ratings rows: 13.9 s of task CPU to cache compressed,
-# 9.1 s uncompressed; validating alone 7.8 s), and the slim rows (the raw line kept only on
-# bad rows) take ~40 bytes uncompressed.
-_CACHE_SETTINGS = {"spark.sql.inMemoryColumnarStorage.compressed": "false"}
+# The validated lines are cached for a few passes, then dropped; uncompressed even in a
+# session that compresses its caches (the slim rows, the raw line kept only on bad rows,
+# take ~40 bytes; validating 4M of them alone took 7.8 s of task CPU, caching them
+# compressed 13.9 s, uncompressed 9.1 s).
 
 
 def run_ingest(spark: SparkSession, cfg: Config, *, now: int | None = None) -> dict[str, Any]:
@@ -115,7 +114,7 @@ def run_ingest(spark: SparkSession, cfg: Config, *, now: int | None = None) -> d
         "ingesting %s (%s layout) from %s into %s", cfg.data.dataset, layout.name, data_dir, target
     )
     storage.clean_scratch(spark, target.rsplit("/", 1)[0] if "/" in target else ".")
-    with storage.staged(spark, target) as out, sql_settings(spark, _CACHE_SETTINGS):
+    with storage.staged(spark, target) as out, sql_settings(spark, UNCOMPRESSED_CACHE):
         report = _ingest(
             spark, cfg, data_dir=data_dir, layout=layout, out=out, target=target, now=now
         )
