@@ -32,6 +32,7 @@ from recspark.schema import (
     MOVIE_IDX,
     RATING,
     REASON,
+    SOURCE_FILE,
     USER_BLOCK,
     USER_ID,
     USER_IDX,
@@ -137,6 +138,21 @@ def test_ingest_tiny_end_to_end(spark: SparkSession, tmp_path: Path) -> None:
     assert set(report["files"]) == {"ratings.csv", "movies.csv", "tags.csv"}
     assert _table(target, "links") == []
     assert sorted(p.name for p in Path(target).parent.iterdir()) == ["tiny"]  # no staging left
+
+
+def test_quarantine_holds_a_side_files_bad_rows_when_the_ratings_are_clean(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # the quarantine is written from the files that have quarantined rows: tags.csv alone
+    data = _dataset(tmp_path / "raw", ["1,10,4.0,1000", "2,20,3.0,1001"])
+    (data / "tags.csv").write_text("userId,movieId,tag,timestamp\n1,10,good,1000\n1,x,bad,1001\n")
+    cfg = _config(data, tmp_path / "out")
+    report = run_ingest(spark, cfg, now=NOW)
+    assert [report["files"][f]["quarantined"] for f in ("ratings.csv", "tags.csv")] == [0, 1]
+    rows = read_quarantine(spark, cfg.ingest_dir()).collect()
+    assert [(r[SOURCE_FILE].rsplit("/", 1)[-1], r[LINE_NUMBER], r[REASON]) for r in rows] == [
+        ("tags.csv", 3, "non-numeric movie id")
+    ]
 
 
 def test_quarantine_threshold_fails_and_keeps_quarantine(
