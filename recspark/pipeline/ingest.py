@@ -54,7 +54,7 @@ from recspark.io.validate import (
     validate_tags,
 )
 from recspark.log import stage
-from recspark.session import UNCOMPRESSED_CACHE, sql_settings
+from recspark.session import sql_settings
 from recspark.schema import (
     BLOCK_KEY,
     COPIES,
@@ -88,10 +88,6 @@ _logger = logging.getLogger(__name__)
 
 ACCEPTED_REASON = "accepted"  # report key for rows without a quarantine reason
 _FILE = "_file"  # working column: a file's position among the validated frames
-# The validated lines are cached for a few passes, then dropped; uncompressed even in a
-# session that compresses its caches (the slim rows, the raw line kept only on bad rows,
-# take ~40 bytes; validating 4M of them alone took 7.8 s of task CPU, caching them
-# compressed 13.9 s, uncompressed 9.1 s).
 
 
 def run_ingest(spark: SparkSession, cfg: Config, *, now: int | None = None) -> dict[str, Any]:
@@ -114,7 +110,7 @@ def run_ingest(spark: SparkSession, cfg: Config, *, now: int | None = None) -> d
         "ingesting %s (%s layout) from %s into %s", cfg.data.dataset, layout.name, data_dir, target
     )
     storage.clean_scratch(spark, target.rsplit("/", 1)[0] if "/" in target else ".")
-    with storage.staged(spark, target) as out, sql_settings(spark, UNCOMPRESSED_CACHE):
+    with storage.staged(spark, target) as out:
         report = _ingest(
             spark, cfg, data_dir=data_dir, layout=layout, out=out, target=target, now=now
         )
@@ -207,10 +203,17 @@ def _validate_all(
 
 
 def _union(frames: list[DataFrame]) -> DataFrame:
+    """The rows of ``frames`` (at least one), columns matched by name."""
     union = frames[0]
     for frame in frames[1:]:
         union = union.unionByName(frame)
     return union
+
+
+def _union_or_empty(spark: SparkSession, schema: T.StructType, frames: list[DataFrame]) -> DataFrame:
+    """``frames`` (columns of ``schema``; none at all when no file has such rows) as one
+    table with ``schema``: what the quarantine and the fallback lines are written from."""
+    return _union([spark.createDataFrame([], schema), *frames])
 
 
 def _count_reasons(
@@ -262,7 +265,7 @@ def _decoding_fallback(
     which the report's ``latin1_fallback_lines`` also keeps (a bounded top-20 per file).
     Runs Spark jobs only for files that have such lines."""
     schema = T.StructType([f for f in QUARANTINE_SCHEMA.fields if f.name != REASON])
-    parts = [spark.createDataFrame([], schema)]
+    parts = []
     for name, frame in validated.items():
         entry = files[name]
         if not entry["latin1_fallback"]:
@@ -277,7 +280,7 @@ def _decoding_fallback(
             entry["path"], entry["latin1_fallback"], ", ".join(map(str, first)), more,
         )  # fmt: skip
         parts.append(flagged)
-    ingested.write_table(_union(parts), out, ingested.LATIN1_FALLBACK_DIR)
+    ingested.write_table(_union_or_empty(spark, schema, parts), out, ingested.LATIN1_FALLBACK_DIR)
 
 
 def _file_entry(path: str, reasons: dict[str, int], fallback: int) -> dict[str, Any]:
@@ -370,9 +373,8 @@ def _count_and_quarantine(
         _decoding_fallback(spark, validated, files, out)
     with stage("ingest: write quarantine", spark):
         # only files with quarantined rows are scanned again
-        empty = spark.createDataFrame([], QUARANTINE_SCHEMA)
         bad = [quarantined(validated[name]) for name, e in files.items() if e["quarantined"]]
-        ingested.write_table(_union([empty, *bad]), out, ingested.QUARANTINE_DIR)
+        ingested.write_table(_union_or_empty(spark, QUARANTINE_SCHEMA, bad), out, ingested.QUARANTINE_DIR)
     return files, validated
 
 
