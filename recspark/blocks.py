@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
-from pyspark import RDD, StorageLevel
+from pyspark import RDD, SparkContext, StorageLevel
 from pyspark.rdd import Partitioner
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -28,6 +28,21 @@ from pyspark.sql import functions as F
 from recspark.schema import RATING, require_columns
 
 R = TypeVar("R")
+
+
+#: Blocks per core Spark reports when a block count is left to recspark (0).
+BLOCKS_PER_CORE = 2
+
+
+def resolve_blocks(sc: SparkContext, blocks: int) -> int:
+    """The number of blocks to use: ``blocks`` when positive; for 0 (automatic)
+    ``BLOCKS_PER_CORE`` × ``sc.defaultParallelism`` (the cores Spark reports at the time
+    of the call: ``spark.default.parallelism`` when set, else the executors' cores), so a
+    half-step keeps every core busy on any cluster, two waves to even out uneven blocks.
+    Raises ValueError for a negative count."""
+    if blocks < 0:
+        raise ValueError(f"a block count must be 0 (automatic) or positive, got {blocks}")
+    return blocks if blocks > 0 else BLOCKS_PER_CORE * max(1, sc.defaultParallelism)
 
 
 def block_key(block: int) -> int:

@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
-from recspark.blocks import build_blocks, encode_values
+from recspark.blocks import BLOCKS_PER_CORE, build_blocks, encode_values, resolve_blocks
 from recspark.schema import MOVIE_IDX, RATING, USER_IDX
 
 
@@ -42,3 +43,12 @@ def test_values_are_stored_in_the_narrowest_exact_encoding():
     assert encode_values(np.array([-0.5, 1.0]))[0].dtype == np.float32  # negative: not a star code
     codes, scale = encode_values(np.array([0.1, 2.0]))
     assert codes.dtype == np.float64 and scale == 1.0
+
+
+def test_an_automatic_block_count_follows_the_cores_spark_reports(spark):
+    sc = spark.sparkContext
+    assert BLOCKS_PER_CORE == 2
+    assert resolve_blocks(sc, 0) == 2 * sc.defaultParallelism
+    assert resolve_blocks(sc, 7) == 7
+    with pytest.raises(ValueError, match="0 .automatic. or positive"):
+        resolve_blocks(sc, -1)

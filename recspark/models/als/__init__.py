@@ -37,7 +37,9 @@ Layout of the package
                                         :class:`recspark.models.iterative.Loop`
 
 Distribution (the design of MLlib's ALS, with NumPy blocks)
-    The ratings are shuffled once into ``als.blocks`` user blocks and transposed once into
+    The ratings are shuffled once into ``als.blocks`` user blocks (0, the default: twice the
+    cores Spark reports when the fit starts, :func:`recspark.blocks.resolve_blocks`; the
+    factors are the same bit for bit whatever the count) and transposed once into
     movie blocks, held as compact column tiles; each half-step moves only factors,
     broadcast or routed (``als.mode``; ``auto`` broadcasts a side when its factor table
     fits under ``als.broadcast_max_mb``). Both modes give the same factors. Lineage is cut
@@ -102,7 +104,7 @@ class AlsConfig(Section):
     reg_bias: float = Field(0.1, ge=0)
     weighted_reg: bool = True
     reg_offset: float = Field(0.0, ge=0)
-    blocks: int = Field(4, ge=1)
+    blocks: int = Field(0, ge=0)  # 0: twice the cores Spark reports (blocks.resolve_blocks)
     mode: Literal["auto", "broadcast", "routed"] = "auto"
     broadcast_max_mb: float = Field(256.0, ge=0)
     checkpoint_every: int = Field(5, ge=1)

@@ -84,7 +84,7 @@ class AlsImplicitConfig(Section):
     min_rating: float = Field(0.0, ge=0)
     weighted_reg: bool = True
     reg_offset: float = Field(0.0, ge=0)
-    blocks: int = Field(4, ge=1)
+    blocks: int = Field(0, ge=0)  # 0: twice the cores Spark reports
     mode: Literal["auto", "broadcast", "routed"] = "auto"
     broadcast_max_mb: float = Field(256.0, ge=0)
     checkpoint_every: int = Field(5, ge=1)

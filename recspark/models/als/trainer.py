@@ -104,7 +104,7 @@ class Trainer:
         self.lo, self.hi = lo, hi
         self.bias = bias
         self.validation = validation
-        self.n = cfg.blocks
+        self.n = blk.resolve_blocks(self.sc, cfg.blocks)
         self.d = cfg.rank + 1
         self._persisted: list[RDD] = []
 

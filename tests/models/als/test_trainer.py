@@ -95,6 +95,23 @@ def test_broadcast_and_routed_modes_give_the_same_factors(spark):
         np.testing.assert_allclose(got.history[OBJECTIVE], ref.history[OBJECTIVE], rtol=1e-12)
 
 
+def test_the_factors_do_not_depend_on_the_number_of_blocks(spark):
+    # als.blocks = 0 lets the count follow the cluster's cores: only safe because every
+    # row's sums are formed in the same order whatever block holds it (bit for bit).
+    ratings, mask = small_matrix()
+    df = ratings_frame(spark, ratings, mask).cache()
+    base = AlsConfig(rank=RANK, max_iter=3, reg_factors=0.1, reg_bias=0.05, checkpoint_every=1)
+    fits = {b: fit_als(df, cfg=base.replace(blocks=b), seed=SEED) for b in (0, 1, 5, 13)}
+    ref = fits[1]
+    for b in (0, 5, 13):
+        for df_name, idx, n in (("user_factors", USER_IDX, N_USERS), ("item_factors", MOVIE_IDX, N_MOVIES)):
+            np.testing.assert_array_equal(
+                table_of(getattr(fits[b], df_name), idx, n, RANK),
+                table_of(getattr(ref, df_name), idx, n, RANK),
+            )
+        np.testing.assert_allclose(fits[b].history[OBJECTIVE], ref.history[OBJECTIVE], rtol=1e-12)
+
+
 def test_history_agrees_with_predictions_and_objective_never_increases(spark):
     ratings, mask = small_matrix()
     df = ratings_frame(spark, ratings, mask)
