@@ -65,8 +65,8 @@ def recommend_and_rank(
     rated = train.select(USER_ID, MOVIE_ID, RATING)
     with stage(f"relevant items and movie popularity on {split}", spark):
         relevant = relevant_items(test, threshold=threshold).cache()
-        catalogue = train.select(MOVIE_ID).distinct()
         popularity = movie_popularity(train).cache()
+        catalogue = popularity.select(MOVIE_ID)  # one row per movie of train, held small
     rows = []
     for name, model in rankers.items():
         path = f"{out_dir.rstrip('/')}/{RECOMMENDATIONS_DIR}/{MODEL}={name}"
