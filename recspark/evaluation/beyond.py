@@ -69,13 +69,21 @@ def popularity_percentiles(counts: pd.DataFrame) -> pd.DataFrame:
     return counts.assign(**{POPULARITY_PERCENTILE: counts[N_RATINGS].map(pct).astype(float)})
 
 
-def movie_popularity(train: DataFrame) -> DataFrame:
+def movie_popularity(train: DataFrame, *, distinct_pairs: bool = False) -> DataFrame:
     """Per catalogue movie: movie_id, n_ratings (n_i, training users who rated it),
     self_information (−log2(n_i / N)) and popularity_percentile (P_i), from ``train``
     (user_id, movie_id). Small (one row per movie); cache it when ranking several models.
-    Actions: one collect of the (movie, count) pairs and one count of the users."""
+
+    ``distinct_pairs``: the caller vouches that ``train`` holds each (user, movie) pair at
+    most once, as the ingested ratings and every split of them do (ingest deduplicates), so
+    n_i is the movie's row count: one partial aggregation instead of a shuffle of every pair
+    (24.3M training ratings at the ml-32m shape: 1.4 s against 15.7-17.4 s). A repeated
+    pair then counts twice. Actions: one collect of the (movie, count) pairs and one count
+    of the users."""
     require_columns(train, [USER_ID, MOVIE_ID], stage="movie_popularity")
-    pairs = train.select(USER_ID, MOVIE_ID).distinct()
+    pairs = train.select(USER_ID, MOVIE_ID)
+    if not distinct_pairs:
+        pairs = pairs.distinct()
     counts = pairs.groupBy(MOVIE_ID).agg(F.count(F.lit(1)).alias(N_RATINGS)).toPandas()
     n_users = pairs.select(USER_ID).distinct().count()
     table = popularity_percentiles(counts)

@@ -51,8 +51,10 @@ def recommend_and_rank(
     """Write ``<out_dir>/recommendations/model=<name>/`` for every model in ``rankers``
     (fitted ``TOP_N`` models by registered name) and return their ranking and
     beyond-accuracy metric rows on split ``<kind>/test`` (``kind``: how ``train``/``test``
-    were split; ``movies``: movie_id, genres for the diversity, None to skip it). Returns
-    [] when ``recommend.enabled`` is false.
+    were split; ``movies``: movie_id, genres for the diversity, None to skip it). ``train``
+    is a part of the ingested ratings, so it holds each (user, movie) pair once (ingest
+    deduplicates; :func:`movie_popularity` counts on it). Returns [] when
+    ``recommend.enabled`` is false.
 
     Actions: per model one top-N job (written, then read back for the metrics) and the
     metrics' aggregations.
@@ -65,7 +67,7 @@ def recommend_and_rank(
     rated = train.select(USER_ID, MOVIE_ID, RATING)
     with stage(f"relevant items and movie popularity on {split}", spark):
         relevant = relevant_items(test, threshold=threshold).cache()
-        popularity = movie_popularity(train).cache()
+        popularity = movie_popularity(train, distinct_pairs=True).cache()
         catalogue = popularity.select(MOVIE_ID)  # one row per movie of train, held small
     rows = []
     for name, model in rankers.items():

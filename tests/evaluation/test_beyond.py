@@ -45,6 +45,17 @@ def test_movie_popularity_counts_users_and_self_information(spark):
     assert got[SELF_INFORMATION].to_dict() == pytest.approx({A: 0.0, B: 1.0, C: 2.0, D: 2.0, E: 2.0})
 
 
+def test_movie_popularity_of_distinct_pairs_counts_rows(spark):
+    # the same counts without the repeat; with it, the caller's promise is broken and the
+    # repeated pair counts twice (what distinct_pairs=True documents)
+    clean = spark.createDataFrame(TRAIN, "user_id long, movie_id long")
+    got = movie_popularity(clean, distinct_pairs=True).toPandas().set_index(MOVIE_ID)
+    assert got[N_RATINGS].to_dict() == {A: 4, B: 2, C: 1, D: 1, E: 1}
+    assert got[SELF_INFORMATION].to_dict() == pytest.approx({A: 0.0, B: 1.0, C: 2.0, D: 2.0, E: 2.0})
+    repeated = spark.createDataFrame(TRAIN + [(1, A)], "user_id long, movie_id long")
+    assert movie_popularity(repeated, distinct_pairs=True).where(f"{MOVIE_ID} = {A}").first()[N_RATINGS] == 5
+
+
 def test_beyond_accuracy_equals_hand_computed_values(spark):
     train = spark.createDataFrame(TRAIN, "user_id long, movie_id long")
     lists = spark.createDataFrame(LISTS, RECS)
