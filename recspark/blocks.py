@@ -42,7 +42,7 @@ def resolve_blocks(sc: SparkContext, blocks: int) -> int:
     Raises ValueError for a negative count."""
     if blocks < 0:
         raise ValueError(f"a block count must be 0 (automatic) or positive, got {blocks}")
-    return blocks if blocks > 0 else BLOCKS_PER_CORE * max(1, sc.defaultParallelism)
+    return blocks if blocks > 0 else BLOCKS_PER_CORE * sc.defaultParallelism
 
 
 def block_key(block: int) -> int:

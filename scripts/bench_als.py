@@ -408,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--reg", type=float, default=0.1)
     p.add_argument("--alpha", type=float, default=1.0, help="implicit models' confidence 1 + α·r")
-    p.add_argument("--blocks", type=int, default=0, help="recspark als.blocks (0: twice the cores Spark reports)")
+    p.add_argument("--blocks", type=int, default=0,
+                   help="recspark als.blocks (0: twice the cores Spark reports)")
     p.add_argument("--mode", default="auto", help="recspark als.mode")
     p.add_argument("--mllib-blocks", type=int, default=10, help="MLlib numUser/ItemBlocks")
     # sgd_mf: conf/sgd_mf.toml's γ and λ_b (λ_f is --reg, the same as ALS's λ); d = 2, one

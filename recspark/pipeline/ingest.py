@@ -210,7 +210,9 @@ def _union(frames: list[DataFrame]) -> DataFrame:
     return union
 
 
-def _union_or_empty(spark: SparkSession, schema: T.StructType, frames: list[DataFrame]) -> DataFrame:
+def _union_or_empty(
+    spark: SparkSession, schema: T.StructType, frames: list[DataFrame]
+) -> DataFrame:
     """``frames`` (columns of ``schema``; none at all when no file has such rows) as one
     table with ``schema``: what the quarantine and the fallback lines are written from."""
     return _union([spark.createDataFrame([], schema), *frames])
@@ -374,7 +376,8 @@ def _count_and_quarantine(
     with stage("ingest: write quarantine", spark):
         # only files with quarantined rows are scanned again
         bad = [quarantined(validated[name]) for name, e in files.items() if e["quarantined"]]
-        ingested.write_table(_union_or_empty(spark, QUARANTINE_SCHEMA, bad), out, ingested.QUARANTINE_DIR)
+        table = _union_or_empty(spark, QUARANTINE_SCHEMA, bad)
+        ingested.write_table(table, out, ingested.QUARANTINE_DIR)
     return files, validated
 
 
