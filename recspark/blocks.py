@@ -22,7 +22,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 from pyspark import RDD, SparkContext, StorageLevel
 from pyspark.rdd import Partitioner
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from recspark.schema import RATING, require_columns
@@ -169,15 +169,17 @@ def _assemble(block: int, pieces: list[Piece]) -> Iterator[tuple[int, Block]]:
     yield block, _csr_block(block, *join_pieces(pieces))
 
 
-#: Bits of the column index in a packed rating (below): columns < 2**24.
-_PACKED_COL_BITS = 24
+#: A packed rating (below) is one long: row << _PACKED_ROW_SHIFT | col << _PACKED_COL_SHIFT |
+#: code, the code a byte and the column below 2**(_PACKED_ROW_SHIFT - _PACKED_COL_SHIFT).
+_PACKED_ROW_SHIFT, _PACKED_COL_SHIFT = 32, 8
+_PACKED_COL_LIMIT = 1 << (_PACKED_ROW_SHIFT - _PACKED_COL_SHIFT)
 
 
 def _packable(ratings: DataFrame, row_col: str, col_col: str, value_col: str) -> bool:
-    """Whether every rating travels as one long ``row · 2**32 + col · 2**8 + code`` (code =
-    2 × value, the uint8 of :func:`encode_values`): indices 0 <= row < 2**31 and 0 <= col <
-    2**24, every value a half star in [0, 127.5]. One aggregation over the input, which also
-    raises ValueError, before any Python task, when a column has nulls."""
+    """Whether every rating travels as one long (:func:`_packed_key`): indices 0 <= row <
+    2**31 and 0 <= col < 2**24, every value a half star in [0, 127.5] (a byte code of
+    :func:`encode_values`). One aggregation over the input, which also raises ValueError,
+    before any Python task, when a column has nulls."""
     doubled = F.col(value_col).cast("double") * 2
     off_grid = (doubled != F.floor(doubled)) | (doubled < 0) | (doubled > 255)
     names = (row_col, col_col, value_col)
@@ -195,7 +197,7 @@ def _packable(ratings: DataFrame, row_col: str, col_col: str, value_col: str) ->
         row["row_min"] >= 0
         and row["row_max"] < 1 << 31
         and row["col_min"] >= 0
-        and row["col_max"] < 1 << _PACKED_COL_BITS
+        and row["col_max"] < _PACKED_COL_LIMIT
         and row["off_grid"] == 0
     )
 
@@ -207,11 +209,20 @@ def _refuse_nulls(name: str, nulls: int) -> None:
         )
 
 
+def _packed_key(row_col: str, col_col: str, value_col: str) -> Column:
+    """row · 2**32 + col · 2**8 + 2 × value, for ratings that :func:`_packable` passed."""
+    return (
+        F.col(row_col).cast("long") * F.lit(1 << _PACKED_ROW_SHIFT)
+        + F.col(col_col).cast("long") * F.lit(1 << _PACKED_COL_SHIFT)
+        + (F.col(value_col).cast("double") * 2).cast("long")
+    )
+
+
 def _packed_columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(rows, cols, codes, 0.5) of packed ratings (:func:`_packable`)."""
+    """(rows, cols, codes, 0.5) of one column of :func:`_packed_key` values."""
     keys = table.column(0).to_numpy()
-    rows = (keys >> 32).astype(np.int32)
-    cols = ((keys >> 8) & ((1 << _PACKED_COL_BITS) - 1)).astype(np.int32)
+    rows = (keys >> _PACKED_ROW_SHIFT).astype(np.int32)
+    cols = ((keys >> _PACKED_COL_SHIFT) & (_PACKED_COL_LIMIT - 1)).astype(np.int32)
     return rows, cols, (keys & 0xFF).astype(np.uint8), 0.5
 
 
@@ -250,13 +261,7 @@ def block_pieces(
     """
     require_columns(ratings, [row_col, col_col, value_col], stage="build_blocks")
     if pack and _packable(ratings, row_col, col_col, value_col):
-        frame = ratings.select(
-            (
-                F.col(row_col).cast("long") * F.lit(1 << 32)
-                + F.col(col_col).cast("long") * F.lit(1 << 8)
-                + (F.col(value_col).cast("double") * 2).cast("long")
-            ).alias("packed")
-        )
+        frame = ratings.select(_packed_key(row_col, col_col, value_col).alias("packed"))
         columns = _packed_columns
     else:
         # 32-bit indices: a third less to convert to Arrow than longs.
