@@ -123,3 +123,43 @@ def test_compiled_explicit_sums_equal_the_scipy_products_bit_for_bit(codes_dtype
     np.testing.assert_array_equal(gram, want_g)
     np.testing.assert_array_equal(h, want_h)
     assert tt == pytest.approx(want_tt, rel=1e-12)
+
+
+def _stacked_systems(rng, n, d):
+    """n random symmetric positive semi-definite Gram matrices as upper-triangle pairs."""
+    y = rng.normal(size=(n, 3 * d, d))
+    iu, ju = np.triu_indices(d)
+    return np.einsum("nia,nib->nab", y, y)[:, iu, ju], rng.normal(size=(n, d))
+
+
+@pytest.mark.parametrize("with_base", [False, True])
+def test_batched_cholesky_solve_matches_lapack(with_base):
+    from recspark.models.als.kernel import _solve_systems
+
+    rng = np.random.default_rng(5)
+    d = 6
+    gram, h = _stacked_systems(rng, 40, d)
+    lam_rows = rng.uniform(0.1, 3.0, size=(40, d))
+    base = None
+    full = np.zeros((40, d, d))
+    iu, ju = np.triu_indices(d)
+    full[:, iu, ju] = gram
+    full[:, ju, iu] = gram
+    if with_base:
+        b = rng.normal(size=(2 * d, d))
+        base = b.T @ b
+        full += base
+    full[:, np.arange(d), np.arange(d)] += lam_rows
+    want = np.linalg.solve(full, h[..., None])[..., 0]
+    np.testing.assert_allclose(_solve_systems(gram, h, lam_rows, base=base), want, rtol=1e-12, atol=1e-12)
+
+
+def test_systems_that_are_not_positive_definite_go_to_lapack():
+    from recspark.models.als.kernel import _solve_systems
+
+    # an indefinite system: Cholesky fails, LU with pivoting solves it exactly
+    gram = np.array([[1.0, 2.0, 1.0]])  # [[1, 2], [2, 1]]
+    x = _solve_systems(gram, np.array([[3.0, 3.0]]), np.zeros((1, 2)))
+    np.testing.assert_allclose(x, [[1.0, 1.0]])
+    with pytest.raises(np.linalg.LinAlgError):  # singular: as numpy.linalg.solve
+        _solve_systems(np.array([[1.0, 1.0, 1.0]]), np.array([[1.0, 2.0]]), np.zeros((1, 2)))
