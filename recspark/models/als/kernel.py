@@ -375,7 +375,7 @@ def _cholesky_solve(gram, h, lam_rows, base, out):  # pragma: no cover
     """Solve (G_u + base + diag(lam_rows[u])) x_u = h_u for every row u into ``out``, by a
     Cholesky factorisation G = RᵀR (R upper triangular) and two triangular solves per row
     (Golub & Van Loan, Matrix Computations, algorithm 4.2.1), in one compiled loop: about
-    d³/3 multiply-adds per row, with none of LAPACK's per-matrix call overhead, which
+    d³/6 + d² multiply-adds per row, with none of LAPACK's per-matrix call overhead, which
     dominates at d = 11. ``gram``: (rows, d(d+1)/2) upper-triangle pairs in
     :func:`_pairs` order; ``base``: (d, d). Returns False, leaving ``out`` partly written,
     when a pivot is not positive (a system that is not positive definite, or not finite).
