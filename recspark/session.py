@@ -120,10 +120,19 @@ class Resolution:
 #: that outgrows memory spills to disk (``cache`` is MEMORY_AND_DISK).
 UNCOMPRESSED_CACHE = {"spark.sql.inMemoryColumnarStorage.compressed": "false"}
 
+#: The JVM and its Python processes (workers, and the driver's data connections) talk over
+#: Unix domain sockets instead of TCP on localhost (Spark 4.1+, SPARK-51688; both always
+#: run on one host). Every Python task pays a fixed cost for its connection: on two cores a
+#: job of 4 trivial Python tasks took 0.15-0.18 s over TCP and 0.07-0.09 s over Unix
+#: sockets, 8 tasks 0.25 against 0.09-0.12 s; an ALS fit (20 half-steps of 4 tasks) at the
+#: ml-32m shape 32.2 and 31.1 s against 29.5 and 30.2 s, the same factors.
+UNIX_SOCKETS = {"spark.python.unix.domain.socket.enabled": "true"}
+
 
 def wanted_settings(cfg: SparkConfig) -> dict[str, str]:
     """Every ``spark.*`` setting recspark would like: the ``[spark]`` config section plus
-    the fixed ones (UTC, Arrow, no console progress bar, :data:`UNCOMPRESSED_CACHE`)."""
+    the fixed ones (UTC, Arrow, no console progress bar, :data:`UNCOMPRESSED_CACHE`,
+    :data:`UNIX_SOCKETS`)."""
     return {
         MASTER: cfg.master,
         "spark.app.name": cfg.app_name,
@@ -135,6 +144,7 @@ def wanted_settings(cfg: SparkConfig) -> dict[str, str]:
         # Arrow moves batches between the JVM and the vectorised Python stages.
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         **UNCOMPRESSED_CACHE,
+        **UNIX_SOCKETS,
         **dict(cfg.extra),
     }
 

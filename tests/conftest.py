@@ -28,6 +28,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> SparkSession:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.inMemoryColumnarStorage.compressed", "false")  # as jobs run
+        .config("spark.python.unix.domain.socket.enabled", "true")  # as jobs run
         .config("spark.driver.memory", "3g")
         .config("spark.sql.warehouse.dir", str(tmp / "warehouse"))
         .config("spark.local.dir", str(tmp / "local"))

@@ -68,6 +68,7 @@ def test_wanted_settings_hold_the_config_section_and_extra_keys():
     assert wanted["spark.executor.memory"] == "3g"
     assert wanted["spark.sql.session.timeZone"] == "UTC"
     assert wanted["spark.sql.inMemoryColumnarStorage.compressed"] == "false"
+    assert wanted["spark.python.unix.domain.socket.enabled"] == "true"
 
 
 def test_properties_files_are_read_like_spark_submit_reads_them():
