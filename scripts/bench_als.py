@@ -128,6 +128,7 @@ def _session(a: argparse.Namespace, name: str):
     from pyspark.sql import SparkSession
 
     from recspark.log import setup_logging
+    from recspark.session import UNIX_SOCKETS
 
     setup_logging("INFO")
     spark = (
@@ -143,6 +144,7 @@ def _session(a: argparse.Namespace, name: str):
         # One input partition per train file (written as --input-partitions files): without
         # it Spark packs the files into 128 MB splits, e.g. 8 files into 3 tasks on 2 cores.
         .config("spark.sql.files.minPartitionNum", str(a.input_partitions))
+        .config(map=UNIX_SOCKETS)  # as recspark's jobs run
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")
