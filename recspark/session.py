@@ -128,23 +128,29 @@ UNCOMPRESSED_CACHE = {"spark.sql.inMemoryColumnarStorage.compressed": "false"}
 #: ml-32m shape 32.2 and 31.1 s against 29.5 and 30.2 s, the same factors.
 UNIX_SOCKETS = {"spark.python.unix.domain.socket.enabled": "true"}
 
+#: The settings recspark wants in every session whatever its config, and the tests'
+#: session too, so that the tests run Spark as the jobs do.
+FIXED_SETTINGS = {
+    "spark.sql.session.timeZone": "UTC",
+    # progress bars garble the log lines the jobs print; the UI still shows stages.
+    "spark.ui.showConsoleProgress": "false",
+    # Arrow moves batches between the JVM and the vectorised Python stages.
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    **UNCOMPRESSED_CACHE,
+    **UNIX_SOCKETS,
+}
+
 
 def wanted_settings(cfg: SparkConfig) -> dict[str, str]:
     """Every ``spark.*`` setting recspark would like: the ``[spark]`` config section plus
-    the fixed ones (UTC, Arrow, no console progress bar, :data:`UNCOMPRESSED_CACHE`,
+    :data:`FIXED_SETTINGS` (UTC, Arrow, no console progress bar, :data:`UNCOMPRESSED_CACHE`,
     :data:`UNIX_SOCKETS`)."""
     return {
         MASTER: cfg.master,
         "spark.app.name": cfg.app_name,
         DRIVER_MEMORY: cfg.driver_memory,
         "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
-        "spark.sql.session.timeZone": "UTC",
-        # progress bars garble the log lines the jobs print; the UI still shows stages.
-        "spark.ui.showConsoleProgress": "false",
-        # Arrow moves batches between the JVM and the vectorised Python stages.
-        "spark.sql.execution.arrow.pyspark.enabled": "true",
-        **UNCOMPRESSED_CACHE,
-        **UNIX_SOCKETS,
+        **FIXED_SETTINGS,
         **dict(cfg.extra),
     }
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from recspark.session import FIXED_SETTINGS
+
 #: The real ml-latest-small sample, beside the repo (CI) or where $RECSPARK_DATA points.
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = Path(os.environ.get("RECSPARK_DATA", REPO.parent / "shared" / "data")) / "ml-latest-small"
@@ -24,11 +26,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> SparkSession:
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.default.parallelism", "2")
         .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.inMemoryColumnarStorage.compressed", "false")  # as jobs run
-        .config("spark.python.unix.domain.socket.enabled", "true")  # as jobs run
+        .config(map=FIXED_SETTINGS)  # as jobs run
         .config("spark.driver.memory", "3g")
         .config("spark.sql.warehouse.dir", str(tmp / "warehouse"))
         .config("spark.local.dir", str(tmp / "local"))

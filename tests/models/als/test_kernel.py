@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recspark.models.als import AlsConfig
 from recspark.blocks import encode_values
-from recspark.models.als.kernel import init_factors, solve_rows, tile_columns, tiles_from_triples
+from recspark.models.als import AlsConfig
+from recspark.models.als.kernel import (
+    _solve_systems,
+    init_factors,
+    solve_rows,
+    tile_columns,
+    tiles_from_triples,
+)
 from tests.models.als._reference import N_MOVIES, N_USERS, RANK, dense_step, small_matrix
 
 
@@ -134,8 +140,6 @@ def _stacked_systems(rng, n, d):
 
 @pytest.mark.parametrize("with_base", [False, True])
 def test_batched_cholesky_solve_matches_lapack(with_base):
-    from recspark.models.als.kernel import _solve_systems
-
     rng = np.random.default_rng(5)
     d = 6
     gram, h = _stacked_systems(rng, 40, d)
@@ -155,8 +159,6 @@ def test_batched_cholesky_solve_matches_lapack(with_base):
 
 
 def test_systems_that_are_not_positive_definite_go_to_lapack():
-    from recspark.models.als.kernel import _solve_systems
-
     # an indefinite system: Cholesky fails, LU with pivoting solves it exactly
     gram = np.array([[1.0, 2.0, 1.0]])  # [[1, 2], [2, 1]]
     x = _solve_systems(gram, np.array([[3.0, 3.0]]), np.zeros((1, 2)))
