@@ -359,7 +359,10 @@ def validate_ratings(
         *_id_checks(movie, movie_v, "MOVIE"),
         (rating_v.isNull(), Reason.RATING_NOT_NUMERIC),
         ((rating_v < scale.min) | (rating_v > scale.max), Reason.RATING_OUT_OF_SCALE),
-        (F.abs(steps - F.round(steps)) > 1e-9, off_grid),
+        # rint (Math.rint), not round: Spark's round of a double goes through a BigDecimal
+        # per row (2.5 s against 0.3 s per 64M values on two cores); the distance to the
+        # nearest whole number of steps is the same either way, ties (x.5) included.
+        (F.abs(steps - F.rint(steps)) > 1e-9, off_grid),
         *_timestamp_checks(ts, ts_v, _now(now)),
     ]
     typed = {USER_ID: user_v, MOVIE_ID: movie_v, RATING: rating_v, TIMESTAMP: ts_v}
