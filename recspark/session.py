@@ -143,8 +143,7 @@ FIXED_SETTINGS = {
 
 def wanted_settings(cfg: SparkConfig) -> dict[str, str]:
     """Every ``spark.*`` setting recspark would like: the ``[spark]`` config section plus
-    :data:`FIXED_SETTINGS` (UTC, Arrow, no console progress bar, :data:`UNCOMPRESSED_CACHE`,
-    :data:`UNIX_SOCKETS`)."""
+    :data:`FIXED_SETTINGS` (an ``extra`` key of the config overrides a fixed one)."""
     return {
         MASTER: cfg.master,
         "spark.app.name": cfg.app_name,
