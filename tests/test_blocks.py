@@ -8,6 +8,7 @@ from recspark.blocks import (
     build_blocks,
     encode_values,
     resolve_blocks,
+    split_by_block,
 )
 from recspark.schema import MOVIE_IDX, RATING, USER_IDX
 
@@ -32,6 +33,28 @@ def test_blocks_hold_every_rating_in_csr_form(spark):
         ([r[2] for r in rows], ([r[0] for r in rows], [r[1] for r in rows])), shape=(5, 3)
     ).toarray()
     np.testing.assert_array_equal(dense, expected)
+
+
+@pytest.mark.parametrize("vals_dtype", [np.uint8, np.float32, np.float64])
+def test_split_by_block_equals_a_stable_sort_by_destination(vals_dtype):
+    rng = np.random.default_rng(5)
+    rows = rng.integers(0, 1000, 5000)
+    cols = rng.integers(0, 300, rows.size).astype(np.int32)
+    vals = rng.integers(0, 10, rows.size).astype(vals_dtype)
+    n_blocks = 7
+    order = np.argsort(rows % n_blocks, kind="stable")  # the NumPy reference
+    want = np.split(order, np.searchsorted((rows % n_blocks)[order], np.arange(1, n_blocks)))
+
+    pieces = list(split_by_block(rows, cols, vals, n_blocks))
+
+    assert [d for d, *_ in pieces] == list(range(n_blocks))
+    for (d, r, c, v), sel in zip(pieces, want):
+        np.testing.assert_array_equal(r, rows[sel])
+        np.testing.assert_array_equal(c, cols[sel])
+        np.testing.assert_array_equal(v, vals[sel])
+        assert (r.dtype, c.dtype, v.dtype) == (rows.dtype, cols.dtype, vals.dtype)
+    assert list(split_by_block(rows[:0], cols[:0], vals[:0], 3)) == []
+    assert [d for d, *_ in split_by_block(np.array([4, 1]), np.array([0, 0]), np.array([1, 2]), 3)] == [1]
 
 
 @pytest.mark.parametrize(

@@ -186,29 +186,60 @@ def _radix_order(keys: list[np.ndarray]) -> np.ndarray:
     return order
 
 
+@numba.njit(cache=True, nogil=True)
+def _cell_sort(rows, cols, codes, col_cell, col_sub, n_cells):  # pragma: no cover
+    """The packed-code tiling in one compiled counting sort: ``(flat, offsets, codes)``
+    with ``flat`` [n_cells + 1] the start of every cell (tile · m + row) and the values
+    ordered by (cell, column offset, code).
+
+    ``col_cell[c]`` is column c's tile · m, ``col_sub[c]`` its offset in the tile · 2**8.
+    One pass counts the values per cell, one places each value's ``offset · 2**8 + code``
+    in its cell, then each cell (a row's values within one tile, a dozen on average) is
+    sorted by insertion, or by quicksort when long. The order is that of sorting the int64
+    keys ``cell · 2**24 + offset · 2**8 + code``, so equal keys are equal ratings and the
+    result is a function of the ratings alone, whatever their arrival order.
+    """
+    n = rows.shape[0]
+    flat = np.zeros(n_cells + 1, dtype=np.int64)
+    for i in range(n):
+        flat[col_cell[cols[i]] + rows[i] + 1] += 1
+    for k in range(n_cells):
+        flat[k + 1] += flat[k]
+    fill = flat[:-1].copy()
+    sub = np.empty(n, dtype=np.uint32)
+    for i in range(n):
+        cell = col_cell[cols[i]] + rows[i]
+        sub[fill[cell]] = col_sub[cols[i]] | codes[i]
+        fill[cell] += 1
+    for k in range(n_cells):
+        lo, hi = flat[k], flat[k + 1]
+        if hi - lo > 32:
+            sub[lo:hi] = np.sort(sub[lo:hi])
+            continue
+        for j in range(lo + 1, hi):
+            v = sub[j]
+            i = j - 1
+            while i >= lo and sub[i] > v:
+                sub[i + 1] = sub[i]
+                i -= 1
+            sub[i + 1] = v
+    return flat, (sub >> 8).astype(np.uint16), (sub & 0xFF).astype(np.uint8)
+
+
 def _packed_order(
     rows: np.ndarray, cols: np.ndarray, codes: np.ndarray, *, m: int, n_cols: int, width: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(cell, offsets, codes) sorted by (tile, row, column) for 1-byte value codes, or None
-    when they do not fit the packed key.
-
-    Each rating becomes one int64 key ``cell · 2**24 + offset · 2**8 + code`` (cell =
-    tile · m + row), built from a per-column table and the rows; one ``np.sort`` of the
-    keys (SIMD sorted, no permutation and no gathers afterwards) gives the order of
-    :func:`_radix_order` and the sorted fields decode from the keys. Equal keys are equal
-    ratings, so the unstable sort is still a function of the ratings alone.
-    """
-    n_tiles = max(1, -(-int(n_cols) // width))
-    if codes.dtype != np.uint8 or n_tiles * m >= 1 << 39:
+    """(flat, offsets, codes) of :func:`_cell_sort` for 1-byte value codes, or None for
+    other codes (sorted by :func:`_radix_order` instead): values ordered by (tile, row,
+    column), ``flat`` the start of every (tile, row) cell. In the order one ``np.sort`` of
+    the packed int64 keys gave before, without sorting the whole block: 0.30 against 0.45 s
+    for a user block of 6.3M ratings at the ml-32m shape."""
+    if codes.dtype != np.uint8:
         return None
+    n_tiles = max(1, -(-int(n_cols) // width))
     c = np.arange(n_cols, dtype=np.int64)
     tile = c // width
-    col_key = ((tile * m) << 24) | ((c - tile * width) << 8)
-    key = col_key[cols]
-    key += rows << 24
-    key += codes
-    key.sort()
-    return key >> 24, ((key >> 8) & 0xFFFF).astype(np.uint16), (key & 0xFF).astype(np.uint8)
+    return _cell_sort(rows, cols, codes, tile * m, (c - tile * width) << 8, n_tiles * m)
 
 
 def tiles_from_triples(
@@ -224,10 +255,10 @@ def tiles_from_triples(
     """Column tiles of ``width`` columns from (local row, column, value) triples in any
     order (0 <= row < n_rows, 0 <= col < n_cols). ``scale``: when given, ``vals`` are
     already codes of :func:`recspark.blocks.encode_values` (value = code · scale), stored
-    as they are; otherwise the values are encoded here. Vectorised, no comparison sort of
-    permutations: 1-byte codes (half-star ratings) are sorted as packed int64 keys
-    (:func:`_packed_order`), other values by a radix sort by (tile, row, column)
-    (:func:`_radix_order`); both give the same tiles."""
+    as they are; otherwise the values are encoded here. No comparison sort of the whole
+    block: 1-byte codes (half-star ratings) are placed by a compiled counting sort by
+    (tile, row) cell (:func:`_packed_order`), other values by a radix sort by (tile, row,
+    column) (:func:`_radix_order`); both give the same tiles."""
     if width > 1 << 16:
         raise ValueError(f"tile width {width} exceeds 2**16 columns")
     m = int(n_rows)
@@ -240,7 +271,7 @@ def tiles_from_triples(
         codes = np.asarray(vals)
     packed = _packed_order(rows, cols, codes, m=m, n_cols=int(n_cols), width=width)
     if packed is not None:
-        cell, offsets, codes = packed
+        flat, offsets, codes = packed
     else:
         tile = cols // width
         offsets = (cols - tile * width).astype(np.uint16)
@@ -253,8 +284,8 @@ def tiles_from_triples(
             shift += 16
         order = _radix_order(digits)
         offsets, codes = offsets[order], codes[order]
-    flat = np.zeros(n_tiles * m + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cell, minlength=n_tiles * m), out=flat[1:])
+        flat = np.zeros(n_tiles * m + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cell, minlength=n_tiles * m), out=flat[1:])
     tiles_indptr = np.empty((n_tiles, m + 1), dtype=np.int64)
     tiles_indptr[:, :m] = flat[:-1].reshape(n_tiles, m)
     tiles_indptr[:, m] = flat[m :: m] if m else 0

@@ -100,6 +100,26 @@ def test_packed_and_radix_tiling_agree(n_rows, n_cols, width):
     np.testing.assert_array_equal(packed.values(), radix.values())
 
 
+@pytest.mark.parametrize("n_rows, n_cols, width", [(7, 5, 2), (400, 3000, 128), (3, 70_000, 1 << 16)])
+def test_byte_codes_are_ordered_as_a_sort_of_packed_keys_duplicates_included(n_rows, n_cols, width):
+    # the counting sort must give the order of one np.sort of (cell, offset, code) keys,
+    # ties (a repeated rating) included; (3, 70_000) puts hundreds of values in one cell
+    rng = np.random.default_rng(6)
+    rows = rng.integers(0, n_rows, 30_000)
+    cols = rng.integers(0, n_cols, rows.size)
+    rows, cols = np.concatenate([rows, rows[:500]]), np.concatenate([cols, cols[:500]])
+    codes = rng.integers(0, 256, rows.size).astype(np.uint8)
+
+    tiles = tiles_from_triples(rows, cols, codes, n_rows=n_rows, n_cols=n_cols, width=width, scale=0.5)
+
+    tile = cols // width
+    key = np.sort(((tile * n_rows + rows) << 24) | ((cols - tile * width) << 8) | codes)
+    np.testing.assert_array_equal(tiles.offsets, (key >> 8) & 0xFFFF)
+    np.testing.assert_array_equal(tiles.codes, key & 0xFF)
+    cells = np.bincount(key >> 24, minlength=tiles.indptr.shape[0] * n_rows)
+    np.testing.assert_array_equal(np.diff(tiles.indptr, axis=1).ravel(), cells)
+
+
 @pytest.mark.parametrize("codes_dtype", [np.uint8, np.float32])
 def test_compiled_explicit_sums_equal_the_scipy_products_bit_for_bit(codes_dtype):
     from recspark.models.als.kernel import _explicit_sums, _max_tile_nnz, _normal_equations
