@@ -69,6 +69,22 @@ def test_wanted_settings_hold_the_config_section_and_extra_keys():
     assert wanted["spark.sql.session.timeZone"] == "UTC"
     assert wanted["spark.sql.inMemoryColumnarStorage.compressed"] == "false"
     assert wanted["spark.python.unix.domain.socket.enabled"] == "true"
+    # exactly Int.MaxValue: the one value that turns Spark's per-row byte count off
+    assert wanted["spark.sql.execution.arrow.maxBytesPerBatch"] == str(2**31 - 1)
+
+
+def _batch_sizes(batches):
+    import pyarrow as pa
+
+    for batch in batches:
+        yield pa.RecordBatch.from_pydict({"rows": [batch.num_rows]})
+
+
+def test_arrow_batches_to_python_are_still_cut_at_max_records_per_batch(spark):
+    assert spark.conf.get("spark.sql.execution.arrow.maxBytesPerBatch") == str(2**31 - 1)
+    one_task = spark.range(0, 25_000, numPartitions=1)
+    sizes = sorted(r.rows for r in one_task.mapInArrow(_batch_sizes, "rows long").collect())
+    assert sizes == [5_000, 10_000, 10_000]
 
 
 def test_properties_files_are_read_like_spark_submit_reads_them():

@@ -247,7 +247,7 @@ class Trainer:
         params = self.params if params is None else params
         if fixed.table is not None:
             handle = self.sc.broadcast(fixed.table)
-            solved = solve_broadcast(side_rdd, handle, params)
+            solved = solve_broadcast(self._one_wave(side_rdd, to_driver), handle, params)
         else:
             handle = None
             solved = solve_routed(
@@ -276,6 +276,23 @@ class Trainer:
                 # rest once the RDD is garbage.
                 handle.unpersist()
         return state, stats
+
+    def _one_wave(self, side_rdd: RDD, to_driver: bool) -> RDD:
+        """``side_rdd`` in one task per core when its solved rows go to the driver.
+
+        The blocks (``BLOCKS_PER_CORE`` per core when automatic) even out the block build;
+        in a half-step each further wave of tasks costs more than it evens out: a task starts
+        ~0.1 s after the previous one on the same core ended. At the ml-32m shape on two
+        cores, four blocks in two tasks took 1.63-1.78 s per iteration against 1.86-2.14 s in
+        four tasks (alternated in one process). Coalescing moves no data (each task reads
+        its blocks from the cache, preferring local ones) and every block is solved as
+        before, so the factors are the same. A routed result keeps one block per partition:
+        the next half-step's routes are planned per block.
+        """
+        slots = max(1, self.sc.defaultParallelism)
+        if not to_driver or slots >= side_rdd.getNumPartitions():
+            return side_rdd
+        return side_rdd.coalesce(slots)
 
     def run(self) -> LoopResult:
         """Iterate ``als.max_iter`` times; the result's state is (users, movies)
