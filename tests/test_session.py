@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pyarrow as pa
 import pytest
 
 from recspark.config import SparkConfig
@@ -74,8 +75,6 @@ def test_wanted_settings_hold_the_config_section_and_extra_keys():
 
 
 def _batch_sizes(batches):
-    import pyarrow as pa
-
     for batch in batches:
         yield pa.RecordBatch.from_pydict({"rows": [batch.num_rows]})
 
