@@ -24,6 +24,34 @@ def setup_logging(level: str = "INFO") -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
+#: Spark's (log4j 2) logger of join hints that no join used. recspark marks small model
+#: tables for broadcast joins where it makes them (``models/bias.py``, ``models/base.py``),
+#: so a Parquet write of such a table (saving a model) leaves the mark unused, as intended.
+UNUSED_HINT_LOGGER = "org.apache.spark.sql.catalyst.analysis.HintErrorLogger"
+
+
+@contextlib.contextmanager
+def quiet_jvm_logger(spark: SparkSession, name: str, level: str = "ERROR") -> Iterator[None]:
+    """Inside the block the driver JVM's log4j 2 logger ``name`` logs only at ``level`` and
+    above; afterwards it is as before (a logger that had no setting of its own inherits
+    again). The driver plans every query, so its planner's messages (such as
+    :data:`UNUSED_HINT_LOGGER`'s) are the driver's to silence. Raises nothing of its own."""
+    jvm = spark.sparkContext._jvm
+    log4j = jvm.org.apache.logging.log4j
+    context = log4j.LogManager.getContext(False)
+    had_own = context.getConfiguration().getLoggerConfig(name).getName() == name
+    before = log4j.LogManager.getLogger(name).getLevel()
+    log4j.core.config.Configurator.setLevel(name, log4j.Level.getLevel(level))
+    try:
+        yield
+    finally:
+        if had_own:
+            log4j.core.config.Configurator.setLevel(name, before)
+        else:
+            context.getConfiguration().removeLogger(name)
+            context.updateLoggers()
+
+
 #: The SparkContext's local properties behind the UI's job description and job group.
 _JOB_PROPERTIES = ("spark.job.description", "spark.jobGroup.id")
 

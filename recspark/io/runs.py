@@ -35,6 +35,7 @@ from pyspark.sql import types as T
 from recspark.config import Config, config_from_dict, expand, to_toml
 from recspark.errors import ModelError
 from recspark.io import storage
+from recspark.log import UNUSED_HINT_LOGGER, quiet_jvm_logger
 from recspark.schema import MODEL
 
 _logger = logging.getLogger(__name__)
@@ -186,6 +187,15 @@ def to_schema(df: DataFrame, schema: T.StructType) -> DataFrame:
     """``df``'s columns of ``schema``, in its order and cast to its types: what a saved
     model table is written as, so :func:`read_model_table` can check it."""
     return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+
+
+def write_model_table(df: DataFrame, schema: T.StructType, path: str) -> None:
+    """Write ``df``'s columns of ``schema`` (:func:`to_schema`) as Parquet to ``path`` (a
+    new folder), the way :func:`read_model_table` reads them back. A broadcast mark the
+    table carries for joins goes unused here, without Spark's warning about it
+    (:data:`recspark.log.UNUSED_HINT_LOGGER`). Raises what the Parquet write raises."""
+    with quiet_jvm_logger(df.sparkSession, UNUSED_HINT_LOGGER):
+        to_schema(df, schema).write.parquet(path)
 
 
 def read_model_table(spark: SparkSession, path: str, name: str, schema: T.StructType) -> DataFrame:

@@ -120,8 +120,8 @@ class BiasModel:
 
     def write_tables(self, folder: str, names: tuple[str, str] = TABLES) -> None:
         """Write the user and item bias tables into ``folder`` as ``names``. Action."""
-        runs.to_schema(self.user_bias, USER_BIAS_SCHEMA).write.parquet(f"{folder}/{names[0]}")
-        runs.to_schema(self.item_bias, ITEM_BIAS_SCHEMA).write.parquet(f"{folder}/{names[1]}")
+        runs.write_model_table(self.user_bias, USER_BIAS_SCHEMA, f"{folder}/{names[0]}")
+        runs.write_model_table(self.item_bias, ITEM_BIAS_SCHEMA, f"{folder}/{names[1]}")
 
     @classmethod
     def read_tables(

@@ -361,8 +361,8 @@ class FactorModel:
             "fallback": None,
         }
         with storage.staged(spark, path) as tmp:
-            runs.to_schema(self.user_factors, USER_FACTORS_SCHEMA).write.parquet(f"{tmp}/{_USERS}")
-            runs.to_schema(self.item_factors, ITEM_FACTORS_SCHEMA).write.parquet(f"{tmp}/{_ITEMS}")
+            runs.write_model_table(self.user_factors, USER_FACTORS_SCHEMA, f"{tmp}/{_USERS}")
+            runs.write_model_table(self.item_factors, ITEM_FACTORS_SCHEMA, f"{tmp}/{_ITEMS}")
             if self.fallback is not None:
                 self.fallback.write_tables(tmp, FALLBACK_TABLES)
                 meta["fallback"] = self.fallback.meta()

@@ -27,9 +27,8 @@ from recspark.io import runs, storage
 from recspark.models.als.implicit import AlsImplicitConfig, ImplicitFactorModel
 from recspark.models.base import with_fallback
 from recspark.models.bias import BiasModel
-from recspark.models.factor import FALLBACK_TABLES
 from recspark.models.contract import Ability, ModelSpec, RankingInputs
-from recspark.models.factor import factor_ranking_inputs, mllib_factor_table
+from recspark.models.factor import FALLBACK_TABLES, factor_ranking_inputs, mllib_factor_table
 from recspark.schema import (
     BIAS_PREDICTION,
     FACTORS,
@@ -120,8 +119,8 @@ class MllibAlsModel:
         spark = self.user_factors.sparkSession
         with storage.staged(spark, path) as tmp:
             self.als.write().save(f"{tmp}/{_ALS}")
-            runs.to_schema(self.user_factors, USER_FACTORS_SCHEMA).write.parquet(f"{tmp}/{_USERS}")
-            runs.to_schema(self.item_factors, ITEM_FACTORS_SCHEMA).write.parquet(f"{tmp}/{_ITEMS}")
+            runs.write_model_table(self.user_factors, USER_FACTORS_SCHEMA, f"{tmp}/{_USERS}")
+            runs.write_model_table(self.item_factors, ITEM_FACTORS_SCHEMA, f"{tmp}/{_ITEMS}")
             self.bias.write_tables(tmp, FALLBACK_TABLES)
             runs.write_model_meta(spark, tmp, {
                 runs.NAME_KEY: self.name, "format": MODEL_FORMAT, "version": MODEL_VERSION,

@@ -73,8 +73,8 @@ class PopularityModel:
         atomically). Action: writes the tables."""
         spark = self.counts.sparkSession
         with storage.staged(spark, path) as tmp:
-            runs.to_schema(self.counts, COUNTS_SCHEMA).write.parquet(f"{tmp}/{_COUNTS}")
-            runs.to_schema(self.users, USERS_SCHEMA).write.parquet(f"{tmp}/{_USERS}")
+            runs.write_model_table(self.counts, COUNTS_SCHEMA, f"{tmp}/{_COUNTS}")
+            runs.write_model_table(self.users, USERS_SCHEMA, f"{tmp}/{_USERS}")
             runs.write_model_meta(
                 spark, tmp,
                 {runs.NAME_KEY: self.name, "format": MODEL_FORMAT, "version": MODEL_VERSION},

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recspark.config import TrainConfig, default_config
@@ -71,7 +72,8 @@ def test_model_meta_round_trip_and_errors(spark, tmp_path):
 def test_model_tables_are_checked_for_completeness_and_types(spark, tmp_path):
     schema = T.StructType([T.StructField("a", T.LongType()), T.StructField("b", T.DoubleType())])
     df = spark.createDataFrame([(1, 2.0, "x")], "a int, b double, c string")
-    runs.to_schema(df, schema).write.parquet(str(tmp_path / "m" / "t"))
+    # marked for broadcast joins like recspark's small model tables (the mark goes unused)
+    runs.write_model_table(F.broadcast(df), schema, str(tmp_path / "m" / "t"))
     back = runs.read_model_table(spark, str(tmp_path / "m"), "t", schema)
     assert back.schema == schema and back.collect()[0].asDict() == {"a": 1, "b": 2.0}
     with pytest.raises(ModelError, match="u/ is missing"):

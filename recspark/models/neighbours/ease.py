@@ -178,7 +178,7 @@ class EaseModel:
                 np.save(buf, weights[start : start + rows], allow_pickle=False)
                 storage.write_bytes(spark, f"{tmp}/{_WEIGHTS}/part-{n:05d}.npy", buf.getvalue())
             items.coalesce(1).write.parquet(f"{tmp}/{_ITEMS}")
-            runs.to_schema(self.users, _USERS_SCHEMA).write.parquet(f"{tmp}/{_USERS}")
+            runs.write_model_table(self.users, _USERS_SCHEMA, f"{tmp}/{_USERS}")
             runs.write_model_meta(spark, tmp, {
                 runs.NAME_KEY: self.name, "format": MODEL_FORMAT, "version": MODEL_VERSION,
                 "items": int(self.item_ids.size),

@@ -386,7 +386,7 @@ class KnnModel:
         }
         with storage.staged(spark, path) as tmp:
             for name, df, schema in self._tables(s):
-                runs.to_schema(df, schema).write.parquet(f"{tmp}/{name}")
+                runs.write_model_table(df, schema, f"{tmp}/{name}")
             runs.write_model_meta(spark, tmp, meta)
         _logger.info("saved %s model to %s", self.name, path)
 

@@ -125,7 +125,7 @@ class SvdppModel:
         spark = self.implicit.sparkSession
         with storage.staged(spark, path) as tmp:
             self.factors.save(f"{tmp}/{_FACTORS_DIR}")
-            runs.to_schema(self.implicit, IMPLICIT_SCHEMA).write.parquet(f"{tmp}/{_IMPLICIT_DIR}")
+            runs.write_model_table(self.implicit, IMPLICIT_SCHEMA, f"{tmp}/{_IMPLICIT_DIR}")
             meta = {"format": MODEL_FORMAT, "version": MODEL_VERSION, runs.NAME_KEY: self.name}
             runs.write_model_meta(spark, tmp, meta)
         _logger.info("saved %s model to %s", self.name, path)
