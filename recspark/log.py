@@ -24,9 +24,9 @@ def setup_logging(level: str = "INFO") -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
-#: Spark's (log4j 2) logger of join hints that no join used. recspark marks small model
-#: tables for broadcast joins where it makes them (``models/bias.py``, ``models/base.py``),
-#: so a Parquet write of such a table (saving a model) leaves the mark unused, as intended.
+#: Spark's (log4j 2) logger of join hints that no join used. recspark marks the bias
+#: tables for broadcast joins where it makes them (``models/bias._checkpointed``), so the
+#: Parquet write that saves them leaves the mark unused, as intended.
 UNUSED_HINT_LOGGER = "org.apache.spark.sql.catalyst.analysis.HintErrorLogger"
 
 
