@@ -31,7 +31,8 @@ movies scaled from the ml-32m shape by N / 32M (:func:`recspark.synthetic.scaled
 1000 tags.
 
 Every step runs in its own process with a fresh JVM and identical Spark settings
-(``--master``, ``--driver-memory``): first one that prepares the data and writes the
+(``--master``, ``--driver-memory``, and the settings recspark's jobs always have,
+:data:`recspark.session.FIXED_SETTINGS`): first one that prepares the data and writes the
 train/test split as Parquet under ``--work`` (``--input-partitions`` files, read one file per
 task), then one per model. In a model's process the train set is read and cached (and
 counted) *before* the clock starts, and the same model is fitted once, untimed, on a 0.2 %
@@ -128,23 +129,22 @@ def _session(a: argparse.Namespace, name: str):
     from pyspark.sql import SparkSession
 
     from recspark.log import setup_logging
-    from recspark.session import UNIX_SOCKETS
+    from recspark.session import FIXED_SETTINGS
 
     setup_logging("INFO")
     spark = (
         SparkSession.builder.master(a.master)
         .appName(f"bench-als-{name}")
+        # Every model runs with the settings recspark's jobs always have (Unix sockets,
+        # Arrow batches cut by rows only, uncompressed DataFrame caches, ...).
+        .config(map=FIXED_SETTINGS)
         .config("spark.driver.memory", a.driver_memory)
         .config("spark.sql.shuffle.partitions", str(a.shuffle_partitions))
         .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.local.dir", str(Path(a.work) / "spark-local"))
         # One input partition per train file (written as --input-partitions files): without
         # it Spark packs the files into 128 MB splits, e.g. 8 files into 3 tasks on 2 cores.
         .config("spark.sql.files.minPartitionNum", str(a.input_partitions))
-        .config(map=UNIX_SOCKETS)  # as recspark's jobs run
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")
