@@ -22,9 +22,10 @@ import pyarrow as pa
 import scipy.sparse as sp
 from pyspark import RDD, SparkContext, StorageLevel
 from pyspark.rdd import Partitioner
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from recspark.arrow import record_batches
 from recspark.schema import RATING, require_columns
 
 R = TypeVar("R")
@@ -106,12 +107,6 @@ def _csr_block(block: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray)
     )
 
 
-_PIECE_SCHEMA = "block int, rows binary, cols binary, vals binary, code string, scale double"
-_PIECE_ARROW = pa.schema(
-    [("block", pa.int32()), ("rows", pa.binary()), ("cols", pa.binary()), ("vals", pa.binary()),
-     ("code", pa.string()), ("scale", pa.float64())]
-)
-_PIECE_COLUMNS = _PIECE_ARROW.names
 #: Ratings a task gathers before splitting them into per-block pieces (bounds its memory).
 _PIECE_ROWS = 1 << 20
 
@@ -156,81 +151,20 @@ def join_pieces(pieces: Sequence[Piece]) -> tuple[np.ndarray, np.ndarray, np.nda
     return rows, cols, vals
 
 
-def _unpack_piece(row) -> tuple[int, Piece]:
-    return int(row[0]), (
-        np.frombuffer(row[1], dtype=np.int32),
-        np.frombuffer(row[2], dtype=np.int32),
-        np.frombuffer(row[3], dtype=np.dtype(row[4])),
-        float(row[5]),
-    )
-
-
 def _assemble(block: int, pieces: list[Piece]) -> Iterator[tuple[int, Block]]:
     yield block, _csr_block(block, *join_pieces(pieces))
 
 
-#: A packed rating (below) is one long: row << _PACKED_ROW_SHIFT | col << _PACKED_COL_SHIFT |
-#: code, the code a byte and the column below 2**(_PACKED_ROW_SHIFT - _PACKED_COL_SHIFT).
-_PACKED_ROW_SHIFT, _PACKED_COL_SHIFT = 32, 8
-_PACKED_COL_LIMIT = 1 << (_PACKED_ROW_SHIFT - _PACKED_COL_SHIFT)
-
-
-def _packable(ratings: DataFrame, row_col: str, col_col: str, value_col: str) -> bool:
-    """Whether every rating travels as one long (:func:`_packed_key`): indices 0 <= row <
-    2**31 and 0 <= col < 2**24, every value a half star in [0, 127.5] (a byte code of
-    :func:`encode_values`). One aggregation over the input, which also raises ValueError,
-    before any Python task, when a column has nulls."""
-    doubled = F.col(value_col).cast("double") * 2
-    off_grid = (doubled != F.floor(doubled)) | (doubled < 0) | (doubled > 255)
-    names = (row_col, col_col, value_col)
-    (row,) = ratings.agg(
-        *[(F.count(F.lit(1)) - F.count(name)).alias(f"nulls_{i}") for i, name in enumerate(names)],
-        F.min(row_col).alias("row_min"), F.max(row_col).alias("row_max"),
-        F.min(col_col).alias("col_min"), F.max(col_col).alias("col_max"),
-        F.count(F.when(off_grid, 1)).alias("off_grid"),
-    ).collect()  # fmt: skip
-    for i, name in enumerate(names):
-        _refuse_nulls(name, row[f"nulls_{i}"])
-    if row["row_min"] is None:  # no ratings
-        return False
-    return (
-        row["row_min"] >= 0
-        and row["row_max"] < 1 << 31
-        and row["col_min"] >= 0
-        and row["col_max"] < _PACKED_COL_LIMIT
-        and row["off_grid"] == 0
-    )
-
-
-def _refuse_nulls(name: str, nulls: int) -> None:
-    if nulls:
-        raise ValueError(
-            f"build_blocks: column {name} has {nulls} null values; drop or fix those ratings first"
-        )
-
-
-def _packed_key(row_col: str, col_col: str, value_col: str) -> Column:
-    """row · 2**32 + col · 2**8 + 2 × value, for ratings that :func:`_packable` passed."""
-    return (
-        F.col(row_col).cast("long") * F.lit(1 << _PACKED_ROW_SHIFT)
-        + F.col(col_col).cast("long") * F.lit(1 << _PACKED_COL_SHIFT)
-        + (F.col(value_col).cast("double") * 2).cast("long")
-    )
-
-
-def _packed_columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(rows, cols, codes, 0.5) of one column of :func:`_packed_key` values."""
-    keys = table.column(0).to_numpy()
-    rows = (keys >> _PACKED_ROW_SHIFT).astype(np.int32)
-    cols = ((keys >> _PACKED_COL_SHIFT) & (_PACKED_COL_LIMIT - 1)).astype(np.int32)
-    return rows, cols, (keys & 0xFF).astype(np.uint8), 0.5
-
-
-def _plain_columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def _columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """(rows, cols, codes, scale) of three columns (row, col, value): values encoded by
     :func:`encode_values`. Raises ValueError if a column has nulls."""
     for name in table.column_names:
-        _refuse_nulls(name, table.column(name).null_count)
+        nulls = table.column(name).null_count
+        if nulls:
+            raise ValueError(
+                f"build_blocks: column {name} has {nulls} null values; drop or fix those "
+                "ratings first"
+            )
     codes, scale = encode_values(table.column(2).to_numpy())
     return table.column(0).to_numpy(), table.column(1).to_numpy(), codes, scale
 
@@ -242,60 +176,46 @@ def block_pieces(
     col_col: str,
     n_blocks: int,
     value_col: str = RATING,
-    pack: bool = True,
 ) -> RDD:
     """The ratings as ``(block, Piece)`` pairs, ``block = row % n_blocks``.
 
     Input columns: ``row_col``, ``col_col`` (dense 0-based integer indices below 2**31) and
-    ``value_col``. Each task reads its ratings as Arrow batches (``mapInArrow``) and splits
-    them by destination block with NumPy, so what is later shuffled is a few large arrays
-    per task (values in their narrowest exact encoding), not one record per rating. The
-    JVM's conversion to Arrow costs per column more than per byte, so when every rating
-    fits one long (:func:`_packable`, one aggregation first: half-star values, fewer than
-    2**24 columns, as MovieLens's are) they travel as that one column: at the ml-32m shape
-    (25.6M ratings, two cores) 4.3 s against 6.4 s for three columns, the same pieces.
-    ``pack=False`` skips that aggregation, for inputs that are small or costly to compute
-    twice. The result is not yet partitioned by block: :func:`zip_blocks` does that (the
-    one shuffle of the ratings). Raises ValueError if an input column has nulls (in a
-    task on the plain path).
+    ``value_col``. Each task reads its ratings as Arrow batches
+    (:func:`recspark.arrow.record_batches`) and splits them by destination block with NumPy,
+    so what is later shuffled is a few large arrays per task (values in their narrowest
+    exact encoding, :func:`encode_values`), not one record per rating. On this path three
+    columns cost what one packed long per rating did (25.6M ratings into pieces on two
+    cores, 1.3-1.4 s either way), so no pass over the input checks whether they pack. The
+    result is not yet partitioned by block: :func:`zip_blocks` does that (the one shuffle of the ratings).
+    Raises ValueError (in the task that meets it) if an input column has nulls.
     """
     require_columns(ratings, [row_col, col_col, value_col], stage="build_blocks")
-    if pack and _packable(ratings, row_col, col_col, value_col):
-        frame = ratings.select(_packed_key(row_col, col_col, value_col).alias("packed"))
-        columns = _packed_columns
-    else:
-        # 32-bit indices: a third less to convert to Arrow than longs.
-        frame = ratings.select(
-            F.col(row_col).cast("int").alias(row_col),
-            F.col(col_col).cast("int").alias(col_col),
-            F.col(value_col).cast("double").alias(value_col),
-        )
-        columns = _plain_columns
+    # 32-bit indices: a third less to convert to Arrow than longs.
+    frame = ratings.select(
+        F.col(row_col).cast("int").alias(row_col),
+        F.col(col_col).cast("int").alias(col_col),
+        F.col(value_col).cast("double").alias(value_col),
+    )
 
-    def split(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def split(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[int, Piece]]:
         buffered: list[pa.RecordBatch] = []
         size = 0
 
-        def flush() -> pa.RecordBatch:
-            rows, cols, codes, scale = columns(pa.Table.from_batches(buffered))
-            out: dict[str, list] = {name: [] for name in _PIECE_COLUMNS}
+        def flush() -> Iterator[tuple[int, Piece]]:
+            rows, cols, codes, scale = _columns(pa.Table.from_batches(buffered))
             for d, r, c, v in split_by_block(rows, cols, codes, n_blocks):
-                for name, value in zip(
-                    _PIECE_COLUMNS, (d, r.tobytes(), c.tobytes(), v.tobytes(), v.dtype.str, scale)
-                ):
-                    out[name].append(value)
-            return pa.RecordBatch.from_pydict(out, schema=_PIECE_ARROW)
+                yield d, (r, c, v, scale)
 
         for batch in batches:
             buffered.append(batch)
             size += batch.num_rows
             if size >= _PIECE_ROWS:
-                yield flush()
+                yield from flush()
                 buffered, size = [], 0
         if size:
-            yield flush()
+            yield from flush()
 
-    return frame.mapInArrow(split, _PIECE_SCHEMA).rdd.map(_unpack_piece)
+    return record_batches(frame).mapPartitions(split)
 
 
 def build_blocks(
@@ -306,7 +226,6 @@ def build_blocks(
     n_blocks: int,
     value_col: str = RATING,
     storage: StorageLevel = StorageLevel.MEMORY_AND_DISK,
-    pack: bool = True,
 ) -> RDD:
     """Partition ``ratings`` into ``n_blocks`` CSR blocks keyed by ``row_col % n_blocks``.
 
@@ -315,8 +234,7 @@ def build_blocks(
     ratings happens here (see :func:`block_pieces` for the input and its checks).
     """
     pieces = block_pieces(
-        ratings, row_col=row_col, col_col=col_col, n_blocks=n_blocks, value_col=value_col,
-        pack=pack,
+        ratings, row_col=row_col, col_col=col_col, n_blocks=n_blocks, value_col=value_col
     )
     return (
         zip_blocks([pieces], _assemble, n_blocks=n_blocks)

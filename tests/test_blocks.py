@@ -4,7 +4,6 @@ import scipy.sparse as sp
 
 from recspark.blocks import (
     BLOCKS_PER_CORE,
-    _packable,
     build_blocks,
     encode_values,
     resolve_blocks,
@@ -58,15 +57,14 @@ def test_split_by_block_equals_a_stable_sort_by_destination(vals_dtype):
 
 @pytest.mark.parametrize(
     "movie, value",
-    [(2, 0.3), (2, -1.0), (2, 200.0), (1 << 24, 4.0)],
-    ids=["off-grid", "negative", "beyond-a-byte", "wide-columns"],
+    [(2, 0.3), (2, -1.0), (2, 200.0), (1 << 24, 4.0), ((1 << 31) - 1, 127.5)],
+    ids=["off-grid", "negative", "beyond-a-byte", "wide-columns", "largest-index"],
 )
-def test_ratings_that_do_not_pack_into_one_long_arrive_exactly(spark, movie, value):
-    # Half-star values and columns below 2**24 travel packed into one long; anything else
-    # (one such rating is enough) as three plain columns: the blocks hold the same ratings.
+def test_ratings_of_any_value_and_index_arrive_exactly(spark, movie, value):
+    # Half-star values travel as byte codes, others as float32 or float64 (one such rating
+    # is enough): the blocks hold the same ratings either way.
     rows = [(0, 0, 3.0), (1, 1, 5.0), (2, movie, value), (3, 1, 2.5)]
-    df = spark.createDataFrame(rows, [USER_IDX, MOVIE_IDX, RATING])
-    assert not _packable(df, USER_IDX, MOVIE_IDX, RATING)
+    df = spark.createDataFrame(rows, f"{USER_IDX} int, {MOVIE_IDX} int, {RATING} double")
     blocks = dict(build_blocks(df, row_col=USER_IDX, col_col=MOVIE_IDX, n_blocks=2).collect())
     got = sorted(
         (int(u), int(c), float(v))
@@ -76,16 +74,6 @@ def test_ratings_that_do_not_pack_into_one_long_arrive_exactly(spark, movie, val
     assert got == sorted(rows)
 
 
-def test_half_star_ratings_pack_into_one_long(spark):
-    df = spark.createDataFrame([(0, 0, 0.5), ((1 << 31) - 1, (1 << 24) - 1, 127.5)],
-                               [USER_IDX, MOVIE_IDX, RATING])
-    assert _packable(df, USER_IDX, MOVIE_IDX, RATING)
-    blocks = build_blocks(df, row_col=USER_IDX, col_col=MOVIE_IDX, n_blocks=1).collect()
-    (_, block), = blocks
-    assert block.ids.tolist() == [0, (1 << 31) - 1]
-    assert block.cols.tolist() == [0, (1 << 24) - 1] and block.vals.tolist() == [0.5, 127.5]
-
-
 @pytest.mark.parametrize("column", [USER_IDX, MOVIE_IDX, RATING])
 def test_null_ratings_are_refused(spark, column):
     values = {USER_IDX: 1, MOVIE_IDX: 2, RATING: 3.0, column: None}
@@ -93,11 +81,8 @@ def test_null_ratings_are_refused(spark, column):
         [(0, 0, 4.0), (values[USER_IDX], values[MOVIE_IDX], values[RATING])],
         f"{USER_IDX} int, {MOVIE_IDX} int, {RATING} double",
     )
-    message = f"column {column} has 1 null values"
-    with pytest.raises(ValueError, match=message):  # by the packing check, before any task
-        build_blocks(df, row_col=USER_IDX, col_col=MOVIE_IDX, n_blocks=2)
-    with pytest.raises(Exception, match=message):  # unpacked: in the task that meets it
-        build_blocks(df, row_col=USER_IDX, col_col=MOVIE_IDX, n_blocks=2, pack=False).count()
+    with pytest.raises(Exception, match=f"column {column} has 1 null values"):  # in the task
+        build_blocks(df, row_col=USER_IDX, col_col=MOVIE_IDX, n_blocks=2).count()
 
 
 def test_block_rdd_is_partitioned_by_block_id(spark):

@@ -317,9 +317,8 @@ def validation_blocks(
         .join(movies, MOVIE_IDX, "left")
     )
     known = F.col(ku).isNotNull() & F.col(km).isNotNull()
-    # unpacked: a packing check would compute the joins above twice for a small table
     val_blocks = blk.build_blocks(
-        flagged.where(known), row_col=MOVIE_IDX, col_col=USER_IDX, n_blocks=n_blocks, pack=False
+        flagged.where(known), row_col=MOVIE_IDX, col_col=USER_IDX, n_blocks=n_blocks
     )
     unknown = Stats()
     if bias is not None:
