@@ -132,7 +132,9 @@ UNIX_SOCKETS = {"spark.python.unix.domain.socket.enabled": "true"}
 #: rows by default), not also by bytes: unless the byte limit is Int.MaxValue, Spark 4
 #: measures the batch being built after every row it adds (``ArrowWriter.sizeInBytes`` walks
 #: every vector), which a JVM profile of an ALS fit's map side showed as a quarter of its
-#: executor samples. recspark's Arrow rows are small (ids, a rating, a factor vector), so
+#: executor samples (that map side now reads through :func:`recspark.arrow.record_batches`,
+#: which cuts by rows only anyway; the setting serves the ``applyInArrow``/``mapInArrow``
+#: stages: top-N lists, fold-in, kNN). recspark's Arrow rows are small (ids, a rating, a factor vector), so
 #: 10,000 of them stay far below Arrow's 2 GB batch limit the byte cut guards. 25.6M ratings
 #: (one packed long each) from the cache into an empty ``mapInArrow`` on two cores: 1.9-2.3 s
 #: against 4.3-4.9 s with the 64 MB default.
