@@ -312,7 +312,6 @@ def _fit_recspark(a: argparse.Namespace, spark, train, test, result: dict):
     the clipped test predictions of the explicit models (None for the implicit one)."""
     from pyspark.sql import functions as F
 
-
     from recspark.models.als import AlsConfig, fit_als
     from recspark.models.als.implicit import AlsImplicitConfig, fit_als_implicit
     from recspark.models.sgd import SgdMfConfig, fit_sgd_mf
