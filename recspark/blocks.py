@@ -183,11 +183,10 @@ def block_pieces(
     ``value_col``. Each task reads its ratings as Arrow batches
     (:func:`recspark.arrow.record_batches`) and splits them by destination block with NumPy,
     so what is later shuffled is a few large arrays per task (values in their narrowest
-    exact encoding, :func:`encode_values`), not one record per rating. On this path three
-    columns cost what one packed long per rating did (25.6M ratings into pieces on two
-    cores, 1.3-1.4 s either way), so no pass over the input checks whether they pack. The
-    result is not yet partitioned by block: :func:`zip_blocks` does that (the one shuffle of the ratings).
-    Raises ValueError (in the task that meets it) if an input column has nulls.
+    exact encoding, :func:`encode_values`), not one record per rating; on this path three
+    plain columns cost what one packed long per rating did (measured there). The result is
+    not yet partitioned by block: :func:`zip_blocks` does that (the one shuffle of the
+    ratings). Raises ValueError (in the task that meets it) if an input column has nulls.
     """
     require_columns(ratings, [row_col, col_col, value_col], stage="build_blocks")
     # 32-bit indices: a third less to convert to Arrow than longs.
