@@ -138,9 +138,14 @@ class DataConfig(Section):
 
 
 class IngestConfig(Section):
-    """Ingest output and validation settings."""
+    """Ingest output and validation settings.
+
+    ``reader``: ``auto`` reads a local ratings file with a one-character separator by byte
+    range in Arrow (:mod:`recspark.pipeline.ingest_arrow`) and everything else with Spark;
+    ``spark`` reads every file with Spark. Both give the same tables."""
 
     output_dir: str = "out/ingest/{dataset}"
+    reader: Literal["auto", "spark"] = "auto"
     user_blocks: int = Field(8, ge=1)
     max_quarantine_share: float = Field(0.01, ge=0, le=1)
     curve_points_per_decade: int = Field(20, ge=1)  # rank-frequency points kept per decade

@@ -14,7 +14,7 @@ import logging
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -48,11 +48,21 @@ def dense_index(ids: DataFrame, *, id_col: str, idx_col: str) -> DataFrame:
         .distinct()
     )
     sorted_ids = np.sort(distinct.toPandas()[id_col].to_numpy(dtype=np.int64))
-    table = pd.DataFrame({id_col: sorted_ids, idx_col: np.arange(len(sorted_ids), dtype=np.int32)})
+    return index_table(ids.sparkSession, sorted_ids, id_col=id_col, idx_col=idx_col)
+
+
+def index_table(spark: SparkSession, ids: np.ndarray, *, id_col: str, idx_col: str) -> DataFrame:
+    """The index table of ``ids`` (distinct, increasing): ``id_col`` (long) and ``idx_col``
+    (int, 0..n-1, the position), one row per id. Raises ValueError if ``ids`` are not
+    strictly increasing."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size > 1 and not (np.diff(ids) > 0).all():
+        raise ValueError(f"index_table: the {id_col} values must be distinct and increasing")
+    table = pd.DataFrame({id_col: ids, idx_col: np.arange(len(ids), dtype=np.int32)})
     schema = T.StructType(
         [T.StructField(id_col, T.LongType(), False), T.StructField(idx_col, T.IntegerType(), False)]
     )
-    return ids.sparkSession.createDataFrame(table, schema)
+    return spark.createDataFrame(table, schema)
 
 
 def user_index(ratings: DataFrame) -> DataFrame:

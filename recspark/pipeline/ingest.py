@@ -54,7 +54,7 @@ from recspark.io.validate import (
     validate_tags,
 )
 from recspark.log import stage
-from recspark.session import sql_settings
+from recspark.pipeline.ingest_arrow import ArrowRatings, usable
 from recspark.schema import (
     BLOCK_KEY,
     COPIES,
@@ -83,6 +83,7 @@ from recspark.schema import (
     USER_IDX,
     VALUE,
 )
+from recspark.session import sql_settings
 
 _logger = logging.getLogger(__name__)
 
@@ -168,25 +169,33 @@ def _validate(
     return validate_links(lines, layout=layout, columns=columns)
 
 
+def _headers(spark: SparkSession, inputs: list[_Input]) -> dict[str, tuple[str, ...] | None]:
+    """Kind -> the file's header in its own order, for every present file
+    (:func:`match_header`: raises HeaderError before any Spark job)."""
+    return {
+        item.kind: match_header(item.spec, storage.read_first_line(spark, item.path), item.path)
+        for item in inputs
+        if item.spec is not None
+    }
+
+
 def _validate_all(
-    spark: SparkSession, inputs: list[_Input], layout: Layout, now: int
+    spark: SparkSession,
+    inputs: list[_Input],
+    layout: Layout,
+    now: int,
+    columns: dict[str, tuple[str, ...] | None],
 ) -> tuple[dict[str, DataFrame], dict[str, str]]:
     """(File name -> validated lines of every present file, persisted (the caller
     unpersists); file name -> its :func:`source_uri`). The lines are not numbered yet and
     carry no ``source_file`` (:func:`number_lines` adds both): each file is scanned once
     (:func:`scan_lines`) and the cache holds no per-row copy of the file name.
 
-    Each file's header is matched by name first (:func:`match_header`: the columns may
-    come in any order; a wrong header raises HeaderError before any Spark job). Each frame
-    is counted, quarantined and written from the cache. Only quarantined rows and rows
-    decoded through the latin-1 fallback need their raw line: dropping it from the other
-    rows keeps the cache of a 32M-row ratings file small.
+    ``columns``: :func:`_headers`. Each frame is counted, quarantined and written from the
+    cache. Only quarantined rows and rows decoded through the latin-1 fallback need their
+    raw line: dropping it from the other rows keeps the cache of a 32M-row ratings file
+    small.
     """
-    columns = {
-        item.kind: match_header(item.spec, storage.read_first_line(spark, item.path), item.path)
-        for item in inputs
-        if item.spec is not None
-    }
     validated: dict[str, DataFrame] = {}
     sources: dict[str, str] = {}
     for item in inputs:
@@ -259,6 +268,18 @@ def _count_reasons(
     return counts, fallback, bases
 
 
+def _count_numbered(frame: DataFrame) -> tuple[dict[str, int], int]:
+    """(rows per reason, with ``accepted`` for good rows; rows decoded through the latin-1
+    fallback) of a validated, numbered frame: one small aggregation."""
+    reasons: dict[str, int] = {}
+    flagged = 0
+    for row in frame.groupBy(REASON, LATIN1_FALLBACK).agg(F.count(F.lit(1)).alias("n")).collect():
+        key = row[REASON] or ACCEPTED_REASON
+        reasons[key] = reasons.get(key, 0) + int(row["n"])
+        flagged += int(row["n"]) if row[LATIN1_FALLBACK] else 0
+    return reasons, flagged
+
+
 def _decoding_fallback(
     spark: SparkSession, validated: dict[str, DataFrame], files: dict[str, dict], out: str
 ) -> None:
@@ -324,17 +345,30 @@ def _ingest(
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     with stage("ingest: match headers, locate the files", spark):
-        cached, sources = _validate_all(spark, inputs, layout, now)
+        columns = _headers(spark, inputs)
+        fast = _arrow_ratings(spark, cfg, inputs[0], columns, layout=layout, now=now, out=out)
+        spark_inputs = inputs if fast is None else inputs[1:]
+        cached, sources = _validate_all(spark, spark_inputs, layout, now, columns)
     try:
-        files, validated = _count_and_quarantine(spark, cached, sources, inputs, out)
+        files, validated = _count_and_quarantine(spark, cached, sources, inputs, out, fast=fast)
         report["files"] = files
         entry = files[layout.ratings.name]
         _check_quarantine_share(spark, report, entry, out=out, target=target, cfg=cfg)
         _write_side_tables(spark, validated, cached, inputs[1:], out)
-        pairs = _dedupe_index_write(
-            spark, validated[layout.ratings.name], entry, out, user_blocks=cfg.ingest.user_blocks
-        )
-        cached.pop(layout.ratings.name).unpersist()
+        if fast is None:
+            pairs = _dedupe_index_write(
+                spark, validated[layout.ratings.name], entry, out, user_blocks=cfg.ingest.user_blocks
+            )
+            cached.pop(layout.ratings.name).unpersist()
+        else:
+            with stage("ingest: index, deduplicate and write ratings", spark):
+                rows, pairs = fast.write(out, user_blocks=cfg.ingest.user_blocks)
+            if rows != entry["accepted"]:
+                raise RuntimeError(
+                    f"ingest: {entry['accepted']} ratings accepted but {rows} reached the write (a bug)"
+                )
+            entry["duplicates"] = entry["accepted"] - pairs
+            fast.release()
         ratings = ingested.read_ratings(spark, out)
         with stage("ingest: reconcile counts", spark):
             entry["accepted"] = written = ratings.count()
@@ -352,6 +386,38 @@ def _ingest(
     finally:
         for frame in cached.values():
             frame.unpersist()
+        if fast is not None:
+            fast.release()
+
+
+def _arrow_ratings(
+    spark: SparkSession,
+    cfg: Config,
+    ratings: _Input,
+    columns: dict[str, tuple[str, ...] | None],
+    *,
+    layout: Layout,
+    now: int,
+    out: str,
+) -> ArrowRatings | None:
+    """The ratings file through the Arrow path (:mod:`recspark.pipeline.ingest_arrow`),
+    or None when ``ingest.reader`` is ``spark`` or the file cannot take it."""
+    if cfg.ingest.reader == "spark" or ratings.spec is None or ratings.path is None:
+        return None
+    local = usable(ratings.spec, ratings.path, out)
+    if local is None:
+        _logger.info("%s: read with Spark (not a local file with a one-character separator)", ratings.path)
+        return None
+    _logger.info("%s: read by byte range (ingest.reader = auto)", ratings.path)
+    return ArrowRatings(
+        spark,
+        path=local,
+        source=source_uri(spark, ratings.path),
+        spec=ratings.spec,
+        columns=columns[ratings.kind],
+        layout=layout,
+        now=now,
+    )
 
 
 def _count_and_quarantine(
@@ -360,18 +426,27 @@ def _count_and_quarantine(
     sources: dict[str, str],
     inputs: list[_Input],
     out: str,
+    *,
+    fast: ArrowRatings | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, DataFrame]]:
     """Count rows per file and reason (the report's ``files``); write the quarantine. Returns
     the files' entries and the validated frames with exact line numbers (lazy, over the
-    cached ones)."""
+    cached ones; for the ratings file of ``fast``, its validated other lines)."""
     paths = {item.file_name: item.path for item in inputs if item.spec is not None}
     with stage("ingest: read and validate all files", spark):
-        counts, fallback, bases = _count_reasons(cached)
+        counts, fallback, bases = _count_reasons(cached) if cached else ({}, Counter(), {})
         files = {name: _file_entry(paths[name], counts[name], fallback[name]) for name in cached}
         validated = {
             name: number_lines(frame, bases[name], source=sources[name])
             for name, frame in cached.items()
         }
+        if fast is not None:
+            name = fast.spec.name
+            others = fast.scan()
+            reasons, flagged = _count_numbered(others)
+            reasons[ACCEPTED_REASON] = reasons.get(ACCEPTED_REASON, 0) + fast.plain_accepted
+            files = {name: _file_entry(paths[name], reasons, flagged), **files}
+            validated[name] = others
         _decoding_fallback(spark, validated, files, out)
     with stage("ingest: write quarantine", spark):
         # only files with quarantined rows are scanned again

@@ -1,0 +1,363 @@
+"""The ingest's ratings path in Arrow: a local ratings file read by byte range, indexed,
+deduplicated and written as Parquet inside Python tasks, with Spark validating only the
+lines that are not plain.
+
+:func:`run_ingest` (:mod:`recspark.pipeline.ingest`) takes this path for the ratings file
+when :func:`usable` says it can (``ingest.reader = "auto"``): the same tables come out,
+row for row, as from the Spark path (validate, index, deduplicate, write), which reads the
+other files, and the ratings file when it is not local or its separator is longer than one
+character (ml-1m, ml-10m). Why: Spark turns every line into a row several times (the
+validation's expressions, the cache, the shuffle's rows, the Parquet writer); here the
+bytes become Arrow columns once. At the ml-32m shape on two cores the ratings path took
+37 s in one process against 34 s for a bare Spark CSV → Parquet of the same file
+(session 28, docs/measurements.md).
+
+The passes:
+
+1. **Scan** (:class:`ArrowRatings.scan`, one task per byte range of
+   :data:`recspark.io.byteranges.RANGE_BYTES`): :func:`recspark.io.byteranges.scan_range`
+   splits the range's lines and parses the plain ones; each task keeps its accepted rows
+   (an Arrow IPC stream) and its other lines, persisted, and reports its line count and
+   distinct user and movie ids.
+2. **The other lines** get their exact line numbers (the lines of the earlier ranges) and
+   go through :func:`recspark.io.validate.validate_ratings` as a DataFrame: their reasons,
+   the quarantine, the latin-1 fallback list, and the few of them Spark accepts.
+3. **Index tables** from the distinct ids (sorted on the driver: ids in increasing order,
+   as :func:`recspark.index.dense_index` numbers them).
+4. **Write** (:meth:`ArrowRatings.write`): every accepted row gets its indices and user
+   block, one shuffle of Arrow IPC pieces by block, and each block is sorted by (user
+   index, movie index), deduplicated (latest timestamp, ties to the later line, as
+   :func:`recspark.io.validate.dedupe_ratings`) and written as one Parquet file,
+   ``ratings/user_block=<b>/part-<b>.parquet``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark import RDD, StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from recspark.arrow import record_batches
+from recspark.index import index_table
+from recspark.io import byteranges as br
+from recspark.io import ingested
+from recspark.io.layouts import FileSpec, Layout
+from recspark.io.validate import validate_ratings
+from recspark.schema import (
+    LATIN1_FALLBACK,
+    LINE_NUMBER,
+    MOVIE_ID,
+    MOVIE_IDX,
+    RATING,
+    RAW_LINE,
+    REASON,
+    SOURCE_FILE,
+    TIMESTAMP,
+    USER_ID,
+    USER_IDX,
+)
+
+_logger = logging.getLogger(__name__)
+
+_LINES_SCHEMA = T.StructType(
+    [
+        T.StructField(SOURCE_FILE, T.StringType(), False),
+        T.StructField(LINE_NUMBER, T.LongType(), False),
+        T.StructField(RAW_LINE, T.StringType(), False),
+        T.StructField(LATIN1_FALLBACK, T.BooleanType(), False),
+    ]
+)
+#: The written ratings' columns (user_block is the folder), not null.
+_PARQUET_SCHEMA = pa.schema(
+    [
+        pa.field(USER_ID, pa.int64(), False),
+        pa.field(MOVIE_ID, pa.int64(), False),
+        pa.field(RATING, pa.float64(), False),
+        pa.field(TIMESTAMP, pa.int64(), False),
+        pa.field(USER_IDX, pa.int32(), False),
+        pa.field(MOVIE_IDX, pa.int32(), False),
+    ]
+)
+
+
+def local_dir(path: str) -> str | None:
+    """The local folder behind ``path`` (a plain path or a ``file:`` URI), or None for
+    another file system."""
+    parsed = urlparse(path)
+    if parsed.scheme == "file":
+        return unquote(parsed.path)
+    return path if parsed.scheme == "" else None
+
+
+def usable(spec: FileSpec, path: str, out: str) -> str | None:
+    """The local ratings file when this path can read ``path`` and write into ``out``:
+    both local, a one-character separator other than a digit or ``.``. None otherwise."""
+    if len(spec.separator) != 1 or spec.separator in "0123456789.\r\n":
+        return None
+    if local_dir(out) is None:
+        return None
+    return br.local_path(path)
+
+
+@dataclass(frozen=True)
+class _Range:
+    """What the driver learns of one scanned range."""
+
+    rid: int
+    n_lines: int
+    accepted: int
+    others: int
+    users: np.ndarray
+    movies: np.ndarray
+
+
+def _scan_task(item: tuple[int, int, int], *, path: str, size: int, fmt: br.RatingsFormat) -> tuple:
+    """One range: (rid, accepted rows as an IPC stream, other line numbers, their bytes,
+    line count, distinct users, distinct movies, accepted rows)."""
+    rid, start, end = item
+    scan = br.scan_range(path, rid, start, end, size, fmt)
+    acc = scan.accepted
+    return (
+        rid,
+        _ipc(acc),
+        scan.other_lines,
+        scan.other_bytes,
+        scan.n_lines,
+        np.unique(acc.column(USER_ID).to_numpy()),
+        np.unique(acc.column(MOVIE_ID).to_numpy()),
+        acc.num_rows,
+    )
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _read_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(data).read_all()
+
+
+def _decode(raw: bytes, encoding: str) -> tuple[str, bool]:
+    """A line's text and latin-1 fallback flag, as :func:`recspark.io.lines.scan_lines`
+    decodes it: UTF-8, or latin-1 (flagged) when it is not valid UTF-8; latin-1 always
+    (never flagged) for a latin-1 file."""
+    if encoding == "latin-1":
+        return raw.decode("latin-1"), False
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), True
+
+
+class ArrowRatings:
+    """One ratings file through the Arrow path (module docstring). Driver-side.
+
+    ``path``: the local file (from :func:`usable`); ``source``: its URI as the quarantine
+    spells it (:func:`recspark.io.lines.source_uri`); ``columns``: its header in its own
+    order (:func:`recspark.io.layouts.match_header`, None without a header); ``now``:
+    epoch seconds, the latest valid timestamp; ``range_bytes``: bytes per scan task
+    (default :data:`recspark.io.byteranges.RANGE_BYTES`). Call :meth:`scan`, then
+    :meth:`write`, then :meth:`release`.
+    """
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        *,
+        path: str,
+        source: str,
+        spec: FileSpec,
+        columns: Sequence[str] | None,
+        layout: Layout,
+        now: int,
+        range_bytes: int | None = None,
+    ) -> None:
+        self.spark = spark
+        self.sc = spark.sparkContext
+        self.path, self.source, self.spec, self.layout = path, source, spec, layout
+        self.columns = None if columns is None else tuple(columns)
+        self.now = int(now)
+        self.range_bytes = br.RANGE_BYTES if range_bytes is None else range_bytes
+        self._persisted: list[Any] = []
+
+    # ------------------------------------------------------------------ pass 1
+
+    def _format(self) -> br.RatingsFormat:
+        names = self.spec.header or ("user", "movie", "rating", "timestamp")
+        file_order = self.columns or names
+        order = tuple(list(file_order).index(name) for name in names)
+        s = self.layout.scale
+        return br.RatingsFormat(
+            self.spec.separator, order, self.spec.header is not None, s.min, s.max, s.step, self.now
+        )
+
+    def scan(self) -> DataFrame:
+        """Pass 1 and the other lines' validation. Returns the other lines validated
+        (``validate_ratings``' columns, exact line numbers, persisted); sets
+        :attr:`plain_accepted` (rows accepted without Spark)."""
+        size = os.path.getsize(self.path)
+        ranges = br.byte_ranges(size, self.range_bytes)
+        fmt, path = self._format(), self.path
+
+        def task(item: tuple[int, int, int]) -> tuple:
+            return _scan_task(item, path=path, size=size, fmt=fmt)
+
+        self.scanned = self._persist(self.sc.parallelize(ranges, len(ranges)).map(task))
+        # the first action: scans and caches, and brings back only the small fields
+        meta = self.scanned.map(lambda r: _Range(r[0], r[4], r[7], len(r[3]), r[5], r[6])).collect()
+        meta.sort(key=lambda r: r.rid)
+        self.bases = dict(zip([r.rid for r in meta], np.cumsum([0] + [r.n_lines for r in meta])[:-1].tolist()))
+        self.plain_accepted = sum(r.accepted for r in meta)
+        self.plain_users = np.unique(np.concatenate([r.users for r in meta] or [np.zeros(0, np.int64)]))
+        self.plain_movies = np.unique(np.concatenate([r.movies for r in meta] or [np.zeros(0, np.int64)]))
+        bases = self.sc.broadcast(self.bases)
+        source, encoding = self.source, self.spec.encoding
+
+        def numbered(r: tuple) -> Iterator[tuple[str, int, str, bool]]:
+            base = bases.value[r[0]]
+            for local, raw in zip(r[2].tolist(), r[3]):
+                text, fallback = _decode(raw, encoding)
+                yield source, base + local + 1, text, fallback
+
+        lines = self.spark.createDataFrame(self.scanned.flatMap(numbered), _LINES_SCHEMA)
+        others = validate_ratings(lines, layout=self.layout, now=self.now, columns=self.columns)
+        self.others = self._persist(others.persist(StorageLevel.MEMORY_AND_DISK))
+        return self.others
+
+    def _persist(self, data: Any) -> Any:
+        if isinstance(data, RDD):
+            data = data.persist(StorageLevel.MEMORY_AND_DISK)
+        self._persisted.append(data)
+        return data
+
+    # ------------------------------------------------------------------ index tables, write
+
+    def write(self, out: str, *, user_blocks: int) -> tuple[int, int]:
+        """Write the index tables and the deduplicated, indexed ratings into the ingest
+        folder ``out`` (local); return (accepted rows, distinct pairs written)."""
+        accepted = self.others.where(F.col(REASON).isNull()).select(
+            USER_ID, MOVIE_ID, RATING, TIMESTAMP, LINE_NUMBER
+        )
+        users, movies = (
+            np.union1d(plain, accepted.select(col).distinct().toPandas()[col].to_numpy(np.int64))
+            for plain, col in ((self.plain_users, USER_ID), (self.plain_movies, MOVIE_ID))
+        )
+        ingested.write_table(
+            index_table(self.spark, users, id_col=USER_ID, idx_col=USER_IDX),
+            out, ingested.USER_INDEX_DIR, single_file=True,
+        )
+        ingested.write_table(
+            index_table(self.spark, movies, id_col=MOVIE_ID, idx_col=MOVIE_IDX),
+            out, ingested.MOVIE_INDEX_DIR, single_file=True,
+        )
+        folder = ingested.path(local_dir(out) or out, ingested.RATINGS_DIR)
+        os.makedirs(folder, exist_ok=True)
+        ids = self.sc.broadcast((users, movies, self.bases))
+        n = user_blocks
+
+        def plain_pieces(r: tuple) -> Iterator[tuple[int, bytes]]:
+            table = _read_ipc(r[1])
+            lines = table.column("line").to_numpy() + (ids.value[2][r[0]] + 1)
+            yield from _block_pieces(table, lines, ids.value[0], ids.value[1], n)
+
+        def other_pieces(batch: pa.RecordBatch) -> Iterator[tuple[int, bytes]]:
+            table = pa.Table.from_batches([batch])
+            yield from _block_pieces(
+                table, table.column(LINE_NUMBER).to_numpy(), ids.value[0], ids.value[1], n
+            )
+
+        def write_block(block: int, pieces: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, int]]:
+            yield _write_block(block, [p for _, p in pieces], ids.value[0], ids.value[1], folder)
+
+        pieces = self.scanned.flatMap(plain_pieces).union(
+            record_batches(accepted).flatMap(other_pieces)
+        )
+        counts = pieces.partitionBy(n, lambda b: b).mapPartitionsWithIndex(write_block).collect()
+        open(os.path.join(folder, "_SUCCESS"), "wb").close()
+        ids.unpersist()
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+    def release(self) -> None:
+        """Unpersist the scan and the validated other lines."""
+        for data in self._persisted:
+            data.unpersist()
+
+
+def _block_pieces(
+    table: pa.Table, lines: np.ndarray, users: np.ndarray, movies: np.ndarray, n_blocks: int
+) -> Iterator[tuple[int, bytes]]:
+    """(block, IPC piece) of accepted rows: user and movie index (positions in the sorted
+    ``users`` and ``movies``), the rating, timestamp and file line number, by user block."""
+    u = np.searchsorted(users, table.column(USER_ID).to_numpy()).astype(np.int32)
+    m = np.searchsorted(movies, table.column(MOVIE_ID).to_numpy()).astype(np.int32)
+    block = u % n_blocks
+    order = np.argsort(block, kind="stable")
+    bounds = np.searchsorted(block[order], np.arange(n_blocks + 1))
+    cols = {
+        "u": u, "m": m, "r": table.column(RATING).to_numpy(),
+        "t": table.column(TIMESTAMP).to_numpy(), "line": np.asarray(lines, dtype=np.int64),
+    }
+    for b in range(n_blocks):
+        sel = order[bounds[b] : bounds[b + 1]]
+        if sel.size:
+            yield b, _ipc(pa.table({c: v[sel] for c, v in cols.items()}))
+
+
+def dedupe_order(u: np.ndarray, m: np.ndarray, t: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """The positions of one row per (u, m) pair, in (u, m) order: the row with the largest
+    timestamp ``t``, then the largest ``line`` (:func:`recspark.io.validate.dedupe_ratings`'
+    rule). ``u``, ``m``: non-negative int32 indices. One stable sort of a packed pair key;
+    a block with repeated pairs is sorted by (pair, t, line) instead."""
+    pair = u.astype(np.int64) * (int(m.max(initial=0)) + 1) + m
+    order = np.argsort(pair, kind="stable")
+    last = _last_of_runs(pair[order])
+    if not last.all():
+        order = np.lexsort((line, t, pair))
+        last = _last_of_runs(pair[order])
+    return order[last]
+
+
+def _last_of_runs(values: np.ndarray) -> np.ndarray:
+    last = np.ones(values.shape[0], dtype=bool)
+    last[:-1] = values[1:] != values[:-1]
+    return last
+
+
+def _write_block(
+    block: int, pieces: list[bytes], users: np.ndarray, movies: np.ndarray, folder: str
+) -> tuple[int, int]:
+    """Sort, deduplicate and write one user block; (rows in, pairs written)."""
+    if not pieces:
+        return 0, 0
+    table = pa.concat_tables([_read_ipc(p) for p in pieces])
+    u, m = table.column("u").to_numpy(), table.column("m").to_numpy()
+    t, line = table.column("t").to_numpy(), table.column("line").to_numpy()
+    kept = dedupe_order(u, m, t, line)
+    out = pa.table(
+        [
+            users[u[kept]], movies[m[kept]], table.column("r").to_numpy()[kept], t[kept],
+            u[kept], m[kept],
+        ],
+        schema=_PARQUET_SCHEMA,
+    )
+    where = os.path.join(folder, f"user_block={block}")
+    os.makedirs(where, exist_ok=True)
+    final = os.path.join(where, f"part-{block:05d}.parquet")
+    scratch = os.path.join(where, f".{uuid.uuid4().hex}.tmp")
+    pq.write_table(out, scratch, compression="snappy")
+    os.replace(scratch, final)  # a retried or speculative attempt writes the same file
+    return int(u.size), int(kept.size)
