@@ -119,6 +119,33 @@ def profile(ratings: DataFrame) -> Profile:
     )
 
 
+def profile_from_counts(
+    by_value: pd.DataFrame, user_counts: np.ndarray, movie_counts: np.ndarray
+) -> Profile:
+    """The :class:`Profile` of ratings known by parts, what :func:`profile` gives for the
+    same ratings: ``by_value`` rows (``rating``, ``n_ratings``, ``first_timestamp``,
+    ``last_timestamp``) of several parts, a rating value in several rows merged (counts
+    summed, first and last timestamps the min and max); ``user_counts`` and
+    ``movie_counts``: the number of ratings of every user and movie (zeros are ignored:
+    e.g. a movie bincount). For a job that already holds the ratings in NumPy (the Arrow
+    ingest's write tasks), so no aggregation pass over the written table is needed."""
+    merged = (
+        by_value.groupby(RATING, as_index=False)
+        .agg({N_RATINGS: "sum", FIRST_TIMESTAMP: "min", LAST_TIMESTAMP: "max"})
+        .astype({N_RATINGS: "int64", FIRST_TIMESTAMP: "int64", LAST_TIMESTAMP: "int64"})
+        .sort_values(RATING, ignore_index=True)
+    )
+    return Profile(merged, _counts_table(user_counts), _counts_table(movie_counts))
+
+
+def _counts_table(counts: np.ndarray) -> pd.DataFrame:
+    """``n_ratings``, ``entities`` of per-entity counts (zeros dropped), descending."""
+    values, entities = np.unique(np.asarray(counts, dtype=np.int64), return_counts=True)
+    keep = values > 0
+    table = pd.DataFrame({N_RATINGS: values[keep], _ENTITIES: entities[keep].astype(np.int64)})
+    return table.sort_values(N_RATINGS, ascending=False, ignore_index=True)
+
+
 def _spread(counts: pd.DataFrame) -> tuple[int, float, float, float]:
     """(entities, min, median, max) of the per-entity rating counts, from their count of
     counts; the median is exact (for an even number, the mean of the two middle values)."""

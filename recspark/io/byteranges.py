@@ -117,26 +117,25 @@ def line_spans(buf: np.ndarray, lead: int, stop: int) -> tuple[np.ndarray, np.nd
     follows a ``\\r`` that is not followed by ``\\n``. A line without a terminator ends
     where ``buf`` ends (:func:`read_range` reads on to the terminator unless the file ends)."""
     n = buf.shape[0]
-    term = (buf == _NL) | (buf == _CR)
-    starts_mask = np.zeros(n, dtype=bool)
-    if n > 1:
-        nl_before = buf[:-1] == _NL
-        cr_alone = (buf[:-1] == _CR) & (buf[1:] != _NL)
-        starts_mask[1:] = nl_before | cr_alone
-    if lead == 0 and n:
-        starts_mask[0] = True
-    starts_mask[:lead] = False
-    starts_mask[stop:] = False
-    starts = np.flatnonzero(starts_mask)
-    terms = np.flatnonzero(term)
-    at = np.searchsorted(terms, starts)
+    # Work on the terminator bytes only (one per line, not one per byte): each line ends at
+    # its first terminator byte; the \n of a \r\n pair ends nothing.
+    terms = np.flatnonzero((buf == _NL) | (buf == _CR))
+    kinds = buf[terms]
+    pair_second = np.zeros(terms.shape[0], dtype=bool)
+    pair_second[1:] = (kinds[1:] == _NL) & (kinds[:-1] == _CR) & (np.diff(terms) == 1)
+    line_ends = terms[~pair_second]
+    crlf = np.zeros(line_ends.shape[0], dtype=bool)
+    inside = line_ends + 1 < n
+    crlf[inside] = (buf[line_ends[inside]] == _CR) & (buf[line_ends[inside] + 1] == _NL)
+    after = line_ends + 1 + crlf
+    candidates = after if lead else np.concatenate([[0], after])
+    starts = candidates[(candidates >= lead) & (candidates < min(stop, n))].astype(np.int64)
+    at = np.searchsorted(line_ends, starts)
+    found = at < line_ends.shape[0]
     ends = np.full(starts.shape[0], n, dtype=np.int64)
-    found = at < terms.size
-    ends[found] = terms[at[found]]
-    crlf = np.zeros(starts.shape[0], dtype=bool)
-    inside = ends + 1 < n
-    crlf[inside] = (buf[ends[inside]] == _CR) & (buf[ends[inside] + 1] == _NL)
-    nexts = np.where(ends < n, ends + 1 + crlf, n)
+    nexts = np.full(starts.shape[0], n, dtype=np.int64)
+    ends[found] = line_ends[at[found]]
+    nexts[found] = after[at[found]]
     return starts, ends, nexts
 
 

@@ -355,6 +355,7 @@ def _ingest(
         entry = files[layout.ratings.name]
         _check_quarantine_share(spark, report, entry, out=out, target=target, cfg=cfg)
         _write_side_tables(spark, validated, cached, inputs[1:], out)
+        profile = None
         if fast is None:
             pairs = _dedupe_index_write(
                 spark, validated[layout.ratings.name], entry, out, user_blocks=cfg.ingest.user_blocks
@@ -362,7 +363,11 @@ def _ingest(
             cached.pop(layout.ratings.name).unpersist()
         else:
             with stage("ingest: index, deduplicate and write ratings", spark):
-                rows, pairs = fast.write(out, user_blocks=cfg.ingest.user_blocks)
+                rows, pairs, profile = fast.write(
+                    out,
+                    user_blocks=cfg.ingest.user_blocks,
+                    others_accepted=entry["accepted"] - fast.plain_accepted,
+                )
             if rows != entry["accepted"]:
                 raise RuntimeError(
                     f"ingest: {entry['accepted']} ratings accepted but {rows} reached the write (a bug)"
@@ -375,7 +380,7 @@ def _ingest(
             in_quarantine = ingested.read_quarantine(spark, out).count()
             _reconcile(files, written=written, pairs=pairs, in_quarantine=in_quarantine)
         with stage("ingest: statistics and plots", spark):
-            report["stats"] = _write_stats(spark, cfg, ratings, out)
+            report["stats"] = _write_stats(spark, cfg, ratings, out, profile)
         report["index"] = {
             "users": report["stats"][st.USERS],
             "movies": report["stats"][st.MOVIES],
@@ -583,11 +588,14 @@ def _check_quarantine_share(
     )
 
 
-def _write_stats(spark: SparkSession, cfg: Config, ratings: DataFrame, out: str) -> dict[str, Any]:
-    """Statistics tables (Parquet) and plots (PNG) from the written ratings, all from one
-    :func:`recspark.stats.profile` (three small aggregations); return the summary."""
+def _write_stats(
+    spark: SparkSession, cfg: Config, ratings: DataFrame, out: str, profile: st.Profile | None
+) -> dict[str, Any]:
+    """Statistics tables (Parquet) and plots (PNG) from one :class:`recspark.stats.Profile`
+    of the written ratings (``profile``, or :func:`recspark.stats.profile`: three small
+    aggregations); return the summary."""
     k = cfg.ingest.curve_points_per_decade
-    profile = st.profile(ratings)
+    profile = st.profile(ratings) if profile is None else profile
     summary, histogram = st.summary(profile), st.rating_histogram(profile)
     curves = {
         "users": st.rank_frequency(profile.users, points_per_decade=k),
