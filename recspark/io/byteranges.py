@@ -1,10 +1,10 @@
-"""A local ratings file read by byte range inside Spark tasks, with NumPy and pyarrow.
+"""A local ratings file read by byte range inside Spark tasks, with NumPy and numba.
 
 The ingest's fast reader of the ratings file (:mod:`recspark.pipeline.ingest_arrow` runs
 it): each task reads one byte range of the file, splits it into lines exactly as Spark's
-text reader does, and parses the *plain* lines (digits and one decimal point only, in the
-layout's field pattern) with pyarrow's CSV reader, checking their values as
-:func:`recspark.io.validate.validate_ratings` does. Any other line (blank, quoted,
+text reader does, and parses the *plain* lines (four fields of digits, the rating with
+at most one decimal point: :func:`_parse_plain`, one compiled pass over the bytes),
+checking their values as :func:`recspark.io.validate.validate_ratings` does. Any other line (blank, quoted,
 non-ASCII, signed, too long a number, a value out of range, the header) is returned as raw
 bytes for Spark's validation, which gives it its reason or accepts it: the two readers
 accept and reject the same lines for the same reasons.
@@ -16,7 +16,6 @@ name                       what it does
 :func:`byte_ranges`        the (range id, start, end) byte ranges of a file
 :func:`read_range`         the bytes of the lines starting in a range, and where they start
 :func:`line_spans`         line starts and ends in a buffer (``\\n``, ``\\r\\n``, ``\\r``)
-:func:`plain_pattern`      the RE2 pattern of a plain ratings line
 :class:`RatingsFormat`     what a task needs: separator, field order, scale, now
 :func:`scan_range`         one range: accepted rows (Arrow), other lines, line count
 =========================  ===============================================================
@@ -35,10 +34,9 @@ import os
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
+import numba
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 
 __all__ = [
     "RANGE_BYTES",
@@ -47,7 +45,6 @@ __all__ = [
     "byte_ranges",
     "line_spans",
     "local_path",
-    "plain_pattern",
     "read_range",
     "scan_range",
 ]
@@ -56,10 +53,6 @@ __all__ = [
 RANGE_BYTES = 32 << 20
 
 _NL, _CR = 10, 13
-#: Plain fields: at most 18 digits (every such integer fits a long), a rating of at most 9
-#: digits on each side of an optional decimal point. Anything else goes to Spark.
-_INTEGER, _DECIMAL = "[0-9]{1,18}", r"[0-9]{1,9}(\.[0-9]{1,9})?"
-
 
 def local_path(path: str) -> str | None:
     """The local file behind ``path`` (a plain path or a ``file:`` URI), or None for
@@ -139,17 +132,6 @@ def line_spans(buf: np.ndarray, lead: int, stop: int) -> tuple[np.ndarray, np.nd
     return starts, ends, nexts
 
 
-def plain_pattern(separator: str, kinds: tuple[str, ...]) -> str:
-    """The RE2 pattern of a plain line: fields of ``kinds`` (``"int"`` or ``"decimal"``,
-    in the file's order) joined by ``separator``, then the line's terminator if any."""
-    fields = [_INTEGER if k == "int" else _DECIMAL for k in kinds]
-    return "^" + _escape(separator).join(fields) + r"(\r\n|\n|\r)?$"
-
-
-def _escape(text: str) -> str:
-    return "".join("\\" + c if not c.isalnum() else c for c in text)
-
-
 @dataclass(frozen=True)
 class RatingsFormat:
     """What a task needs to read ratings lines: the one-character ``separator``, the file
@@ -163,12 +145,6 @@ class RatingsFormat:
     scale_max: float
     scale_step: float
     now: int
-
-    @property
-    def pattern(self) -> str:
-        kinds = ["int"] * 4
-        kinds[self.order[2]] = "decimal"
-        return plain_pattern(self.separator, tuple(kinds))
 
 
 @dataclass(frozen=True)
@@ -194,49 +170,74 @@ def scan_range(path: str, rid: int, start: int, end: int, size: int, fmt: Rating
     lines into accepted rows and other lines (module docstring). Pure, one task."""
     raw, lead, stop = read_range(path, start, end)
     buf = np.frombuffer(raw, dtype=np.uint8)
-    starts, ends, nexts = line_spans(buf, lead, stop)
-    n_lines = int(starts.shape[0])
-    if n_lines == 0:
-        return RangeScan(ACCEPTED_SCHEMA.empty_table(), np.zeros(0, np.int64), [], 0)
-    offsets = np.append(starts, nexts[-1]).astype(np.int64)
-    lines = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), n_lines, [None, pa.py_buffer(offsets), pa.py_buffer(raw)]
-    )
-    plain = pc.match_substring_regex(lines, fmt.pattern).to_numpy(zero_copy_only=False)
-    if fmt.header and rid == 0:
+    starts, ends, _ = line_spans(buf, lead, stop)
+    n = int(starts.shape[0])
+    ints = np.zeros((n, 4), dtype=np.int64)
+    rating = np.zeros(n, dtype=np.float64)
+    plain = np.zeros(n, dtype=np.bool_)
+    _parse_plain(buf, starts, ends, ord(fmt.separator), fmt.order[2], ints, rating, plain)
+    if fmt.header and rid == 0 and n:
         plain[0] = False  # line 1: the header, Spark's to drop or report
-    accepted, good = _parse_plain(lines, plain, fmt)
-    plain[np.flatnonzero(plain)[~good]] = False  # a plain line with a bad value: Spark's
-    other = np.flatnonzero(~plain)
-    other_bytes = [raw[starts[i]:ends[i]] for i in other]
-    return RangeScan(accepted, other.astype(np.int64), other_bytes, n_lines)
-
-
-def _parse_plain(lines: pa.Array, plain: np.ndarray, fmt: RatingsFormat) -> tuple[pa.Table, np.ndarray]:
-    """(accepted rows, per plain line: its values pass every check) of the plain lines."""
-    idx = np.flatnonzero(plain)
-    if idx.size == 0:
-        return ACCEPTED_SCHEMA.empty_table(), np.zeros(0, dtype=bool)
-    chosen = lines.take(pa.array(idx)) if idx.size < len(lines) else lines
-    offsets = np.frombuffer(chosen.buffers()[1], np.int64)[chosen.offset : chosen.offset + len(chosen) + 1]
-    body = chosen.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
-    names = [f"c{i}" for i in range(4)]
-    types = {names[p]: (pa.float64() if k == 2 else pa.int64()) for k, p in enumerate(fmt.order)}
-    table = pcsv.read_csv(
-        pa.BufferReader(body),
-        read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=1 << 26),
-        parse_options=pcsv.ParseOptions(delimiter=fmt.separator, quote_char=False),
-        convert_options=pcsv.ConvertOptions(column_types=types),
-    )
-    if table.num_rows != idx.size:  # every plain line is one CSV record
-        raise RuntimeError(f"{table.num_rows} CSV records from {idx.size} plain lines (a bug)")
-    u, m, r, t = (table.column(names[p]).to_numpy() for p in fmt.order)
-    steps = r / fmt.scale_step
-    good = (
-        (u > 0) & (m > 0) & (r >= fmt.scale_min) & (r <= fmt.scale_max)
+    u, m, t = ints[:, fmt.order[0]], ints[:, fmt.order[1]], ints[:, fmt.order[3]]
+    steps = rating / fmt.scale_step
+    good = plain & (
+        (u > 0) & (m > 0) & (rating >= fmt.scale_min) & (rating <= fmt.scale_max)
         & (np.abs(steps - np.rint(steps)) <= 1e-9) & (t >= 0) & (t <= fmt.now)
-    )
+    )  # fmt: skip
     accepted = pa.table(
-        [u[good], m[good], r[good], t[good], idx[good].astype(np.int64)], schema=ACCEPTED_SCHEMA
+        [u[good], m[good], rating[good], t[good], np.flatnonzero(good).astype(np.int64)],
+        schema=ACCEPTED_SCHEMA,
     )
-    return accepted, good
+    other = np.flatnonzero(~good)  # not plain, or a value Spark must name the reason for
+    return RangeScan(accepted, other.astype(np.int64), [raw[starts[i] : ends[i]] for i in other], n)
+
+
+#: 10**k as doubles, exact for k <= 9.
+_POW10 = np.array([10.0**k for k in range(10)])
+
+
+@numba.njit(cache=True, nogil=True)
+def _parse_plain(buf, starts, ends, sep, decimal_at, ints, decimals, plain):  # pragma: no cover
+    """Parse every *plain* line ``buf[starts[i]:ends[i]]``: exactly four fields joined by
+    the byte ``sep``; field ``decimal_at`` 1-6 digits, optionally a point and 1-9 digits
+    (its value, mantissa / 10**k with both exact doubles, is the correctly rounded decimal,
+    as Java's ``Double.parseDouble`` gives); every other field 1-18 digits (a long). Sets
+    ``plain[i]`` and the line's values: ``ints[i, f]`` (f = file position) and
+    ``decimals[i]``. One pass over the bytes; no sign, space, exponent or quote is plain."""
+    for i in range(starts.shape[0]):
+        p, e = starts[i], ends[i]
+        ok = True
+        for f in range(4):
+            if f > 0:
+                if p >= e or buf[p] != sep:
+                    ok = False
+                    break
+                p += 1
+            q = p
+            v = 0
+            while p < e and buf[p] >= 48 and buf[p] <= 57 and p - q < 19:
+                v = v * 10 + (buf[p] - 48)
+                p += 1
+            digits = p - q
+            if f == decimal_at:
+                if digits < 1 or digits > 6:
+                    ok = False
+                    break
+                k = 0
+                if p < e and buf[p] == 46:
+                    p += 1
+                    q = p
+                    while p < e and buf[p] >= 48 and buf[p] <= 57 and p - q < 10:
+                        v = v * 10 + (buf[p] - 48)
+                        p += 1
+                    k = p - q
+                    if k < 1 or k > 9:
+                        ok = False
+                        break
+                decimals[i] = v / _POW10[k]
+            else:
+                if digits < 1 or digits > 18:
+                    ok = False
+                    break
+                ints[i, f] = v
+        plain[i] = ok and p == e

@@ -134,7 +134,7 @@ def _scan_task(item: tuple[int, int, int], *, path: str, size: int, fmt: br.Rati
     acc = scan.accepted
     return (
         rid,
-        _ipc(acc),
+        _ipc(acc, _LZ4),
         scan.other_lines,
         scan.other_bytes,
         scan.n_lines,
@@ -144,15 +144,16 @@ def _scan_task(item: tuple[int, int, int], *, path: str, size: int, fmt: br.Rati
     )
 
 
-#: The cached scan and the shuffled pieces are LZ4-compressed Arrow streams: ratings columns
-#: shrink ~2.7 × (49.6 to 18.3 MB per 32 MB range of ml-32m) for 0.08 s per range, and every
-#: pass over the cache moves a third of the bytes between the JVM and Python.
-_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+#: The cached scan is an LZ4-compressed Arrow stream: ratings columns shrink ~2.7 × (49.6 to
+#: 18.3 MB per 32 MB range of ml-32m) for 0.08 s per range, and each of the two passes over
+#: the cache moves a third of the bytes between the JVM and Python. The shuffled pieces are
+#: not compressed here: Spark's shuffle compresses them (``spark.shuffle.compress``).
+_LZ4 = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
-def _ipc(table: pa.Table) -> bytes:
+def _ipc(table: pa.Table, options: pa.ipc.IpcWriteOptions | None = None) -> bytes:
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as writer:
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
 

@@ -51,14 +51,37 @@ def test_byte_ranges_cover_the_file() -> None:
         br.byte_ranges(10, 0)
 
 
-def test_plain_pattern_takes_digits_only() -> None:
-    pattern = re.compile(br.plain_pattern(",", ("int", "int", "decimal", "int")))
-    for line in ("1,2,3.5,4", "1,2,3,4\n", "01,2,0.5,4\r\n", "1,2,3.5,4\r"):
-        assert pattern.fullmatch(line), line
-    for line in (" 1,2,3,4", "+1,2,3,4", "1,2,3.,4", "1,2,3,4,5", "1,2,3e1,4", "1,2,3,4\n\n",
-                 '"1",2,3,4', "1,2,3.5", "1" * 19 + ",2,3,4", ""):
-        assert not pattern.fullmatch(line), line
-    assert br.plain_pattern("\t", ("int",)) == r"^[0-9]{1,18}(\r\n|\n|\r)?$"
+def _parse(lines: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(plain, ints, decimals) of lines of fields in the order user, movie, rating, time."""
+    raw = "\n".join(lines).encode()
+    buf = np.frombuffer(raw, np.uint8)
+    starts, ends, _ = br.line_spans(buf, 0, len(raw))
+    ints, dec = np.zeros((len(starts), 4), np.int64), np.zeros(len(starts))
+    plain = np.zeros(len(starts), bool)
+    br._parse_plain(buf, starts, ends, ord(","), 2, ints, dec, plain)
+    return plain, ints, dec
+
+
+def test_only_digit_fields_are_plain() -> None:
+    plain = ["1,2,3.5,4", "01,2,0.5,4", "1,2,3,4", "123456789012345678,2,999999.123456789,4"]
+    other = [" 1,2,3,4", "+1,2,3,4", "1,2,3.,4", "1,2,.5,4", "1,2,3,4,5", "1,2,3e1,4", '"1",2,3,4',
+             "1,2,3.5", "1" * 19 + ",2,3,4", "1,2,1234567.5,4", "1,2,1.1234567890,4", "1,2,3,4 ",
+             "1;2;3;4", "1,,3,4", "", "1,2,3,-4", "1,2,3,4x"]
+    flags, ints, dec = _parse(plain + other)
+    assert flags.tolist() == [True] * len(plain) + [False] * len(other)
+    assert dec[:4].tolist() == [3.5, 0.5, 3.0, 999999.123456789]
+    assert ints[3].tolist()[:2] == [123456789012345678, 2] and ints[1, 3] == 4
+
+
+def test_decimals_parse_as_java_parses_them() -> None:
+    """mantissa / 10**k, both exact: the correctly rounded double, as float() gives."""
+    rng = np.random.default_rng(1)
+    texts = [f"{rng.integers(0, 10**6)}.{rng.integers(0, 10**9):0{rng.integers(1, 10)}d}"
+             for _ in range(2000)]
+    texts = [t[: t.index(".") + 10] for t in texts]
+    flags, _, dec = _parse([f"1,1,{t},1" for t in texts])
+    assert flags.all()
+    assert dec.tolist() == [float(t) for t in texts]
 
 
 def test_scan_range_parses_plain_lines_and_leaves_the_rest_to_spark(tmp_path: Path) -> None:
