@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 from urllib.parse import unquote, urlparse
 
+import numba
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -138,8 +139,8 @@ def _scan_task(item: tuple[int, int, int], *, path: str, size: int, fmt: br.Rati
         scan.other_lines,
         scan.other_bytes,
         scan.n_lines,
-        np.unique(acc.column(USER_ID).to_numpy()),
-        np.unique(acc.column(MOVIE_ID).to_numpy()),
+        distinct_ids(acc.column(USER_ID).to_numpy()),
+        distinct_ids(acc.column(MOVIE_ID).to_numpy()),
         acc.num_rows,
     )
 
@@ -149,6 +150,20 @@ def _scan_task(item: tuple[int, int, int], *, path: str, size: int, fmt: br.Rati
 #: the cache moves a third of the bytes between the JVM and Python. The shuffled pieces are
 #: not compressed here: Spark's shuffle compresses them (``spark.shuffle.compress``).
 _LZ4 = pa.ipc.IpcWriteOptions(compression="lz4")
+
+
+def distinct_ids(ids: np.ndarray) -> np.ndarray:
+    """The distinct values of positive int64 ``ids``, increasing: a presence bitmap when the
+    largest id is small next to the count (MovieLens ids: 0.01 s instead of 0.09 s for
+    1.2M ids by hashing), else ``np.unique``."""
+    if ids.size == 0:
+        return ids.astype(np.int64)
+    top = int(ids.max())
+    if top > 8 * ids.size + (1 << 20):
+        return np.unique(ids)
+    seen = np.zeros(top + 1, dtype=bool)
+    seen[ids] = True
+    return np.flatnonzero(seen).astype(np.int64)
 
 
 def _ipc(table: pa.Table, options: pa.ipc.IpcWriteOptions | None = None) -> bytes:
@@ -281,7 +296,7 @@ class ArrowRatings:
             ingested.write_table(table, out, sub, single_file=True)
         folder = ingested.path(local_dir(out) or out, ingested.RATINGS_DIR)
         os.makedirs(folder, exist_ok=True)
-        shared = self.sc.broadcast((users, movies, self.bases))
+        shared = self.sc.broadcast((IdIndex(users), IdIndex(movies), self.bases))
         n = user_blocks
 
         def plain_pieces(r: tuple) -> Iterator[tuple[int, bytes]]:
@@ -291,13 +306,13 @@ class ArrowRatings:
             yield from _block_pieces(table, lines, users, movies, n)
 
         def other_pieces(batch: pa.RecordBatch) -> Iterator[tuple[int, bytes]]:
+            users, movies, _ = shared.value
             table = pa.Table.from_batches([batch])
-            lines = table.column(LINE_NUMBER).to_numpy()
-            yield from _block_pieces(table, lines, shared.value[0], shared.value[1], n)
+            yield from _block_pieces(table, table.column(LINE_NUMBER).to_numpy(), users, movies, n)
 
         def write_block(block: int, pieces: Iterator[tuple[int, bytes]]) -> Iterator[_Written]:
             users, movies, _ = shared.value
-            yield _write_block(block, [p for _, p in pieces], users, movies, folder)
+            yield _write_block(block, [p for _, p in pieces], users.ids, movies.ids, folder)
 
         pieces = self.scanned.flatMap(plain_pieces)
         if others_accepted:
@@ -318,13 +333,32 @@ class ArrowRatings:
             data.unpersist()
 
 
+class IdIndex:
+    """Id -> dense index (its position among the sorted distinct ``ids``): a lookup table
+    when the largest id is small next to the count (MovieLens ids), else a binary search."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+        self.table: np.ndarray | None = None
+        top = int(ids[-1]) if ids.size else 0
+        if top <= 8 * ids.size + (1 << 20):
+            self.table = np.full(top + 1, -1, dtype=np.int32)
+            self.table[ids] = np.arange(ids.size, dtype=np.int32)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """The indices of ``values`` (every one among the ids), int32."""
+        if self.table is not None:
+            return self.table[values]
+        return np.searchsorted(self.ids, values).astype(np.int32)
+
+
 def _block_pieces(
-    table: pa.Table, lines: np.ndarray, users: np.ndarray, movies: np.ndarray, n_blocks: int
+    table: pa.Table, lines: np.ndarray, users: IdIndex, movies: IdIndex, n_blocks: int
 ) -> Iterator[tuple[int, bytes]]:
-    """(block, IPC piece) of accepted rows: user and movie index (positions in the sorted
-    ``users`` and ``movies``), the rating, timestamp and file line number, by user block."""
-    u = np.searchsorted(users, table.column(USER_ID).to_numpy()).astype(np.int32)
-    m = np.searchsorted(movies, table.column(MOVIE_ID).to_numpy()).astype(np.int32)
+    """(block, IPC piece) of accepted rows: user and movie index, the rating, timestamp and
+    file line number, by user block (user index mod ``n_blocks``)."""
+    u = users(table.column(USER_ID).to_numpy())
+    m = movies(table.column(MOVIE_ID).to_numpy())
     block = (u % n_blocks).astype(np.uint8 if n_blocks <= 256 else np.uint16 if n_blocks <= 1 << 16 else np.int64)
     order = np.argsort(block, kind="stable")  # a radix sort for 8- and 16-bit keys
     bounds = np.searchsorted(block[order], np.arange(n_blocks + 1))
@@ -371,6 +405,23 @@ class _Written:
     movie_counts: np.ndarray
 
 
+_DICTIONARY = [USER_ID, MOVIE_ID, RATING, USER_IDX, MOVIE_IDX]
+
+
+@numba.njit(cache=True, nogil=True)
+def _per_code(codes, t, k):  # pragma: no cover
+    """(count, min t, max t) per code 0..k-1, in one pass."""
+    count = np.zeros(k, dtype=np.int64)
+    first = np.full(k, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(k, np.iinfo(np.int64).min, dtype=np.int64)
+    for i in range(codes.shape[0]):
+        c = codes[i]
+        count[c] += 1
+        first[c] = min(first[c], t[i])
+        last[c] = max(last[c], t[i])
+    return count, first, last
+
+
 def _write_block(
     block: int, pieces: list[bytes], users: np.ndarray, movies: np.ndarray, folder: str
 ) -> _Written:
@@ -388,12 +439,14 @@ def _write_block(
     os.makedirs(where, exist_ok=True)
     final = os.path.join(where, f"part-{block:05d}.parquet")
     scratch = os.path.join(where, f".{uuid.uuid4().hex}.tmp")
-    pq.write_table(out, scratch, compression="snappy")
+    # dictionary pages where values repeat (not the timestamps: the dictionary would
+    # overflow and be dropped after the work of building it)
+    pq.write_table(out, scratch, compression="snappy", use_dictionary=_DICTIONARY)
     os.replace(scratch, final)  # a retried or speculative attempt writes the same file
-    by_value = (
-        pd.DataFrame({RATING: r, "t": t})
-        .groupby(RATING, as_index=False)
-        .agg(**{N_RATINGS: ("t", "size"), st.FIRST_TIMESTAMP: ("t", "min"), st.LAST_TIMESTAMP: ("t", "max")})
+    codes, values = pd.factorize(r)
+    count, first, last = _per_code(codes, t, len(values))
+    by_value = pd.DataFrame(
+        {RATING: values, N_RATINGS: count, st.FIRST_TIMESTAMP: first, st.LAST_TIMESTAMP: last}
     )
     per_user = np.bincount(u)
     return _Written(

@@ -14,7 +14,7 @@ from recspark.io import byteranges
 from recspark.io.ingested import read_quarantine, read_ratings
 from recspark.io.layouts import LAYOUTS
 from recspark.pipeline.ingest import run_ingest
-from recspark.pipeline.ingest_arrow import dedupe_order, local_dir, usable
+from recspark.pipeline.ingest_arrow import dedupe_order, distinct_ids, local_dir, usable
 
 NOW = 1_700_000_000
 
@@ -135,3 +135,9 @@ def test_dedupe_order_keeps_the_latest_then_the_last_line() -> None:
     single = dedupe_order(np.array([1, 0, 1], np.int32), np.array([0, 5, 2], np.int32),
                           np.zeros(3, np.int64), np.arange(3))
     assert single.tolist() == [1, 0, 2]
+
+
+def test_distinct_ids_by_bitmap_or_hash() -> None:
+    rng = np.random.default_rng(2)
+    for ids in (rng.integers(1, 500, 1000), rng.integers(1, 10**15, 1000), np.zeros(0, np.int64)):
+        assert np.array_equal(distinct_ids(ids), np.unique(ids))
