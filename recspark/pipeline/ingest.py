@@ -83,7 +83,7 @@ from recspark.schema import (
     USER_IDX,
     VALUE,
 )
-from recspark.session import sql_settings
+from recspark.session import map_in_pools, sql_settings
 
 _logger = logging.getLogger(__name__)
 
@@ -354,20 +354,32 @@ def _ingest(
         report["files"] = files
         entry = files[layout.ratings.name]
         _check_quarantine_share(spark, report, entry, out=out, target=target, cfg=cfg)
-        _write_side_tables(spark, validated, cached, inputs[1:], out)
         profile = None
         if fast is None:
+            _write_side_tables(spark, validated, cached, inputs[1:], out)
             pairs = _dedupe_index_write(
                 spark, validated[layout.ratings.name], entry, out, user_blocks=cfg.ingest.user_blocks
             )
             cached.pop(layout.ratings.name).unpersist()
         else:
-            with stage("ingest: index, deduplicate and write ratings", spark):
-                rows, pairs, profile = fast.write(
-                    out,
-                    user_blocks=cfg.ingest.user_blocks,
-                    others_accepted=entry["accepted"] - fast.plain_accepted,
-                )
+
+            def write_ratings() -> tuple:
+                assert fast is not None
+                with stage("ingest: index, deduplicate and write ratings", spark):
+                    return fast.write(
+                        out,
+                        user_blocks=cfg.ingest.user_blocks,
+                        others_accepted=entry["accepted"] - fast.plain_accepted,
+                    )
+
+            def write_side_tables() -> None:
+                _write_side_tables(spark, validated, cached, inputs[1:], out)
+
+            # at the same time, as the validation above
+            calls = [write_ratings, write_side_tables]
+            (rows, pairs, profile), _ = map_in_pools(
+                spark, lambda call: call(), calls, parallel=2, pool="ingest"
+            )
             if rows != entry["accepted"]:
                 raise RuntimeError(
                     f"ingest: {entry['accepted']} ratings accepted but {rows} reached the write (a bug)"
@@ -439,16 +451,28 @@ def _count_and_quarantine(
     cached ones; for the ratings file of ``fast``, its validated other lines)."""
     paths = {item.file_name: item.path for item in inputs if item.spec is not None}
     with stage("ingest: read and validate all files", spark):
-        counts, fallback, bases = _count_reasons(cached) if cached else ({}, Counter(), {})
+
+        def count_spark_files() -> tuple:
+            return _count_reasons(cached) if cached else ({}, Counter(), {})
+
+        def scan_ratings() -> tuple:
+            assert fast is not None
+            others = fast.scan()
+            return (others, *_count_numbered(others))
+
+        # The Arrow scan of the ratings and Spark's validation of the other files run at
+        # the same time: each fills the cores the other leaves idle between its jobs.
+        calls = [count_spark_files] + ([scan_ratings] if fast is not None else [])
+        outcomes = map_in_pools(spark, lambda call: call(), calls, parallel=2, pool="ingest")
+        counts, fallback, bases = outcomes[0]
         files = {name: _file_entry(paths[name], counts[name], fallback[name]) for name in cached}
         validated = {
             name: number_lines(frame, bases[name], source=sources[name])
             for name, frame in cached.items()
         }
         if fast is not None:
+            others, reasons, flagged = outcomes[1]
             name = fast.spec.name
-            others = fast.scan()
-            reasons, flagged = _count_numbered(others)
             reasons[ACCEPTED_REASON] = reasons.get(ACCEPTED_REASON, 0) + fast.plain_accepted
             files = {name: _file_entry(paths[name], reasons, flagged), **files}
             validated[name] = others
