@@ -35,16 +35,13 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 from urllib.parse import unquote, urlparse
 
-import numba
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pyspark import RDD, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -55,6 +52,7 @@ from recspark.arrow import record_batches
 from recspark.index import index_table
 from recspark.io import byteranges as br
 from recspark.io import ingested
+from recspark.io import ratings_tasks as rt
 from recspark.io.layouts import FileSpec, Layout
 from recspark.io.validate import validate_ratings
 from recspark.schema import (
@@ -74,7 +72,6 @@ from recspark.schema import (
 
 _logger = logging.getLogger(__name__)
 
-_BY_VALUE = (RATING, N_RATINGS, st.FIRST_TIMESTAMP, st.LAST_TIMESTAMP)
 _LINES_SCHEMA = T.StructType(
     [
         T.StructField(SOURCE_FILE, T.StringType(), False),
@@ -83,19 +80,6 @@ _LINES_SCHEMA = T.StructType(
         T.StructField(LATIN1_FALLBACK, T.BooleanType(), False),
     ]
 )
-#: The written ratings' columns (user_block is the folder), not null.
-_PARQUET_SCHEMA = pa.schema(
-    [
-        pa.field(USER_ID, pa.int64(), False),
-        pa.field(MOVIE_ID, pa.int64(), False),
-        pa.field(RATING, pa.float64(), False),
-        pa.field(TIMESTAMP, pa.int64(), False),
-        pa.field(USER_IDX, pa.int32(), False),
-        pa.field(MOVIE_IDX, pa.int32(), False),
-    ]
-)
-
-
 def local_dir(path: str) -> str | None:
     """The local folder behind ``path`` (a plain path or a ``file:`` URI), or None for
     another file system."""
@@ -125,68 +109,6 @@ class _Range:
     others: int
     users: np.ndarray
     movies: np.ndarray
-
-
-def _scan_task(item: tuple[int, int, int], *, path: str, size: int, fmt: br.RatingsFormat) -> tuple:
-    """One range: (rid, accepted rows as an IPC stream, other line numbers, their bytes,
-    line count, distinct users, distinct movies, accepted rows)."""
-    rid, start, end = item
-    scan = br.scan_range(path, rid, start, end, size, fmt)
-    acc = scan.accepted
-    return (
-        rid,
-        _ipc(acc, _LZ4),
-        scan.other_lines,
-        scan.other_bytes,
-        scan.n_lines,
-        distinct_ids(acc.column(USER_ID).to_numpy()),
-        distinct_ids(acc.column(MOVIE_ID).to_numpy()),
-        acc.num_rows,
-    )
-
-
-#: The cached scan is an LZ4-compressed Arrow stream: ratings columns shrink ~2.7 × (49.6 to
-#: 18.3 MB per 32 MB range of ml-32m) for 0.08 s per range, and each of the two passes over
-#: the cache moves a third of the bytes between the JVM and Python. The shuffled pieces are
-#: not compressed here: Spark's shuffle compresses them (``spark.shuffle.compress``).
-_LZ4 = pa.ipc.IpcWriteOptions(compression="lz4")
-
-
-def distinct_ids(ids: np.ndarray) -> np.ndarray:
-    """The distinct values of positive int64 ``ids``, increasing: a presence bitmap when the
-    largest id is small next to the count (MovieLens ids: 0.01 s instead of 0.09 s for
-    1.2M ids by hashing), else ``np.unique``."""
-    if ids.size == 0:
-        return ids.astype(np.int64)
-    top = int(ids.max())
-    if top > 8 * ids.size + (1 << 20):
-        return np.unique(ids)
-    seen = np.zeros(top + 1, dtype=bool)
-    seen[ids] = True
-    return np.flatnonzero(seen).astype(np.int64)
-
-
-def _ipc(table: pa.Table, options: pa.ipc.IpcWriteOptions | None = None) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def _read_ipc(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(data).read_all()
-
-
-def _decode(raw: bytes, encoding: str) -> tuple[str, bool]:
-    """A line's text and latin-1 fallback flag, as :func:`recspark.io.lines.scan_lines`
-    decodes it: UTF-8, or latin-1 (flagged) when it is not valid UTF-8; latin-1 always
-    (never flagged) for a latin-1 file."""
-    if encoding == "latin-1":
-        return raw.decode("latin-1"), False
-    try:
-        return raw.decode("utf-8"), False
-    except UnicodeDecodeError:
-        return raw.decode("latin-1"), True
 
 
 class ArrowRatings:
@@ -240,7 +162,7 @@ class ArrowRatings:
         fmt, path = self._format(), self.path
 
         def task(item: tuple[int, int, int]) -> tuple:
-            return _scan_task(item, path=path, size=size, fmt=fmt)
+            return rt.scan_task(item, path=path, size=size, fmt=fmt)
 
         self.scanned = self._persist(self.sc.parallelize(ranges, len(ranges)).map(task))
         # the first action: scans and caches, and brings back only the small fields
@@ -256,7 +178,7 @@ class ArrowRatings:
         def numbered(r: tuple) -> Iterator[tuple[str, int, str, bool]]:
             base = bases.value[r[0]]
             for local, raw in zip(r[2].tolist(), r[3]):
-                text, fallback = _decode(raw, encoding)
+                text, fallback = rt.decode(raw, encoding)
                 yield source, base + local + 1, text, fallback
 
         lines = self.spark.createDataFrame(self.scanned.flatMap(numbered), _LINES_SCHEMA)
@@ -296,23 +218,23 @@ class ArrowRatings:
             ingested.write_table(table, out, sub, single_file=True)
         folder = ingested.path(local_dir(out) or out, ingested.RATINGS_DIR)
         os.makedirs(folder, exist_ok=True)
-        shared = self.sc.broadcast((IdIndex(users), IdIndex(movies), self.bases))
+        shared = self.sc.broadcast((rt.IdIndex(users), rt.IdIndex(movies), self.bases))
         n = user_blocks
 
         def plain_pieces(r: tuple) -> Iterator[tuple[int, bytes]]:
             users, movies, bases = shared.value
-            table = _read_ipc(r[1])
+            table = rt.read_ipc(r[1])
             lines = table.column("line").to_numpy() + (bases[r[0]] + 1)
-            yield from _block_pieces(table, lines, users, movies, n)
+            yield from rt.block_pieces(table, lines, users, movies, n)
 
         def other_pieces(batch: pa.RecordBatch) -> Iterator[tuple[int, bytes]]:
             users, movies, _ = shared.value
             table = pa.Table.from_batches([batch])
-            yield from _block_pieces(table, table.column(LINE_NUMBER).to_numpy(), users, movies, n)
+            yield from rt.block_pieces(table, table.column(LINE_NUMBER).to_numpy(), users, movies, n)
 
-        def write_block(block: int, pieces: Iterator[tuple[int, bytes]]) -> Iterator[_Written]:
+        def write_block(block: int, pieces: Iterator[tuple[int, bytes]]) -> Iterator[rt.Written]:
             users, movies, _ = shared.value
-            yield _write_block(block, [p for _, p in pieces], users.ids, movies.ids, folder)
+            yield rt.write_block(block, [p for _, p in pieces], users.ids, movies.ids, folder)
 
         pieces = self.scanned.flatMap(plain_pieces)
         if others_accepted:
@@ -320,8 +242,9 @@ class ArrowRatings:
         written = pieces.partitionBy(n, lambda b: b).mapPartitionsWithIndex(write_block).collect()
         open(os.path.join(folder, "_SUCCESS"), "wb").close()
         shared.unpersist()
+        columns = (RATING, N_RATINGS, st.FIRST_TIMESTAMP, st.LAST_TIMESTAMP)
         profile = st.profile_from_counts(
-            pd.concat([w.by_value for w in written], ignore_index=True),
+            pd.concat([pd.DataFrame(dict(zip(columns, w.by_value))) for w in written], ignore_index=True),
             np.concatenate([w.user_counts for w in written]),
             np.sum([w.movie_counts for w in written], axis=0),
         )
@@ -331,125 +254,3 @@ class ArrowRatings:
         """Unpersist the scan and the validated other lines."""
         for data in self._persisted:
             data.unpersist()
-
-
-class IdIndex:
-    """Id -> dense index (its position among the sorted distinct ``ids``): a lookup table
-    when the largest id is small next to the count (MovieLens ids), else a binary search."""
-
-    def __init__(self, ids: np.ndarray) -> None:
-        self.ids = ids
-        self.table: np.ndarray | None = None
-        top = int(ids[-1]) if ids.size else 0
-        if top <= 8 * ids.size + (1 << 20):
-            self.table = np.full(top + 1, -1, dtype=np.int32)
-            self.table[ids] = np.arange(ids.size, dtype=np.int32)
-
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        """The indices of ``values`` (every one among the ids), int32."""
-        if self.table is not None:
-            return self.table[values]
-        return np.searchsorted(self.ids, values).astype(np.int32)
-
-
-def _block_pieces(
-    table: pa.Table, lines: np.ndarray, users: IdIndex, movies: IdIndex, n_blocks: int
-) -> Iterator[tuple[int, bytes]]:
-    """(block, IPC piece) of accepted rows: user and movie index, the rating, timestamp and
-    file line number, by user block (user index mod ``n_blocks``)."""
-    u = users(table.column(USER_ID).to_numpy())
-    m = movies(table.column(MOVIE_ID).to_numpy())
-    block = (u % n_blocks).astype(np.uint8 if n_blocks <= 256 else np.uint16 if n_blocks <= 1 << 16 else np.int64)
-    order = np.argsort(block, kind="stable")  # a radix sort for 8- and 16-bit keys
-    bounds = np.searchsorted(block[order], np.arange(n_blocks + 1))
-    cols = {
-        "u": u, "m": m, "r": table.column(RATING).to_numpy(),
-        "t": table.column(TIMESTAMP).to_numpy(), "line": np.asarray(lines, dtype=np.int64),
-    }
-    for b in range(n_blocks):
-        sel = order[bounds[b] : bounds[b + 1]]
-        if sel.size:
-            yield b, _ipc(pa.table({c: v[sel] for c, v in cols.items()}))
-
-
-def dedupe_order(u: np.ndarray, m: np.ndarray, t: np.ndarray, line: np.ndarray) -> np.ndarray:
-    """The positions of one row per (u, m) pair, in (u, m) order: the row with the largest
-    timestamp ``t``, then the largest ``line`` (:func:`recspark.io.validate.dedupe_ratings`'
-    rule). ``u``, ``m``: non-negative int32 indices. One stable sort of a packed pair key;
-    a block with repeated pairs is sorted by (pair, t, line) instead."""
-    pair = u.astype(np.int64) * (int(m.max(initial=0)) + 1) + m
-    order = np.argsort(pair, kind="stable")
-    last = _last_of_runs(pair[order])
-    if not last.all():
-        order = np.lexsort((line, t, pair))
-        last = _last_of_runs(pair[order])
-    return order[last]
-
-
-def _last_of_runs(values: np.ndarray) -> np.ndarray:
-    last = np.ones(values.shape[0], dtype=bool)
-    last[:-1] = values[1:] != values[:-1]
-    return last
-
-
-@dataclass(frozen=True)
-class _Written:
-    """What one block's write task reports: rows in, pairs written, and the written rows'
-    statistics (per rating value; ratings of each of the block's users; ratings of every
-    movie in the block, a bincount over the movie index)."""
-
-    rows: int
-    pairs: int
-    by_value: pd.DataFrame
-    user_counts: np.ndarray
-    movie_counts: np.ndarray
-
-
-_DICTIONARY = [USER_ID, MOVIE_ID, RATING, USER_IDX, MOVIE_IDX]
-
-
-@numba.njit(cache=True, nogil=True)
-def _per_code(codes, t, k):  # pragma: no cover
-    """(count, min t, max t) per code 0..k-1, in one pass."""
-    count = np.zeros(k, dtype=np.int64)
-    first = np.full(k, np.iinfo(np.int64).max, dtype=np.int64)
-    last = np.full(k, np.iinfo(np.int64).min, dtype=np.int64)
-    for i in range(codes.shape[0]):
-        c = codes[i]
-        count[c] += 1
-        first[c] = min(first[c], t[i])
-        last[c] = max(last[c], t[i])
-    return count, first, last
-
-
-def _write_block(
-    block: int, pieces: list[bytes], users: np.ndarray, movies: np.ndarray, folder: str
-) -> _Written:
-    """Sort, deduplicate and write one user block (module docstring)."""
-    if not pieces:
-        empty = pd.DataFrame({c: np.zeros(0, np.int64) for c in _BY_VALUE})
-        return _Written(0, 0, empty, np.zeros(0, np.int64), np.zeros(movies.size, np.int64))
-    table = pa.concat_tables([_read_ipc(p) for p in pieces])
-    u, m = table.column("u").to_numpy(), table.column("m").to_numpy()
-    t, line = table.column("t").to_numpy(), table.column("line").to_numpy()
-    kept = dedupe_order(u, m, t, line)
-    u, m, t, r = u[kept], m[kept], t[kept], table.column("r").to_numpy()[kept]
-    out = pa.table([users[u], movies[m], r, t, u, m], schema=_PARQUET_SCHEMA)
-    where = os.path.join(folder, f"user_block={block}")
-    os.makedirs(where, exist_ok=True)
-    final = os.path.join(where, f"part-{block:05d}.parquet")
-    scratch = os.path.join(where, f".{uuid.uuid4().hex}.tmp")
-    # dictionary pages where values repeat (not the timestamps: the dictionary would
-    # overflow and be dropped after the work of building it)
-    pq.write_table(out, scratch, compression="snappy", use_dictionary=_DICTIONARY)
-    os.replace(scratch, final)  # a retried or speculative attempt writes the same file
-    codes, values = pd.factorize(r)
-    count, first, last = _per_code(codes, t, len(values))
-    by_value = pd.DataFrame(
-        {RATING: values, N_RATINGS: count, st.FIRST_TIMESTAMP: first, st.LAST_TIMESTAMP: last}
-    )
-    per_user = np.bincount(u)
-    return _Written(
-        int(table.num_rows), int(kept.size), by_value, per_user[per_user > 0],
-        np.bincount(m, minlength=movies.size),
-    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
@@ -14,7 +13,7 @@ from recspark.io import byteranges
 from recspark.io.ingested import read_quarantine, read_ratings
 from recspark.io.layouts import LAYOUTS
 from recspark.pipeline.ingest import run_ingest
-from recspark.pipeline.ingest_arrow import dedupe_order, distinct_ids, local_dir, usable
+from recspark.pipeline.ingest_arrow import local_dir, usable
 
 NOW = 1_700_000_000
 
@@ -118,26 +117,3 @@ def test_the_ratings_are_read_with_spark_when_the_arrow_path_cannot() -> None:
     assert usable(csv, here, "hdfs://nn/out") is None
     assert usable(csv, here + ".missing", "/tmp/out") is None
     assert local_dir("file:///a%20b/c") == "/a b/c" and local_dir("s3a://b/c") is None
-
-
-def test_dedupe_order_keeps_the_latest_then_the_last_line() -> None:
-    rng = np.random.default_rng(5)
-    n = 2_000
-    u = rng.integers(0, 30, n).astype(np.int32)
-    m = rng.integers(0, 40, n).astype(np.int32)
-    t = rng.integers(0, 5, n).astype(np.int64)
-    line = rng.permutation(n).astype(np.int64) + 2
-    kept = dedupe_order(u, m, t, line)
-    frame = pd.DataFrame({"u": u, "m": m, "t": t, "line": line})
-    want = frame.sort_values(["u", "m", "t", "line"]).groupby(["u", "m"]).tail(1)
-    assert kept.tolist() == want.index.tolist()
-    # no repeated pair: the order alone
-    single = dedupe_order(np.array([1, 0, 1], np.int32), np.array([0, 5, 2], np.int32),
-                          np.zeros(3, np.int64), np.arange(3))
-    assert single.tolist() == [1, 0, 2]
-
-
-def test_distinct_ids_by_bitmap_or_hash() -> None:
-    rng = np.random.default_rng(2)
-    for ids in (rng.integers(1, 500, 1000), rng.integers(1, 10**15, 1000), np.zeros(0, np.int64)):
-        assert np.array_equal(distinct_ids(ids), np.unique(ids))
