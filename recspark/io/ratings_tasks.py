@@ -13,6 +13,8 @@ name                       what it does
 :func:`dedupe_order`       the kept row of every (user, movie) pair
 :class:`IdIndex`           id -> dense index (lookup table or binary search)
 :func:`distinct_ids`       distinct ids (bitmap or hash)
+:func:`summary`            what the driver learns of a scanned range
+:func:`numbered_lines`     a range's other lines with their line numbers, decoded
 :func:`decode`             a raw line as text, with the latin-1 fallback flag
 =========================  ===============================================================
 """
@@ -108,6 +110,42 @@ def decode(raw: bytes, encoding: str) -> tuple[str, bool]:
         return raw.decode("utf-8"), False
     except UnicodeDecodeError:
         return raw.decode("latin-1"), True
+
+
+@dataclass(frozen=True)
+class RangeSummary:
+    """What the driver learns of one scanned range (:func:`summary`)."""
+
+    rid: int
+    n_lines: int
+    accepted: int
+    users: np.ndarray
+    movies: np.ndarray
+    #: the range's other lines (local numbers, bytes) when they are few, else None
+    other_lines: tuple[np.ndarray, list[bytes]] | None
+
+
+#: A range's other lines travel with its summary up to this many bytes (the header line, a
+#: few bad rows); a range with more leaves them in the cache for a distributed pass.
+OTHERS_WITH_SUMMARY = 1 << 20
+
+
+def summary(r: tuple, *, limit: int) -> RangeSummary:
+    """The :class:`RangeSummary` of a :func:`scan_task` tuple; its other lines included
+    when they hold at most ``limit`` bytes."""
+    few = sum(len(b) + 16 for b in r[3]) <= limit
+    return RangeSummary(r[0], r[4], r[7], r[5], r[6], (r[2], r[3]) if few else None)
+
+
+def numbered_lines(
+    rid: int, local: np.ndarray, raw: list[bytes], bases: dict[int, int], source: str, encoding: str
+) -> Iterator[tuple[str, int, str, bool]]:
+    """(source file, line number, text, latin-1 fallback) of range ``rid``'s other lines
+    (the columns of the lines :func:`recspark.io.validate.validate_ratings` reads); ``bases``: lines before each range."""
+    base = bases[rid]
+    for number, line in zip(local.tolist(), raw):
+        text, fallback = decode(line, encoding)
+        yield source, base + number + 1, text, fallback
 
 
 class IdIndex:

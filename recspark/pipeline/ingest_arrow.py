@@ -33,9 +33,9 @@ The passes:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 from urllib.parse import unquote, urlparse
 
@@ -99,18 +99,6 @@ def usable(spec: FileSpec, path: str, out: str) -> str | None:
     return br.local_path(path)
 
 
-@dataclass(frozen=True)
-class _Range:
-    """What the driver learns of one scanned range."""
-
-    rid: int
-    n_lines: int
-    accepted: int
-    others: int
-    users: np.ndarray
-    movies: np.ndarray
-
-
 class ArrowRatings:
     """One ratings file through the Arrow path (module docstring). Driver-side.
 
@@ -166,22 +154,26 @@ class ArrowRatings:
 
         self.scanned = self._persist(self.sc.parallelize(ranges, len(ranges)).map(task))
         # the first action: scans and caches, and brings back only the small fields
-        meta = self.scanned.map(lambda r: _Range(r[0], r[4], r[7], len(r[3]), r[5], r[6])).collect()
+        meta = self.scanned.map(functools.partial(rt.summary, limit=rt.OTHERS_WITH_SUMMARY)).collect()
         meta.sort(key=lambda r: r.rid)
         self.bases = dict(zip([r.rid for r in meta], np.cumsum([0] + [r.n_lines for r in meta])[:-1].tolist()))
         self.plain_accepted = sum(r.accepted for r in meta)
         self.plain_users = np.unique(np.concatenate([r.users for r in meta] or [np.zeros(0, np.int64)]))
         self.plain_movies = np.unique(np.concatenate([r.movies for r in meta] or [np.zeros(0, np.int64)]))
-        bases = self.sc.broadcast(self.bases)
         source, encoding = self.source, self.spec.encoding
-
-        def numbered(r: tuple) -> Iterator[tuple[str, int, str, bool]]:
-            base = bases.value[r[0]]
-            for local, raw in zip(r[2].tolist(), r[3]):
-                text, fallback = rt.decode(raw, encoding)
-                yield source, base + local + 1, text, fallback
-
-        lines = self.spark.createDataFrame(self.scanned.flatMap(numbered), _LINES_SCHEMA)
+        if all(r.other_lines is not None for r in meta):  # the usual case: no pass over the cache
+            rows = [
+                row
+                for r in meta
+                for row in rt.numbered_lines(r.rid, *r.other_lines, self.bases, source, encoding)
+            ]
+            lines = self.spark.createDataFrame(rows, _LINES_SCHEMA)
+        else:
+            bases = self.sc.broadcast(self.bases)
+            numbered = self.scanned.flatMap(
+                lambda r: rt.numbered_lines(r[0], r[2], r[3], bases.value, source, encoding)
+            )
+            lines = self.spark.createDataFrame(numbered, _LINES_SCHEMA)
         others = validate_ratings(lines, layout=self.layout, now=self.now, columns=self.columns)
         self.others = self._persist(others.persist(StorageLevel.MEMORY_AND_DISK))
         return self.others
