@@ -1,6 +1,6 @@
 """The task side of the ingest's Arrow ratings path (:mod:`recspark.pipeline.ingest_arrow`).
 
-Everything here runs inside Spark tasks, so it imports only NumPy, numba, pandas, pyarrow
+Everything here runs inside Spark tasks, so it imports only NumPy, numba, pyarrow
 and the column names (not the driver's modules: a Python worker's first task imports it,
 ~0.3 s against ~1.4 s for the driver-side module with its plotting and config imports).
 
@@ -28,7 +28,6 @@ from typing import Iterator
 
 import numba
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -190,9 +189,13 @@ def block_pieces(
 def dedupe_order(u: np.ndarray, m: np.ndarray, t: np.ndarray, line: np.ndarray) -> np.ndarray:
     """The positions of one row per (u, m) pair, in (u, m) order: the row with the largest
     timestamp ``t``, then the largest ``line`` (:func:`recspark.io.validate.dedupe_ratings`'
-    rule). ``u``, ``m``: non-negative int32 indices. One stable sort of a packed pair key;
-    a block with repeated pairs is sorted by (pair, t, line) instead."""
+    rule). ``u``, ``m``: non-negative int32 indices. Rows already in strictly increasing
+    pair order (a file sorted by user, then movie, as MovieLens releases are, read in file
+    order) need no sort; otherwise one stable sort of a packed pair key, or, in a block
+    with repeated pairs, a sort by (pair, t, line)."""
     pair = u.astype(np.int64) * (int(m.max(initial=0)) + 1) + m
+    if (pair[1:] > pair[:-1]).all():
+        return np.arange(pair.shape[0])
     order = np.argsort(pair, kind="stable")
     last = _last_of_runs(pair[order])
     if not last.all():
@@ -223,18 +226,50 @@ class Written:
 _DICTIONARY = [USER_ID, MOVIE_ID, RATING, USER_IDX, MOVIE_IDX]
 
 
+#: Distinct rating values a block's one-pass statistics keep apart (MovieLens: 10 at most).
+_MAX_VALUES = 64
+
+
 @numba.njit(cache=True, nogil=True)
-def _per_code(codes, t, k):  # pragma: no cover
-    """(count, min t, max t) per code 0..k-1, in one pass."""
-    count = np.zeros(k, dtype=np.int64)
-    first = np.full(k, np.iinfo(np.int64).max, dtype=np.int64)
-    last = np.full(k, np.iinfo(np.int64).min, dtype=np.int64)
-    for i in range(codes.shape[0]):
-        c = codes[i]
+def _block_stats(u, m, r, t, n_users, n_movies):  # pragma: no cover
+    """One pass over a block's written rows: ratings per user and per movie index, and per
+    distinct rating value (found by a linear search among at most ``_MAX_VALUES``) its
+    count and first and last timestamp. ``n_values`` is -1 when there are more values."""
+    per_user = np.zeros(n_users, dtype=np.int64)
+    per_movie = np.zeros(n_movies, dtype=np.int64)
+    values = np.zeros(_MAX_VALUES)
+    count = np.zeros(_MAX_VALUES, dtype=np.int64)
+    first = np.full(_MAX_VALUES, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(_MAX_VALUES, np.iinfo(np.int64).min, dtype=np.int64)
+    n_values = 0
+    for i in range(u.shape[0]):
+        per_user[u[i]] += 1
+        per_movie[m[i]] += 1
+        if n_values < 0:
+            continue
+        c = 0
+        while c < n_values and values[c] != r[i]:
+            c += 1
+        if c == n_values:
+            if n_values == _MAX_VALUES:
+                n_values = -1
+                continue
+            values[c] = r[i]
+            n_values += 1
         count[c] += 1
         first[c] = min(first[c], t[i])
         last[c] = max(last[c], t[i])
-    return count, first, last
+    return per_user, per_movie, n_values, values, count, first, last
+
+
+def _by_value(r: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(values, count, first t, last t) per distinct rating value, by sorting (for blocks
+    with more than ``_MAX_VALUES`` values)."""
+    values, codes = np.unique(r, return_inverse=True)
+    order = np.lexsort((t, codes))
+    starts = np.searchsorted(codes[order], np.arange(values.size))
+    ends = np.append(starts[1:], order.size) - 1
+    return values, np.diff(np.append(starts, order.size)), t[order][starts], t[order][ends]
 
 
 def write_block(
@@ -244,7 +279,9 @@ def write_block(
     if not pieces:
         none = np.zeros(0, np.int64)
         return Written(0, 0, (np.zeros(0), none, none, none), none, np.zeros(movies.size, np.int64))
-    table = pa.concat_tables([read_ipc(p) for p in pieces])
+    # in file order (each piece's rows are in file order: sort the pieces by first line)
+    tables = sorted((read_ipc(p) for p in pieces), key=lambda tb: tb.column("line")[0].as_py())
+    table = pa.concat_tables(tables)
     u, m = table.column("u").to_numpy(), table.column("m").to_numpy()
     t, line = table.column("t").to_numpy(), table.column("line").to_numpy()
     kept = dedupe_order(u, m, t, line)
@@ -258,10 +295,6 @@ def write_block(
     # overflow and be dropped after the work of building it)
     pq.write_table(out, scratch, compression="snappy", use_dictionary=_DICTIONARY)
     os.replace(scratch, final)  # a retried or speculative attempt writes the same file
-    codes, values = pd.factorize(r)
-    count, first, last = _per_code(codes, t, len(values))
-    per_user = np.bincount(u)
-    return Written(
-        int(table.num_rows), int(kept.size), (values, count, first, last), per_user[per_user > 0],
-        np.bincount(m, minlength=movies.size),
-    )
+    per_user, per_movie, k, *by_value = _block_stats(u, m, r, t, users.size, movies.size)
+    by_value = [v[:k] for v in by_value] if k >= 0 else _by_value(r, t)
+    return Written(int(table.num_rows), int(kept.size), tuple(by_value), per_user[per_user > 0], per_movie)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recspark.io.ratings_tasks import IdIndex, dedupe_order, distinct_ids
+from recspark.io.ratings_tasks import IdIndex, _block_stats, _by_value, dedupe_order, distinct_ids
 
 
 def test_dedupe_order_keeps_the_latest_then_the_last_line() -> None:
@@ -37,3 +37,33 @@ def test_id_index_by_table_or_search() -> None:
         assert (index.table is None) == (ids[-1] > 10**6)
         assert index(ids[::-1].copy()).tolist() == [len(ids) - 1 - i for i in range(len(ids))]
         assert index(ids).dtype == np.int32
+
+
+def test_block_statistics_in_one_pass_or_by_sorting() -> None:
+    rng = np.random.default_rng(4)
+    n = 5_000
+    u, m = rng.integers(0, 50, n), rng.integers(0, 70, n)
+    t = rng.integers(0, 10**9, n)
+    for r in (rng.integers(1, 11, n) / 2, rng.random(n)):  # 10 values; thousands of values
+        per_user, per_movie, k, *one_pass = _block_stats(u, m, r, t, 50, 70)
+        assert per_user.tolist() == np.bincount(u, minlength=50).tolist()
+        assert per_movie.tolist() == np.bincount(m, minlength=70).tolist()
+        frame = pd.DataFrame({"r": r, "t": t}).groupby("r")["t"].agg(["size", "min", "max"])
+        sorted_ = _by_value(r, t)
+        assert np.array_equal(sorted_[0], frame.index.to_numpy())
+        for got, col in zip(sorted_[1:], ("size", "min", "max")):
+            assert np.array_equal(got, frame[col].to_numpy())
+        if k >= 0:
+            values = one_pass[0][:k]
+            order = np.argsort(values)
+            assert np.array_equal(values[order], frame.index.to_numpy())
+            for got, col in zip(one_pass[1:], ("size", "min", "max")):
+                assert np.array_equal(got[:k][order], frame[col].to_numpy())
+        else:
+            assert r.size > 64  # the continuous values overflowed the one-pass table
+
+
+def test_rows_in_pair_order_need_no_sort() -> None:
+    u = np.array([0, 0, 1, 2], np.int32)
+    m = np.array([1, 3, 0, 0], np.int32)
+    assert dedupe_order(u, m, np.zeros(4, np.int64), np.arange(4)).tolist() == [0, 1, 2, 3]
