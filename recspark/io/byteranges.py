@@ -4,10 +4,10 @@ The ingest's fast reader of the ratings file (:mod:`recspark.pipeline.ingest_arr
 it): each task reads one byte range of the file, splits it into lines exactly as Spark's
 text reader does, and parses the *plain* lines (four fields of digits, the rating with
 at most one decimal point: :func:`_parse_plain`, one compiled pass over the bytes),
-checking their values as :func:`recspark.io.validate.validate_ratings` does. Any other line (blank, quoted,
-non-ASCII, signed, too long a number, a value out of range, the header) is returned as raw
-bytes for Spark's validation, which gives it its reason or accepts it: the two readers
-accept and reject the same lines for the same reasons.
+checking their values as :func:`recspark.io.validate.validate_ratings` does. Any other
+line (blank, quoted, non-ASCII, signed, too long a number, a value out of range, the
+header) is returned as raw bytes for Spark's validation, which gives it its reason or
+accepts it: the two readers accept and reject the same lines for the same reasons.
 
 =========================  ===============================================================
 name                       what it does
@@ -38,6 +38,8 @@ import numba
 import numpy as np
 import pyarrow as pa
 
+from recspark.schema import MOVIE_ID, RATING, TIMESTAMP, USER_ID
+
 __all__ = [
     "RANGE_BYTES",
     "RatingsFormat",
@@ -53,6 +55,7 @@ __all__ = [
 RANGE_BYTES = 32 << 20
 
 _NL, _CR = 10, 13
+
 
 def local_path(path: str) -> str | None:
     """The local file behind ``path`` (a plain path or a ``file:`` URI), or None for
@@ -85,7 +88,7 @@ def read_range(path: str, start: int, end: int) -> tuple[bytes, int, int]:
         parts = [f.read(end - start + lead)]
         stop = len(parts[0])
         # the bytes from stop - 1 on must hold a terminator followed by one more byte
-        tail = parts[0][max(stop - 1, 0):]
+        tail = parts[0][max(stop - 1, 0) :]
         while not _terminated(tail):
             chunk = f.read(1 << 16)
             if not chunk:
@@ -160,12 +163,19 @@ class RangeScan:
 
 
 ACCEPTED_SCHEMA = pa.schema(
-    [("user_id", pa.int64()), ("movie_id", pa.int64()), ("rating", pa.float64()),
-     ("timestamp", pa.int64()), ("line", pa.int64())]
+    [
+        (USER_ID, pa.int64()),
+        (MOVIE_ID, pa.int64()),
+        (RATING, pa.float64()),
+        (TIMESTAMP, pa.int64()),
+        ("line", pa.int64()),
+    ]
 )
 
 
-def scan_range(path: str, rid: int, start: int, end: int, size: int, fmt: RatingsFormat) -> RangeScan:
+def scan_range(
+    path: str, rid: int, start: int, end: int, size: int, fmt: RatingsFormat
+) -> RangeScan:
     """Read range ``rid`` (``[start, end)`` of a file of ``size`` bytes) and split its
     lines into accepted rows and other lines (module docstring). Pure, one task."""
     raw, lead, stop = read_range(path, start, end)

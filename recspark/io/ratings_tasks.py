@@ -140,7 +140,8 @@ def numbered_lines(
     rid: int, local: np.ndarray, raw: list[bytes], bases: dict[int, int], source: str, encoding: str
 ) -> Iterator[tuple[str, int, str, bool]]:
     """(source file, line number, text, latin-1 fallback) of range ``rid``'s other lines
-    (the columns of the lines :func:`recspark.io.validate.validate_ratings` reads); ``bases``: lines before each range."""
+    (the columns of the lines :func:`recspark.io.validate.validate_ratings` reads);
+    ``bases``: the lines before each range."""
     base = bases[rid]
     for number, line in zip(local.tolist(), raw):
         text, fallback = decode(line, encoding)
@@ -173,12 +174,17 @@ def block_pieces(
     file line number, by user block (user index mod ``n_blocks``)."""
     u = users(table.column(USER_ID).to_numpy())
     m = movies(table.column(MOVIE_ID).to_numpy())
-    block = (u % n_blocks).astype(np.uint8 if n_blocks <= 256 else np.uint16 if n_blocks <= 1 << 16 else np.int64)
+    block = (u % n_blocks).astype(
+        np.uint8 if n_blocks <= 256 else np.uint16 if n_blocks <= 1 << 16 else np.int64
+    )
     order = np.argsort(block, kind="stable")  # a radix sort for 8- and 16-bit keys
     bounds = np.searchsorted(block[order], np.arange(n_blocks + 1))
     cols = {
-        "u": u, "m": m, "r": table.column(RATING).to_numpy(),
-        "t": table.column(TIMESTAMP).to_numpy(), "line": np.asarray(lines, dtype=np.int64),
+        "u": u,
+        "m": m,
+        "r": table.column(RATING).to_numpy(),
+        "t": table.column(TIMESTAMP).to_numpy(),
+        "line": np.asarray(lines, dtype=np.int64),
     }
     for b in range(n_blocks):
         sel = order[bounds[b] : bounds[b + 1]]
@@ -297,4 +303,6 @@ def write_block(
     os.replace(scratch, final)  # a retried or speculative attempt writes the same file
     per_user, per_movie, k, *by_value = _block_stats(u, m, r, t, users.size, movies.size)
     by_value = [v[:k] for v in by_value] if k >= 0 else _by_value(r, t)
-    return Written(int(table.num_rows), int(kept.size), tuple(by_value), per_user[per_user > 0], per_movie)
+    return Written(
+        int(table.num_rows), int(kept.size), tuple(by_value), per_user[per_user > 0], per_movie
+    )

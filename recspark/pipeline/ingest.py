@@ -14,6 +14,11 @@ reason and fallback lines per file; write the fallback lines and the quarantine;
 quarantine threshold; write the side tables; build the index tables; deduplicate and write
 the indexed ratings (one shuffle); reconcile the counts; statistics and plots; the report.
 
+The ratings file takes the Arrow path of :mod:`recspark.pipeline.ingest_arrow` when it
+is a local file with a one-character separator (``ingest.reader = "auto"``): read by byte
+range and kept in Arrow through the write, beside Spark's validation of the other files;
+the same tables come out.
+
 Counts reconcile per file: rows read (data lines, header excluded) = accepted + quarantined
 + duplicates collapsed; the job fails loudly if they do not. When the quarantined share of
 the ratings rows exceeds ``ingest.max_quarantine_share`` nothing is published; the
@@ -357,9 +362,9 @@ def _ingest(
         profile = None
         if fast is None:
             _write_side_tables(spark, validated, cached, inputs[1:], out)
-            pairs = _dedupe_index_write(
-                spark, validated[layout.ratings.name], entry, out, user_blocks=cfg.ingest.user_blocks
-            )
+            ratings_frame = validated[layout.ratings.name]
+            blocks = cfg.ingest.user_blocks
+            pairs = _dedupe_index_write(spark, ratings_frame, entry, out, user_blocks=blocks)
             cached.pop(layout.ratings.name).unpersist()
         else:
 
@@ -382,10 +387,9 @@ def _ingest(
             )
             if rows != entry["accepted"]:
                 raise RuntimeError(
-                    f"ingest: {entry['accepted']} ratings accepted but {rows} reached the write (a bug)"
+                    f"ingest: {entry['accepted']} ratings accepted but {rows} were written (a bug)"
                 )
             entry["duplicates"] = entry["accepted"] - pairs
-            fast.release()
         ratings = ingested.read_ratings(spark, out)
         with stage("ingest: reconcile counts", spark):
             entry["accepted"] = written = ratings.count()
@@ -423,7 +427,9 @@ def _arrow_ratings(
         return None
     local = usable(ratings.spec, ratings.path, out)
     if local is None:
-        _logger.info("%s: read with Spark (not a local file with a one-character separator)", ratings.path)
+        _logger.info(
+            "%s: read with Spark (not a local file with a one-character separator)", ratings.path
+        )
         return None
     _logger.info("%s: read by byte range (ingest.reader = auto)", ratings.path)
     return ArrowRatings(

@@ -8,9 +8,9 @@ row for row, as from the Spark path (validate, index, deduplicate, write), which
 other files, and the ratings file when it is not local or its separator is longer than one
 character (ml-1m, ml-10m). Why: Spark turns every line into a row several times (the
 validation's expressions, the cache, the shuffle's rows, the Parquet writer); here the
-bytes become Arrow columns once. At the ml-32m shape on two cores the ratings path took
-37 s in one process against 34 s for a bare Spark CSV → Parquet of the same file
-(session 28, docs/measurements.md).
+bytes become Arrow columns once. At the ml-32m shape on two cores the whole ingest took
+51.1-54.9 s against 36.5-42.1 s for a bare Spark CSV → Parquet of the ratings file, each a
+fresh process (1.31-1.40 ×; the Spark path: 3.2 ×; session 28, docs/measurements.md).
 
 The passes:
 
@@ -80,6 +80,8 @@ _LINES_SCHEMA = T.StructType(
         T.StructField(LATIN1_FALLBACK, T.BooleanType(), False),
     ]
 )
+
+
 def local_dir(path: str) -> str | None:
     """The local folder behind ``path`` (a plain path or a ``file:`` URI), or None for
     another file system."""
@@ -91,8 +93,10 @@ def local_dir(path: str) -> str | None:
 
 def usable(spec: FileSpec, path: str, out: str) -> str | None:
     """The local ratings file when this path can read ``path`` and write into ``out``:
-    both local, a one-character separator other than a digit or ``.``. None otherwise."""
-    if len(spec.separator) != 1 or spec.separator in "0123456789.\r\n":
+    both local, a one-character ASCII separator other than a digit, ``.`` or a line end.
+    None otherwise."""
+    sep = spec.separator
+    if len(sep) != 1 or not sep.isascii() or sep in "0123456789.\r\n":
         return None
     if local_dir(out) is None:
         return None
@@ -154,12 +158,20 @@ class ArrowRatings:
 
         self.scanned = self._persist(self.sc.parallelize(ranges, len(ranges)).map(task))
         # the first action: scans and caches, and brings back only the small fields
-        meta = self.scanned.map(functools.partial(rt.summary, limit=rt.OTHERS_WITH_SUMMARY)).collect()
+        meta = self.scanned.map(
+            functools.partial(rt.summary, limit=rt.OTHERS_WITH_SUMMARY)
+        ).collect()
         meta.sort(key=lambda r: r.rid)
-        self.bases = dict(zip([r.rid for r in meta], np.cumsum([0] + [r.n_lines for r in meta])[:-1].tolist()))
+        self.bases = dict(
+            zip([r.rid for r in meta], np.cumsum([0] + [r.n_lines for r in meta])[:-1].tolist())
+        )
         self.plain_accepted = sum(r.accepted for r in meta)
-        self.plain_users = np.unique(np.concatenate([r.users for r in meta] or [np.zeros(0, np.int64)]))
-        self.plain_movies = np.unique(np.concatenate([r.movies for r in meta] or [np.zeros(0, np.int64)]))
+        self.plain_users = np.unique(
+            np.concatenate([r.users for r in meta] or [np.zeros(0, np.int64)])
+        )
+        self.plain_movies = np.unique(
+            np.concatenate([r.movies for r in meta] or [np.zeros(0, np.int64)])
+        )
         source, encoding = self.source, self.spec.encoding
         if all(r.other_lines is not None for r in meta):  # the usual case: no pass over the cache
             rows = [
@@ -199,7 +211,9 @@ class ArrowRatings:
         users, movies = self.plain_users, self.plain_movies
         if others_accepted:
             users, movies = (
-                np.union1d(plain, accepted.select(col).distinct().toPandas()[col].to_numpy(np.int64))
+                np.union1d(
+                    plain, accepted.select(col).distinct().toPandas()[col].to_numpy(np.int64)
+                )
                 for plain, col in ((users, USER_ID), (movies, MOVIE_ID))
             )
         for ids, id_col, idx_col, sub in (
@@ -222,7 +236,9 @@ class ArrowRatings:
         def other_pieces(batch: pa.RecordBatch) -> Iterator[tuple[int, bytes]]:
             users, movies, _ = shared.value
             table = pa.Table.from_batches([batch])
-            yield from rt.block_pieces(table, table.column(LINE_NUMBER).to_numpy(), users, movies, n)
+            yield from rt.block_pieces(
+                table, table.column(LINE_NUMBER).to_numpy(), users, movies, n
+            )
 
         def write_block(block: int, pieces: Iterator[tuple[int, bytes]]) -> Iterator[rt.Written]:
             users, movies, _ = shared.value
@@ -236,7 +252,9 @@ class ArrowRatings:
         shared.unpersist()
         columns = (RATING, N_RATINGS, st.FIRST_TIMESTAMP, st.LAST_TIMESTAMP)
         profile = st.profile_from_counts(
-            pd.concat([pd.DataFrame(dict(zip(columns, w.by_value))) for w in written], ignore_index=True),
+            pd.concat(
+                [pd.DataFrame(dict(zip(columns, w.by_value))) for w in written], ignore_index=True
+            ),
             np.concatenate([w.user_counts for w in written]),
             np.sum([w.movie_counts for w in written], axis=0),
         )

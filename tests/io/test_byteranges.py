@@ -64,9 +64,25 @@ def _parse(lines: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_only_digit_fields_are_plain() -> None:
     plain = ["1,2,3.5,4", "01,2,0.5,4", "1,2,3,4", "123456789012345678,2,999999.123456789,4"]
-    other = [" 1,2,3,4", "+1,2,3,4", "1,2,3.,4", "1,2,.5,4", "1,2,3,4,5", "1,2,3e1,4", '"1",2,3,4',
-             "1,2,3.5", "1" * 19 + ",2,3,4", "1,2,1234567.5,4", "1,2,1.1234567890,4", "1,2,3,4 ",
-             "1;2;3;4", "1,,3,4", "", "1,2,3,-4", "1,2,3,4x"]
+    other = [
+        " 1,2,3,4",
+        "+1,2,3,4",
+        "1,2,3.,4",
+        "1,2,.5,4",
+        "1,2,3,4,5",
+        "1,2,3e1,4",
+        '"1",2,3,4',
+        "1,2,3.5",
+        "1" * 19 + ",2,3,4",
+        "1,2,1234567.5,4",
+        "1,2,1.1234567890,4",
+        "1,2,3,4 ",
+        "1;2;3;4",
+        "1,,3,4",
+        "",
+        "1,2,3,-4",
+        "1,2,3,4x",
+    ]
     flags, ints, dec = _parse(plain + other)
     assert flags.tolist() == [True] * len(plain) + [False] * len(other)
     assert dec[:4].tolist() == [3.5, 0.5, 3.0, 999999.123456789]
@@ -76,8 +92,10 @@ def test_only_digit_fields_are_plain() -> None:
 def test_decimals_parse_as_java_parses_them() -> None:
     """mantissa / 10**k, both exact: the correctly rounded double, as float() gives."""
     rng = np.random.default_rng(1)
-    texts = [f"{rng.integers(0, 10**6)}.{rng.integers(0, 10**9):0{rng.integers(1, 10)}d}"
-             for _ in range(2000)]
+    texts = [
+        f"{rng.integers(0, 10**6)}.{rng.integers(0, 10**9):0{rng.integers(1, 10)}d}"
+        for _ in range(2000)
+    ]
     texts = [t[: t.index(".") + 10] for t in texts]
     flags, _, dec = _parse([f"1,1,{t},1" for t in texts])
     assert flags.all()
@@ -100,7 +118,10 @@ def test_scan_range_parses_plain_lines_and_leaves_the_rest_to_spark(tmp_path: Pa
     scan = br.scan_range(str(path), 0, 0, len(data), len(data), FMT)
     assert scan.n_lines == 8
     assert scan.accepted.to_pydict() == {
-        "user_id": [1, 4], "movie_id": [10, 40], "rating": [4.5, 0.5], "timestamp": [100, 0],
+        "user_id": [1, 4],
+        "movie_id": [10, 40],
+        "rating": [4.5, 0.5],
+        "timestamp": [100, 0],
         "line": [1, 5],
     }
     assert scan.other_lines.tolist() == [0, 2, 3, 4, 6, 7]

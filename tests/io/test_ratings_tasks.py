@@ -20,8 +20,12 @@ def test_dedupe_order_keeps_the_latest_then_the_last_line() -> None:
     want = frame.sort_values(["u", "m", "t", "line"]).groupby(["u", "m"]).tail(1)
     assert kept.tolist() == want.index.tolist()
     # no repeated pair: the order alone
-    single = dedupe_order(np.array([1, 0, 1], np.int32), np.array([0, 5, 2], np.int32),
-                          np.zeros(3, np.int64), np.arange(3))
+    single = dedupe_order(
+        np.array([1, 0, 1], np.int32),
+        np.array([0, 5, 2], np.int32),
+        np.zeros(3, np.int64),
+        np.arange(3),
+    )
     assert single.tolist() == [1, 0, 2]
 
 

@@ -45,7 +45,9 @@ MESSY = (
 def _dataset(folder: Path, ratings: bytes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "ratings.csv").write_bytes(ratings)
-    (folder / "movies.csv").write_text("movieId,title,genres\n10,A (1999),Drama\n30,B (2001),Comedy\n")
+    (folder / "movies.csv").write_text(
+        "movieId,title,genres\n10,A (1999),Drama\n30,B (2001),Comedy\n"
+    )
     return folder
 
 
@@ -83,7 +85,11 @@ def test_the_arrow_path_writes_what_the_spark_path_writes(
             report.pop(key)
     assert got == want
     entry = got["files"]["ratings.csv"]
-    assert (entry["rows_read"], entry["accepted"], entry["duplicates"]) == (21, 7, 3)  # accepted = pairs written
+    assert (entry["rows_read"], entry["accepted"], entry["duplicates"]) == (
+        21,
+        7,
+        3,
+    )  # accepted = pairs written
     assert entry["latin1_fallback"] == 1
     for sub in ("user_index", "movie_index", "latin1_fallback", "movies"):
         pd.testing.assert_frame_equal(_frame(got_dir, sub), _frame(want_dir, sub))
