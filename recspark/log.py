@@ -75,6 +75,19 @@ def job_description(name: str, spark: SparkSession | None = None) -> Iterator[No
             sc.setLocalProperty(key, value)  # None removes it
 
 
+def job_names(spark: SparkSession) -> dict[str, str | None]:
+    """The job description and group of the calling thread (:func:`job_description`), to
+    hand to :func:`named_jobs` in another thread: Spark keeps them per thread."""
+    sc = spark.sparkContext
+    return {key: sc.getLocalProperty(key) for key in _JOB_PROPERTIES}
+
+
+def named_jobs(spark: SparkSession, names: dict[str, str | None]) -> None:
+    """Name this thread's Spark jobs as :func:`job_names` recorded them in another thread."""
+    for key, value in names.items():
+        spark.sparkContext.setLocalProperty(key, value)
+
+
 @contextlib.contextmanager
 def stage(name: str, spark: SparkSession | None = None) -> Iterator[None]:
     """Log the start and wall time of a stage; name its Spark jobs in the UI.

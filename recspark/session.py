@@ -41,6 +41,7 @@ from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from recspark.config import SparkConfig
+from recspark.log import job_names, named_jobs
 
 _logger = logging.getLogger(__name__)
 
@@ -339,12 +340,15 @@ def map_in_pools(spark: SparkSession, fn: Callable[[_T], _R], items: Sequence[_T
                  parallel: int, pool: str) -> list[_R]:
     """``[fn(item) for item in items]``, ``parallel`` calls at a time from a thread pool;
     the Spark jobs of the i-th call go to scheduler pool ``f"{pool}{i % parallel}"`` (fair
-    between calls when ``spark.scheduler.mode=FAIR``). Results in the order of ``items``;
-    the first exception raised by a call is raised here."""
+    between calls when ``spark.scheduler.mode=FAIR``), named as the caller's jobs are (its
+    :func:`recspark.log.stage`). Results in the order of ``items``; the first exception
+    raised by a call is raised here."""
     parallel = max(1, min(parallel, len(items)))
+    names = job_names(spark)  # the caller's stage names the calls' jobs too
 
     def call(indexed: tuple[int, _T]) -> _R:
         i, item = indexed
+        named_jobs(spark, names)
         spark.sparkContext.setLocalProperty("spark.scheduler.pool", f"{pool}{i % parallel}")
         return fn(item)
 

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from recspark.config import SparkConfig
+from recspark.log import job_description
 from recspark.session import (
     DEFAULTS_FILE,
     MASTER_ENV,
@@ -17,6 +18,7 @@ from recspark.session import (
     SPARK_SUBMIT,
     SUBMIT_ARGS,
     Setting,
+    map_in_pools,
     parse_submit_args,
     python_launch_settings,
     read_properties,
@@ -193,3 +195,13 @@ def test_sql_settings_apply_for_the_block_and_leave_the_users_alone(spark) -> No
     with sql_settings(spark, {key: "77", users: "3"}):
         assert (spark.conf.get(key), spark.conf.get(users)) == ("77", before)
     assert (spark.conf.get(key), spark.conf.get(users)) == (default, before)
+
+
+def test_map_in_pools_keeps_order_and_names_the_calls_jobs_as_the_callers(spark) -> None:
+    sc = spark.sparkContext
+    with job_description("pools test", spark):
+        got = map_in_pools(
+            spark, lambda n: sc.parallelize(range(n), 2).sum(), [3, 5, 7], parallel=2, pool="t"
+        )
+    assert got == [3, 10, 21]
+    assert len(sc.statusTracker().getJobIdsForGroup("pools test")) == 3

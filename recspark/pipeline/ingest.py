@@ -370,7 +370,7 @@ def _ingest(
 
             def write_ratings() -> tuple:
                 assert fast is not None
-                with stage("ingest: index, deduplicate and write ratings", spark):
+                with stage("ingest: deduplicate and write indexed ratings", spark):
                     return fast.write(
                         out,
                         user_blocks=cfg.ingest.user_blocks,
