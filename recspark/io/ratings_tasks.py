@@ -30,21 +30,22 @@ import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from recspark.io import byteranges as br
-from recspark.schema import MOVIE_ID, MOVIE_IDX, RATING, TIMESTAMP, USER_ID, USER_IDX
-
-#: The written ratings' columns (user_block is the folder), not null.
-PARQUET_SCHEMA = pa.schema(
-    [
-        pa.field(USER_ID, pa.int64(), False),
-        pa.field(MOVIE_ID, pa.int64(), False),
-        pa.field(RATING, pa.float64(), False),
-        pa.field(TIMESTAMP, pa.int64(), False),
-        pa.field(USER_IDX, pa.int32(), False),
-        pa.field(MOVIE_IDX, pa.int32(), False),
-    ]
+from recspark.schema import (
+    INDEXED_RATINGS_SCHEMA,
+    MOVIE_ID,
+    MOVIE_IDX,
+    RATING,
+    TIMESTAMP,
+    USER_ID,
+    USER_IDX,
 )
+
+#: The written ratings' columns (user_block is the folder), not null: the Arrow form of
+#: the one schema of indexed ratings.
+PARQUET_SCHEMA = to_arrow_schema(INDEXED_RATINGS_SCHEMA)
 
 
 #: The cached scan is an LZ4-compressed Arrow stream: ratings columns shrink ~2.7 × (49.6 to
