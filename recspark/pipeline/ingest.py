@@ -352,10 +352,11 @@ def _ingest(
     with stage("ingest: match headers, locate the files", spark):
         columns = _headers(spark, inputs)
         fast = _arrow_ratings(spark, cfg, inputs[0], columns, layout=layout, now=now, out=out)
-        spark_inputs = inputs if fast is None else inputs[1:]
-        cached, sources = _validate_all(spark, spark_inputs, layout, now, columns)
+    cached: dict[str, DataFrame] = {}  # filled by _count_and_quarantine, released below
     try:
-        files, validated = _count_and_quarantine(spark, cached, sources, inputs, out, fast=fast)
+        files, validated = _count_and_quarantine(
+            spark, inputs, cached, layout=layout, now=now, columns=columns, out=out, fast=fast
+        )
         report["files"] = files
         entry = files[layout.ratings.name]
         _check_quarantine_share(spark, report, entry, out=out, target=target, cfg=cfg)
@@ -435,7 +436,6 @@ def _arrow_ratings(
     return ArrowRatings(
         spark,
         path=local,
-        source=source_uri(spark, ratings.path),
         spec=ratings.spec,
         columns=columns[ratings.kind],
         layout=layout,
@@ -445,20 +445,30 @@ def _arrow_ratings(
 
 def _count_and_quarantine(
     spark: SparkSession,
-    cached: dict[str, DataFrame],
-    sources: dict[str, str],
     inputs: list[_Input],
-    out: str,
+    cached: dict[str, DataFrame],
     *,
+    layout: Layout,
+    now: int,
+    columns: dict[str, tuple[str, ...] | None],
+    out: str,
     fast: ArrowRatings | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, DataFrame]]:
-    """Count rows per file and reason (the report's ``files``); write the quarantine. Returns
-    the files' entries and the validated frames with exact line numbers (lazy, over the
-    cached ones; for the ratings file of ``fast``, its validated other lines)."""
+    """Validate every file Spark reads (:func:`_validate_all`: all of them, or all but the
+    ratings file of ``fast``), count rows per file and reason (the report's ``files``) and
+    write the quarantine. Returns the files' entries and the validated frames with exact
+    line numbers (lazy, over the cached ones; for the ratings file of ``fast``, its
+    validated other lines). The persisted frames are added to ``cached`` as they are made,
+    for the caller to release whatever happens."""
     paths = {item.file_name: item.path for item in inputs if item.spec is not None}
+    sources: dict[str, str] = {}
     with stage("ingest: read and validate all files", spark):
 
         def count_spark_files() -> tuple:
+            spark_inputs = inputs if fast is None else inputs[1:]
+            frames, found = _validate_all(spark, spark_inputs, layout, now, columns)
+            cached.update(frames)
+            sources.update(found)
             return _count_reasons(cached) if cached else ({}, Counter(), {})
 
         def scan_ratings() -> tuple:
@@ -467,17 +477,19 @@ def _count_and_quarantine(
             return (others, *_count_numbered(others))
 
         # The Arrow scan of the ratings and Spark's validation of the other files run at
-        # the same time: each fills the cores the other leaves idle between its jobs.
-        calls = [count_spark_files] + ([scan_ratings] if fast is not None else [])
+        # the same time: each fills the cores the other leaves idle between its jobs. The
+        # scan is submitted first, before the other files' plans are built: its Python
+        # workers start (imports, compiled kernels) while the driver plans (~3 s at ml-32m).
+        calls = ([scan_ratings] if fast is not None else []) + [count_spark_files]
         outcomes = map_in_pools(spark, lambda call: call(), calls, parallel=2, pool="ingest")
-        counts, fallback, bases = outcomes[0]
+        counts, fallback, bases = outcomes[-1]
         files = {name: _file_entry(paths[name], counts[name], fallback[name]) for name in cached}
         validated = {
             name: number_lines(frame, bases[name], source=sources[name])
             for name, frame in cached.items()
         }
         if fast is not None:
-            others, reasons, flagged = outcomes[1]
+            others, reasons, flagged = outcomes[0]
             name = fast.spec.name
             reasons[ACCEPTED_REASON] = reasons.get(ACCEPTED_REASON, 0) + fast.plain_accepted
             files = {name: _file_entry(paths[name], reasons, flagged), **files}

@@ -54,6 +54,7 @@ from recspark.io import byteranges as br
 from recspark.io import ingested
 from recspark.io import ratings_tasks as rt
 from recspark.io.layouts import FileSpec, Layout
+from recspark.io.lines import source_uri
 from recspark.io.validate import validate_ratings
 from recspark.schema import (
     LATIN1_FALLBACK,
@@ -107,7 +108,8 @@ class ArrowRatings:
     """One ratings file through the Arrow path (module docstring). Driver-side.
 
     ``path``: the local file (from :func:`usable`); ``source``: its URI as the quarantine
-    spells it (:func:`recspark.io.lines.source_uri`); ``columns``: its header in its own
+    spells it (:func:`recspark.io.lines.source_uri`; by default looked up once the scan's
+    job runs, so that the scan's tasks start before the first Spark SQL plan); ``columns``: its header in its own
     order (:func:`recspark.io.layouts.match_header`, None without a header); ``now``:
     epoch seconds, the latest valid timestamp; ``range_bytes``: bytes per scan task
     (default :data:`recspark.io.byteranges.RANGE_BYTES`). Call :meth:`scan`, then
@@ -119,7 +121,7 @@ class ArrowRatings:
         spark: SparkSession,
         *,
         path: str,
-        source: str,
+        source: str | None = None,
         spec: FileSpec,
         columns: Sequence[str] | None,
         layout: Layout,
@@ -172,6 +174,8 @@ class ArrowRatings:
         self.plain_movies = np.unique(
             np.concatenate([r.movies for r in meta] or [np.zeros(0, np.int64)])
         )
+        if self.source is None:
+            self.source = source_uri(self.spark, self.path)
         source, encoding = self.source, self.spec.encoding
         if all(r.other_lines is not None for r in meta):  # the usual case: no pass over the cache
             rows = [
