@@ -107,9 +107,7 @@ def usable(spec: FileSpec, path: str, out: str) -> str | None:
 class ArrowRatings:
     """One ratings file through the Arrow path (module docstring). Driver-side.
 
-    ``path``: the local file (from :func:`usable`); ``source``: its URI as the quarantine
-    spells it (:func:`recspark.io.lines.source_uri`; by default looked up once the scan's
-    job runs, so that the scan's tasks start before the first Spark SQL plan); ``columns``: its header in its own
+    ``path``: the local file (from :func:`usable`); ``columns``: its header in its own
     order (:func:`recspark.io.layouts.match_header`, None without a header); ``now``:
     epoch seconds, the latest valid timestamp; ``range_bytes``: bytes per scan task
     (default :data:`recspark.io.byteranges.RANGE_BYTES`). Call :meth:`scan`, then
@@ -121,7 +119,6 @@ class ArrowRatings:
         spark: SparkSession,
         *,
         path: str,
-        source: str | None = None,
         spec: FileSpec,
         columns: Sequence[str] | None,
         layout: Layout,
@@ -130,7 +127,7 @@ class ArrowRatings:
     ) -> None:
         self.spark = spark
         self.sc = spark.sparkContext
-        self.path, self.source, self.spec, self.layout = path, source, spec, layout
+        self.path, self.spec, self.layout = path, spec, layout
         self.columns = None if columns is None else tuple(columns)
         self.now = int(now)
         self.range_bytes = br.RANGE_BYTES if range_bytes is None else range_bytes
@@ -174,9 +171,9 @@ class ArrowRatings:
         self.plain_movies = np.unique(
             np.concatenate([r.movies for r in meta] or [np.zeros(0, np.int64)])
         )
-        if self.source is None:
-            self.source = source_uri(self.spark, self.path)
-        source, encoding = self.source, self.spec.encoding
+        # The file's URI as the quarantine spells it, looked up only now: the scan's tasks
+        # start before the session's first (cold) Spark SQL plan.
+        source, encoding = source_uri(self.spark, self.path), self.spec.encoding
         if all(r.other_lines is not None for r in meta):  # the usual case: no pass over the cache
             rows = [
                 row
