@@ -8,8 +8,9 @@ its mmap threshold (at most 32 MB) by a fresh ``mmap`` and gives it back to the 
 figures come from, that costs ~3 ms per MB once the pages have been back with the kernel
 for more than about two seconds (the virtual machine reclaims them): 200 MB of
 ``np.ones`` took 0.02 s right after the same array was freed, 0.55-0.68 s after a pause of
-3-5 s, 0.007 s whatever the pause with this module's settings; an ALS fit at the ml-32m
-shape took 21.0 s with them against 24.1 s without (``scripts/bench_als.py``, session 30).
+3-5 s, 0.007 s whatever the pause with these settings; ALS fits at the ml-32m shape took
+21.1-23.2 s with the workers so set against 23.1-24.3 s without (``scripts/bench_als.py``,
+alternated, session 30).
 
 :func:`keep_freed_memory` sets, through ``mallopt(3)``, ``M_MMAP_MAX = 0`` (every
 allocation comes from the heap, which ``free`` does not unmap) and ``M_TRIM_THRESHOLD =
