@@ -22,13 +22,13 @@ def rss():
 a = np.ones({n} // 8)
 peak = rss()
 del a
-print(peak - rss())
+given = peak - rss()
 """
 
 
 def _given_back(prelude: str = "") -> int:
     """Bytes of RSS a fresh Python gives back when it frees a FREED-byte array."""
-    code = prelude + PROBE.format(n=FREED)
+    code = prelude + PROBE.format(n=FREED) + "print(given)\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip())
 
@@ -39,7 +39,7 @@ def _probe_in_task(_: int) -> tuple[bool, int]:
     import recspark.malloc as m
 
     scope: dict = {}
-    exec(PROBE.replace("print(peak - rss())", "given = peak - rss()").format(n=FREED), scope)
+    exec(PROBE.format(n=FREED), scope)
     return m.keep_freed_memory_in_tasks(), scope["given"]
 
 
