@@ -111,28 +111,50 @@ def line_spans(buf: np.ndarray, lead: int, stop: int) -> tuple[np.ndarray, np.nd
     the following line starts (after the terminator). A position p >= ``lead`` starts a
     line when p is the file's first byte (``lead`` = 0 and p = 0) or follows ``\\n``, or
     follows a ``\\r`` that is not followed by ``\\n``. A line without a terminator ends
-    where ``buf`` ends (:func:`read_range` reads on to the terminator unless the file ends)."""
+    where ``buf`` ends (:func:`read_range` reads on to the terminator unless the file ends).
+
+    NumPy counts the terminators (the output's size), then one compiled pass walks the
+    lines (:func:`_line_spans`): 0.047-0.049 s per 32 MB range of ml-32m lines, where the
+    NumPy formulation before it (every terminator's position, then a binary search per
+    line) took 0.097-0.14 s. In a whole ml-32m ingest the gain is within the noise
+    (37.9 against 38.1 s on average, four runs each, alternated).
+    """
+    buf = np.ascontiguousarray(buf, dtype=np.uint8)
+    bound = int(np.count_nonzero(buf == _NL)) + int(np.count_nonzero(buf == _CR)) + 1
+    starts = np.empty(bound, dtype=np.int64)
+    ends = np.empty(bound, dtype=np.int64)
+    nexts = np.empty(bound, dtype=np.int64)
+    k = _line_spans(buf, int(lead), int(stop), starts, ends, nexts)
+    return starts[:k], ends[:k], nexts[:k]
+
+
+@numba.njit(cache=True, nogil=True)
+def _line_spans(buf, lead, stop, starts, ends, nexts):  # pragma: no cover
+    """Fill ``starts``, ``ends``, ``nexts`` (:func:`line_spans`) and return the number of
+    lines: find the first line start at or after ``lead``, then walk line by line, each
+    line to its first terminator byte (a \\r\\n pair ends one line)."""
     n = buf.shape[0]
-    # Work on the terminator bytes only (one per line, not one per byte): each line ends at
-    # its first terminator byte; the \n of a \r\n pair ends nothing.
-    terms = np.flatnonzero((buf == _NL) | (buf == _CR))
-    kinds = buf[terms]
-    pair_second = np.zeros(terms.shape[0], dtype=bool)
-    pair_second[1:] = (kinds[1:] == _NL) & (kinds[:-1] == _CR) & (np.diff(terms) == 1)
-    line_ends = terms[~pair_second]
-    crlf = np.zeros(line_ends.shape[0], dtype=bool)
-    inside = line_ends + 1 < n
-    crlf[inside] = (buf[line_ends[inside]] == _CR) & (buf[line_ends[inside] + 1] == _NL)
-    after = line_ends + 1 + crlf
-    candidates = after if lead else np.concatenate([[0], after])
-    starts = candidates[(candidates >= lead) & (candidates < min(stop, n))].astype(np.int64)
-    at = np.searchsorted(line_ends, starts)
-    found = at < line_ends.shape[0]
-    ends = np.full(starts.shape[0], n, dtype=np.int64)
-    nexts = np.full(starts.shape[0], n, dtype=np.int64)
-    ends[found] = line_ends[at[found]]
-    nexts[found] = after[at[found]]
-    return starts, ends, nexts
+    limit = min(stop, n)
+    p = lead
+    if lead > 0:  # skip the end of a line that started before the range
+        while p < limit and not (buf[p - 1] == _NL or (buf[p - 1] == _CR and buf[p] != _NL)):
+            p += 1
+    k = 0
+    while p < limit:
+        e = p
+        while e < n and buf[e] != _NL and buf[e] != _CR:
+            e += 1
+        starts[k] = p
+        ends[k] = e
+        q = n
+        if e < n:
+            q = e + 1
+            if buf[e] == _CR and q < n and buf[q] == _NL:
+                q += 1
+        nexts[k] = q
+        k += 1
+        p = q
+    return k
 
 
 @dataclass(frozen=True)
