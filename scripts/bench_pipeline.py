@@ -245,8 +245,13 @@ def run_shape(a: argparse.Namespace, fraction: Fraction, env: dict[str, str]) ->
 
 
 def _figures(steps: dict[str, dict], work: Path) -> dict:
-    """Ratings, seconds per million ratings of every step, the issue's ratios."""
-    report = json.loads((work / "ingest" / "report.json").read_text())
+    """Ratings, seconds per million ratings of every step, the issue's ratios (nothing
+    per rating when the ingest step was skipped and never ran in ``work``)."""
+    report_path = work / "ingest" / "report.json"
+    if not report_path.is_file():
+        return {"ratings": None, "s_per_m_ratings": {}, "cpu_s_per_m_ratings": {}, "ratios": {},
+                "pipeline_s": 0.0, "peak_pss_gb": 0.0}
+    report = json.loads(report_path.read_text())
     ratings = report["files"]["ratings.csv"]["rows_read"]
     timed = {k: s for k, s in steps.items() if k != "generate"}
     per_m = {k: s["wall_s"] / (ratings / 1e6) for k, s in timed.items()}
@@ -272,6 +277,9 @@ def _figures(steps: dict[str, dict], work: Path) -> dict:
 
 
 def _print_shape(r: dict) -> None:
+    if r["ratings"] is None:
+        print(f"\nshape {r['fraction']}: no ingested ratings in the work folder (ingest skipped)")
+        return
     print(f"\nshape {r['fraction']}: {r['ratings']:,} ratings; pipeline (ingest+train+segment+rescore) "
           f"{r['pipeline_s']:.0f} s (<= 1200), peak PSS {r['peak_pss_gb']:.2f} GB (< 16)")
     print(f"{'step':<10} {'wall s':>8} {'CPU s':>8} {'s / M ratings':>14} {'CPU s / M':>10} {'peak PSS GB':>12} {'load before -> after':>24}")
@@ -284,7 +292,7 @@ def _print_shape(r: dict) -> None:
     for key in sorted(k for k in train if k.startswith(("fit ", "top-"))):
         print(f"  train: {key:<40} {train[key]:8.1f} s")
     for key, value in r["ratios"].items():
-        print(f"ratio {key:<48} {value:6.2f}")
+        print(f"ratio {key:<48} {value:7.3f}")
 
 
 def _plot(shapes: list[dict], path: Path) -> None:
@@ -354,8 +362,9 @@ def main(argv: list[str] | None = None) -> int:
         shapes.append(run_shape(a, fraction, env))
         _print_shape(shapes[-1])
         (Path(a.work) / "results.json").write_text(json.dumps({"args": vars(a), "shapes": shapes}, indent=2))
-    if len(shapes) > 1:
-        _plot(shapes, Path(a.work) / "scaling.png")
+    measured = [s for s in shapes if s["ratings"] is not None]
+    if len(measured) > 1:
+        _plot(measured, Path(a.work) / "scaling.png")
     return 0
 
 

@@ -75,6 +75,16 @@ def test_figures_per_million_ratings_and_ratios(tmp_path: Path) -> None:
     assert ratios["top-10 recspark / recommendForAllUsers (< 1)"] == pytest.approx(0.4)
 
 
+def test_figures_without_an_ingest_step_have_nothing_per_rating(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # e.g. a run that only generates the data: every step skipped, no ingest report
+    f = bp._figures({"generate": _step(40.0)}, tmp_path)
+    assert f["ratings"] is None and f["ratios"] == {} and f["s_per_m_ratings"] == {}
+    bp._print_shape({"fraction": "1", "steps": {"generate": _step(40.0)}, **f})
+    assert "ingest skipped" in capsys.readouterr().out
+
+
 def test_generate_args_scale_the_ml32m_shape(tmp_path: Path) -> None:
     args = dict(a.split("=", 1) for a in bp._generate_args(Fraction(1, 8), tmp_path / "d"))
     assert int(args["generate.ratings"]) == round(32_000_204 / 8)
