@@ -231,7 +231,7 @@ class ArrowRatings:
         def plain_pieces(r: tuple) -> Iterator[tuple[int, bytes]]:
             users, movies, bases = shared.value
             table = rt.read_ipc(r[1])
-            lines = table.column("line").to_numpy() + (bases[r[0]] + 1)
+            lines = table.column("line").to_numpy().astype(np.int64) + (bases[r[0]] + 1)
             yield from rt.block_pieces(table, lines, users, movies, n)
 
         def other_pieces(batch: pa.RecordBatch) -> Iterator[tuple[int, bytes]]:

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from recspark.io.ratings_tasks import IdIndex, _block_stats, _by_value, dedupe_order, distinct_ids
+from recspark.io.ratings_tasks import (
+    IdIndex,
+    _block_stats,
+    _by_value,
+    _narrow,
+    block_pieces,
+    dedupe_order,
+    distinct_ids,
+    write_block,
+)
+from recspark.schema import MOVIE_ID, RATING, TIMESTAMP, USER_ID
 
 
 def test_dedupe_order_keeps_the_latest_then_the_last_line() -> None:
@@ -71,3 +85,35 @@ def test_rows_in_pair_order_need_no_sort() -> None:
     u = np.array([0, 0, 1, 2], np.int32)
     m = np.array([1, 3, 0, 0], np.int32)
     assert dedupe_order(u, m, np.zeros(4, np.int64), np.arange(4)).tolist() == [0, 1, 2, 3]
+
+
+def test_narrow_keeps_every_value_exactly() -> None:
+    small = np.array([0, 2**31 - 1, -(2**31)], np.int64)
+    assert _narrow(small).dtype == np.int32 and np.array_equal(_narrow(small), small)
+    for wide in (np.array([2**31], np.int64), np.array([-(2**31) - 1], np.int64)):
+        assert _narrow(wide).dtype == np.int64
+    halves = np.array([0.5, 3.5, 5.0])
+    assert _narrow(halves).dtype == np.float32 and np.array_equal(_narrow(halves), halves)
+    assert _narrow(np.array([0.1, 3.5])).dtype == np.float64  # 0.1 is no float32
+
+
+def test_write_block_widens_pieces_of_mixed_widths(tmp_path: Path) -> None:
+    """Pieces narrowed differently (a timestamp past 2**31, a rating no float32 holds)
+    join into one block, every value as it was read; a repeated pair keeps its latest."""
+    users, movies = IdIndex(np.array([10, 20])), IdIndex(np.array([7, 8, 9]))
+
+    def piece(u, m, r, t, lines):
+        table = pa.table({USER_ID: u, MOVIE_ID: m, RATING: r, TIMESTAMP: t})
+        ((_, data),) = block_pieces(table, np.array(lines, np.int64), users, movies, 1)
+        return data
+
+    first = piece([10, 10], [7, 9], [3.5, 4.0], [100, 200], [2, 3])  # all narrow
+    second = piece([20, 10], [8, 7], [0.1, 2.0], [2**31 + 5, 300], [4, 5])  # all wide
+    written = write_block(0, [second, first], users.ids, movies.ids, str(tmp_path))
+    assert (written.rows, written.pairs) == (4, 3)
+    got = pq.read_table(next(tmp_path.glob("user_block=0/*.parquet"))).to_pandas()
+    assert got[[USER_ID, MOVIE_ID, RATING, TIMESTAMP]].values.tolist() == [
+        [10, 7, 2.0, 300],  # (10, 7) twice: the later timestamp
+        [10, 9, 4.0, 200],
+        [20, 8, 0.1, 2**31 + 5],
+    ]
