@@ -198,8 +198,8 @@ def block_pieces(
 
 def _narrow(values: np.ndarray) -> np.ndarray:
     """``values`` as float32 (doubles) or int32 (longs) when every value is exactly that,
-    else as they are: the shuffled pieces' timestamps, line numbers and half-star ratings
-    take 4 bytes instead of 8."""
+    else as they are: in the cached scan and the shuffled pieces, MovieLens ids,
+    timestamps, line numbers and half-star ratings take 4 bytes instead of 8."""
     if values.dtype == np.float64:
         narrow = values.astype(np.float32)
         return narrow if np.array_equal(narrow, values) else values
