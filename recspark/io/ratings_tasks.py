@@ -203,8 +203,8 @@ def _narrow(values: np.ndarray) -> np.ndarray:
     if values.dtype == np.float64:
         narrow = values.astype(np.float32)
         return narrow if np.array_equal(narrow, values) else values
-    fits = values.size and values.min() >= -(2**31) and values.max() < 2**31
-    if values.dtype == np.int64 and fits:
+    low, high = -(2**31), 2**31
+    if values.dtype == np.int64 and values.size and values.min() >= low and values.max() < high:
         return values.astype(np.int32)
     return values
 
