@@ -42,8 +42,9 @@ Per-block maths (vectorised, no loop per rating or per user)
     of Z a product reads stay in cache (with 200k users on the fixed side this is several
     times faster than one product) and memory stays O(tile · d² + rows · d²) per task,
     never O(nnz · d²). Explicit ALS computes both products (and the targets) in one
-    compiled pass per tile (:func:`_explicit_sums`, numba), the same sums in the same
-    order as the two SciPy products implicit ALS uses. Then one compiled Cholesky
+    compiled pass per tile (:func:`_explicit_sums`, numba, compiled for each d so that a
+    row's running sums stay in registers), the same sums in the same order as the two SciPy
+    products implicit ALS uses. Then one compiled Cholesky
     solve over the stacked systems (:func:`_cholesky_solve`, in chunks of at most 100k
     rows). The training error comes for free from the same quantities: since
     (G_u + s_uΛ) x_u = h_u,
@@ -61,6 +62,9 @@ from typing import Callable, Iterator
 import numba
 import numpy as np
 import scipy.sparse as sp
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from recspark.blocks import encode_values
 
@@ -360,45 +364,84 @@ def _normal_equations(
     return gram, h, total
 
 
-@numba.njit(cache=True, nogil=True)
-def _explicit_sums(  # pragma: no cover
-    indptr, offsets, codes, scale, starts, y, offset, r0, r1, gram, h, z
-):
-    """Explicit ALS's Gram matrices and right-hand sides of rows ``r0:r1``, in place.
+@intrinsic
+def _stack_doubles(typingctx, size):  # pragma: no cover - lowered by numba
+    """A pointer to ``size`` float64 on the calling kernel's stack (LLVM ``alloca`` in its
+    entry block); ``size`` must be a compile-time constant. Unlike an ``np.empty`` array,
+    the compiler knows this memory aliases no array argument, so a fixed-size accumulator
+    kept here lives in registers across a loop (``numba.carray`` views it as an array)."""
 
-    The numbers of :func:`_normal_equations` with unit weights and targets
-    t = code · scale − offset[column], bit for bit (same products, same order of sums), in
-    one compiled pass per tile that reads every value once: ``gram[u]`` += Z[i] and
-    ``h[u]`` += t · y[i] over the row's values, Z the tile's pair products (built in ``z``,
-    (tile width, d(d+1)/2) scratch). Returns Σ t² (summed in value order).
+    def lower(context, builder, signature, args):
+        return cgutils.alloca_once(builder, context.get_value_type(types.float64), size=args[0])
+
+    return types.CPointer(types.float64)(types.int64), lower
+
+
+@functools.cache
+def _explicit_sums(d: int) -> Callable[..., float]:
+    """The compiled explicit-ALS pass for rows of width ``d``: one function per d (compiled,
+    and cached on disk by numba, once per d), in which d and d(d+1)/2 are constants.
+
+    ``f(indptr, offsets, codes, scale, starts, y, offset, r0, r1, gram, h, z)`` adds the
+    Gram matrices and right-hand sides of rows ``r0:r1`` to ``gram`` (rows, d(d+1)/2) and
+    ``h`` (rows, d) in place: the numbers of :func:`_normal_equations` with unit weights and
+    targets t = code · scale − offset[column], bit for bit (same products, same order of
+    sums), in one pass per tile that reads every value once. Per tile it first writes each
+    column's pair products Z[i] and then y[i] itself into one row of ``z`` (tile width,
+    d(d+1)/2 + d); then for each (row, tile) cell the row's running sums are loaded once
+    into a stack accumulator (:func:`_stack_doubles`), ``acc`` += [Z[i], t · y[i]] over the
+    cell's values, and stored back. With d constant the compiler unrolls the accumulator
+    into registers: at the ml-32m shape (rank 10) 14-17 ns a rating against 23-27 ns with
+    d read at run time and the sums kept in ``gram``. Returns Σ t² (summed in value order).
     """
-    d = y.shape[1]
-    n_pairs = gram.shape[1]
-    tt = 0.0
-    for t in range(starts.shape[0] - 1):
-        if indptr[t, r1] == indptr[t, r0]:
-            continue
-        c0 = starts[t]
-        for c in range(starts[t + 1] - c0):
-            q = 0
-            for a in range(d):
-                ya = y[c0 + c, a]
-                for b in range(a, d):
-                    z[c, q] = ya * y[c0 + c, b]
-                    q += 1
-        for r in range(r0, r1):
-            g = gram[r - r0]
-            hr = h[r - r0]
-            for j in range(indptr[t, r], indptr[t, r + 1]):
-                c = offsets[j]
-                target = codes[j] * scale - offset[c0 + c]
-                tt += target * target
-                zc = z[c]
-                for q in range(n_pairs):
-                    g[q] += zc[q]
+    n_pairs = d * (d + 1) // 2
+    width = n_pairs + d
+
+    @numba.njit(cache=True, nogil=True)
+    def sums(  # pragma: no cover
+        indptr, offsets, codes, scale, starts, y, offset, r0, r1, gram, h, z
+    ):
+        acc = numba.carray(_stack_doubles(width), (width,))
+        tt = 0.0
+        for t in range(starts.shape[0] - 1):
+            if indptr[t, r1] == indptr[t, r0]:
+                continue
+            c0 = starts[t]
+            for c in range(starts[t + 1] - c0):
+                q = 0
                 for a in range(d):
-                    hr[a] += target * y[c0 + c, a]
-    return tt
+                    ya = y[c0 + c, a]
+                    for b in range(a, d):
+                        z[c, q] = ya * y[c0 + c, b]
+                        q += 1
+                for a in range(d):
+                    z[c, n_pairs + a] = y[c0 + c, a]
+            for r in range(r0, r1):
+                j0, j1 = indptr[t, r], indptr[t, r + 1]
+                if j0 == j1:
+                    continue
+                g = gram[r - r0]
+                hr = h[r - r0]
+                for q in range(n_pairs):
+                    acc[q] = g[q]
+                for a in range(d):
+                    acc[n_pairs + a] = hr[a]
+                for j in range(j0, j1):
+                    c = offsets[j]
+                    target = codes[j] * scale - offset[c0 + c]
+                    tt += target * target
+                    zc = z[c]
+                    for q in range(n_pairs):
+                        acc[q] += zc[q]
+                    for a in range(d):
+                        acc[n_pairs + a] += target * zc[n_pairs + a]
+                for q in range(n_pairs):
+                    g[q] = acc[q]
+                for a in range(d):
+                    hr[a] = acc[n_pairs + a]
+        return tt
+
+    return sums
 
 
 @numba.njit(cache=True, nogil=True)
@@ -516,14 +559,15 @@ def solve_rows(
     lam[k] = float(reg_bias)
 
     n_pairs = d * (d + 1) // 2
-    z = np.empty((int(np.diff(tiles.starts).max(initial=0)), n_pairs))
+    z = np.empty((int(np.diff(tiles.starts).max(initial=0)), n_pairs + d))
+    sums = _explicit_sums(d)
     out = np.empty((tiles.n_rows, d))
     sse = 0.0
     reg = 0.0
     for r0, r1 in _row_chunks(tiles.counts, chunk_nnz, chunk_rows):
         gram = np.zeros((r1 - r0, n_pairs))
         h = np.zeros((r1 - r0, d))
-        tt = _explicit_sums(
+        tt = sums(
             tiles.indptr, tiles.offsets, tiles.codes, float(tiles.scale), tiles.starts, y, offset,
             r0, r1, gram, h, z,
         )

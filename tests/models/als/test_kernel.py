@@ -120,12 +120,14 @@ def test_byte_codes_are_ordered_as_a_sort_of_packed_keys_duplicates_included(n_r
     np.testing.assert_array_equal(np.diff(tiles.indptr, axis=1).ravel(), cells)
 
 
-@pytest.mark.parametrize("codes_dtype", [np.uint8, np.float32])
-def test_compiled_explicit_sums_equal_the_scipy_products_bit_for_bit(codes_dtype):
+@pytest.mark.parametrize(
+    "codes_dtype, d", [(np.uint8, 5), (np.float32, 5), (np.uint8, 2), (np.uint8, 11)]
+)
+def test_compiled_explicit_sums_equal_the_scipy_products_bit_for_bit(codes_dtype, d):
     from recspark.models.als.kernel import _explicit_sums, _max_tile_nnz, _normal_equations
 
     rng = np.random.default_rng(4)
-    n_rows, n_cols, d = 300, 1000, 5
+    n_rows, n_cols = 300, 1000
     key = np.unique(rng.integers(0, n_rows * n_cols, 20_000))
     codes = rng.integers(1, 11, key.size).astype(codes_dtype)
     tiles = tiles_from_triples(
@@ -142,8 +144,8 @@ def test_compiled_explicit_sums_equal_the_scipy_products_bit_for_bit(codes_dtype
     r0, r1 = 17, 250
     want_g, want_h, want_tt = _normal_equations(tiles, y, r0, r1, terms, _max_tile_nnz(tiles))
     gram, h = np.zeros_like(want_g), np.zeros_like(want_h)
-    z = np.empty((128, want_g.shape[1]))
-    tt = _explicit_sums(
+    z = np.empty((128, want_g.shape[1] + d))
+    tt = _explicit_sums(d)(
         tiles.indptr, tiles.offsets, tiles.codes, 0.5, tiles.starts, y, offset, r0, r1, gram, h, z
     )
     np.testing.assert_array_equal(gram, want_g)
