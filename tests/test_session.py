@@ -74,6 +74,7 @@ def test_wanted_settings_hold_the_config_section_and_extra_keys():
     assert wanted["spark.python.unix.domain.socket.enabled"] == "true"
     # exactly Int.MaxValue: the one value that turns Spark's per-row byte count off
     assert wanted["spark.sql.execution.arrow.maxBytesPerBatch"] == str(2**31 - 1)
+    assert wanted["spark.task.maxDirectResultSize"] == "32m"
 
 
 def _batch_sizes(batches):
