@@ -145,9 +145,10 @@ ARROW_BATCHES_BY_ROWS = {"spark.sql.execution.arrow.maxBytesPerBatch": str(2**31
 #: through the block manager (Spark's default sends anything over 1 MB that way: stored by
 #: the executor, then fetched by the driver over the block transfer service, even in local
 #: mode). ALS's broadcast half-steps return every solved row to the driver (at the ml-32m
-#: shape on two cores, 9.3 MB a task): fits of 17.5-18.0 s against 18.8-19.4 s, three runs
-#: each alternated, the same factors; with only ``spark.broadcast.compress`` off instead,
-#: 18.4 and 19.5 s (no gain). Spark caps it at ``spark.rpc.message.maxSize`` (128 MB).
+#: shape on two cores, 9.3 MB a task): fits of 17.7 and 17.9 s with this alone, 17.5-18.0 s
+#: with the broadcasts also uncompressed, against 18.8-19.4 s without (alternated, the same
+#: factors); the broadcasts uncompressed alone, 18.4 and 19.5 s: no gain, not set. Spark
+#: caps it at ``spark.rpc.message.maxSize`` (128 MB).
 DIRECT_TASK_RESULTS = {"spark.task.maxDirectResultSize": "32m"}
 
 #: The settings recspark wants in every session whatever its config, and the tests'
