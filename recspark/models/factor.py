@@ -60,6 +60,7 @@ from recspark.schema import (
     USER_IDX,
     require_columns,
 )
+from recspark.session import sql_settings
 
 _logger = logging.getLogger(__name__)
 
@@ -95,10 +96,25 @@ ITEM_FACTORS_SCHEMA = T.StructType(
 
 
 def factor_frame(
-    spark: SparkSession, idx_col: str, idx: np.ndarray, bias: np.ndarray, factors: np.ndarray
+    spark: SparkSession,
+    idx_col: str,
+    idx: np.ndarray,
+    bias: np.ndarray,
+    factors: np.ndarray,
+    *,
+    in_tasks: bool = False,
 ) -> DataFrame:
     """(idx_col, bias, factors) rows from driver arrays, through Arrow in one piece
-    (no per-row Python objects; 200k × 10 factors take well under a second)."""
+    (no per-row Python objects; 200k × 10 factors take well under a second).
+
+    ``idx`` [n] int, ``bias`` [n] float, ``factors`` (n, k) float. By default Spark decides
+    where the Arrow batches become rows: below ``spark.sql.execution.arrow.
+    localRelationThreshold`` (48 MB) on the driver, one row at a time, as a local relation
+    the planner can size (and broadcast in a join), which every task reading it receives
+    inside the task. ``in_tasks`` (for a table cached at once, its size then known) sends
+    the batches, one per core, to be decoded in parallel: at the ml-32m shape, creating and
+    caching ALS's two tables (200,948 and 87,580 rows × 10 factors) took 0.75–0.86 s the
+    default way against 0.55–0.64 s (two cores, one process)."""
     n, k = factors.shape
     arrow = pa.table(
         {
@@ -107,7 +123,15 @@ def factor_frame(
             FACTORS: list_array(np.asarray(factors, dtype=np.float64).reshape(n, k)),
         }
     )
-    return spark.createDataFrame(arrow, factor_schema(idx_col))
+    settings: dict[str, str] = {}
+    if in_tasks:
+        slots = max(1, spark.sparkContext.defaultParallelism)
+        settings = {
+            "spark.sql.execution.arrow.localRelationThreshold": "0",
+            "spark.sql.execution.arrow.maxRecordsPerBatch": str(max(1, -(-n // slots))),
+        }
+    with sql_settings(spark, settings):
+        return spark.createDataFrame(arrow, factor_schema(idx_col))
 
 
 def factor_schema(idx_col: str) -> T.StructType:

@@ -11,7 +11,13 @@ from chispa import assert_approx_df_equality
 from recspark.errors import ModelError
 from recspark.models.bias import BiasModel
 from recspark.models.base import broadcast_if_small
-from recspark.models.factor import DOT_UNROLLED_MAX, FactorModel, dot
+from recspark.models.factor import (
+    DOT_UNROLLED_MAX,
+    FactorModel,
+    dot,
+    factor_frame,
+    factor_schema,
+)
 from recspark.session import sql_settings
 from tests.models.als._reference import hand_bias_model
 
@@ -114,3 +120,19 @@ def test_load_explains_missing_incomplete_and_foreign_folders(spark, tmp_path):
         FactorModel.load(spark, str(path))
 
 
+
+
+@pytest.mark.parametrize("in_tasks", [False, True])
+def test_factor_frame_holds_the_driver_arrays_row_for_row(spark, in_tasks):
+    rng = np.random.default_rng(5)
+    idx = np.array([7, 2, 11, 4, 0])
+    bias, factors = rng.normal(size=5), rng.normal(size=(5, 3))
+
+    frame = factor_frame(spark, "user_idx", idx, bias, factors, in_tasks=in_tasks)
+
+    got = {r["user_idx"]: (r["bias"], r["factors"]) for r in frame.collect()}
+    assert got == {int(i): (float(b), f.tolist()) for i, b, f in zip(idx, bias, factors)}
+    assert frame.schema == factor_schema("user_idx")
+    if in_tasks:  # one Arrow batch per core, decoded in the tasks
+        assert frame.rdd.getNumPartitions() == min(5, spark.sparkContext.defaultParallelism)
+    assert spark.conf.get("spark.sql.execution.arrow.localRelationThreshold") != "0"
