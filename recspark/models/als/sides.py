@@ -32,15 +32,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 from pyspark import RDD
+from pyspark.accumulators import Accumulator, AccumulatorParam
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from recspark import blocks as blk
-from recspark.models.als.kernel import ColumnTiles, init_factors, solve_rows, tiles_from_triples
+from recspark.models.als.kernel import (
+    ColumnTiles,
+    init_factors,
+    solve_rows,
+    tiles_from_triples,
+    transposed_by_block,
+)
 from recspark.models.base import clip
 from recspark.models.bias import BIAS_PREDICTION, BiasModel
 from recspark.schema import MOVIE_ID, MOVIE_IDX, RATING, USER_ID, USER_IDX, require_columns
@@ -147,30 +154,33 @@ def make_side(block: int, values: list[Any], *, width: int) -> Iterator[tuple[in
     seen = np.zeros(int(rows.max()) + 1, dtype=bool)
     seen[rows] = True
     ids = np.flatnonzero(seen)
-    local = np.cumsum(seen, dtype=np.int64) - 1
+    local = np.cumsum(seen, dtype=np.int32) - 1
     top = max([int(cols.max())] + [int(v.cols.max()) for v in val if v.nnz]) + 1
     used = np.zeros(top, dtype=bool)
     used[cols] = True
     for v in val:
         used[v.cols] = True
-    position = np.cumsum(used, dtype=np.int64) - 1
+    position = np.cumsum(used, dtype=np.int32) - 1
     needed = np.flatnonzero(used)
     tiles = tiles_from_triples(
-        local[rows],
-        position[cols],
+        rows,
+        cols,
         codes,
         n_rows=ids.shape[0],
         n_cols=needed.shape[0],
         width=width,
         scale=scale,
+        row_map=local,
+        col_map=position,
     )
+    del rows, cols, codes  # the block's joined pieces (a generator keeps its locals)
     side = Side(block, ids.astype(np.int32), tiles, needed)
     if val:
         v = val[0]
         side = dataclasses.replace(
             side,
             val_rows=np.searchsorted(ids, np.repeat(v.ids, v.counts())).astype(np.int64),
-            val_cols=position[v.cols],
+            val_cols=position[v.cols].astype(np.int64),
             val_vals=v.vals,
         )
     yield block, side
@@ -179,11 +189,8 @@ def make_side(block: int, values: list[Any], *, width: int) -> Iterator[tuple[in
 def transposed_pieces(item: tuple[int, Side], *, n_blocks: int) -> Iterator[tuple[int, blk.Piece]]:
     """A side's ratings with rows and columns swapped, split by destination block."""
     _, side = item
-    tiles = side.tiles
-    rows = side.needed[tiles.columns()].astype(np.int32)
-    cols = side.ids[tiles.rows()]
-    for d, r, c, v in blk.split_by_block(rows, cols, tiles.codes, n_blocks):
-        yield d, (r, c, v, tiles.scale)
+    for d, r, c, v in transposed_by_block(side.tiles, side.ids, side.needed, n_blocks):
+        yield d, (r, c, v, side.tiles.scale)
 
 
 def solve_side(side: Side, fixed: np.ndarray, params: Params) -> Solved:
@@ -287,6 +294,37 @@ def side_summary(item: tuple[int, Side]) -> SideSummary:
         int(s.val_vals.shape[0]) if s.val_vals is not None else 0,
         bool(np.isfinite(s.tiles.codes).all()),
     )
+
+
+class SummaryParam(AccumulatorParam):
+    """An accumulator of ``{block id: SideSummary}``, merged by block: a task that runs
+    again (a retry, or a cached block rebuilt) reports the same summary for the same block,
+    so the merged value does not depend on how often a block was built."""
+
+    def zero(self, value: dict[int, SideSummary]) -> dict[int, SideSummary]:
+        return {}
+
+    def addInPlace(
+        self, value1: dict[int, SideSummary], value2: dict[int, SideSummary]
+    ) -> dict[int, SideSummary]:
+        value1.update(value2)
+        return value1
+
+
+def summarised(
+    make: Callable[[int, list[Any]], Iterator[tuple[int, Side]]], summaries: Accumulator
+) -> Callable[[int, list[Any]], Iterator[tuple[int, Side]]]:
+    """``make`` (e.g. :func:`make_side`) reporting the :func:`side_summary` of every side
+    it yields to ``summaries`` (of :class:`SummaryParam`), so the driver learns the sides'
+    sizes from the job that builds and caches them, without a job that reads every cached
+    block back into Python (at the ml-32m shape the four user blocks' reads took 0.3 s)."""
+
+    def run(block: int, values: list[Any]) -> Iterator[tuple[int, Side]]:
+        for item in make(block, values):
+            summaries.add({item[0]: side_summary(item)})
+            yield item
+
+    return run
 
 
 def validation_blocks(

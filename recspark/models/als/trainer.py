@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 from pyspark import RDD, StorageLevel
+from pyspark.accumulators import Accumulator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -37,12 +38,13 @@ from recspark.models.als.sides import (
     SideSummary,
     Solved,
     Stats,
+    SummaryParam,
     ValidationBlock,
     initial_rows,
     make_side,
-    side_summary,
     solve_broadcast,
     solve_routed,
+    summarised,
     transposed_pieces,
     validation_blocks,
 )
@@ -119,9 +121,9 @@ class Trainer:
         """Build and cache the two sides, measure them (one collect each), plan routes."""
         start = time.perf_counter()
         val_blocks = self._build_sides()
-        users = self.users.map(side_summary).collect()
+        users = self._materialise(self.users, self.user_summaries)
         built = time.perf_counter()
-        items = self.items.map(side_summary).collect()
+        items = self._materialise(self.items, self.item_summaries)
         _logger.info(
             "%s: user blocks built in %.1f s, movie blocks in %.1f s",
             self.name, built - start, time.perf_counter() - built,
@@ -150,10 +152,15 @@ class Trainer:
         n = self.n
         ratings = self.ratings.select(USER_IDX, MOVIE_IDX, RATING)
         make = functools.partial(make_side, width=tile_width(self.cfg.rank))
+        self.user_summaries = self.sc.accumulator({}, SummaryParam())
+        self.item_summaries = self.sc.accumulator({}, SummaryParam())
         # One shuffle of the ratings into user blocks, tiled as they are assembled; the
         # movie blocks are the user blocks transposed (a second shuffle, of arrays).
         pieces = blk.block_pieces(ratings, row_col=USER_IDX, col_col=MOVIE_IDX, n_blocks=n)
-        self.users = self._persist(blk.zip_blocks([pieces], make, n_blocks=n), f"{self.name} users")
+        self.users = self._persist(
+            blk.zip_blocks([pieces], summarised(make, self.user_summaries), n_blocks=n),
+            f"{self.name} users",
+        )
         inputs = [self.users.flatMap(functools.partial(transposed_pieces, n_blocks=n))]
         val_blocks = None
         self.unknown_val = Stats()
@@ -162,8 +169,18 @@ class Trainer:
                 self.ratings, self.validation, bias=self.bias, lo=self.lo, hi=self.hi, n_blocks=n
             )
             inputs.append(val_blocks.mapValues(ValidationBlock))
-        self.items = self._persist(blk.zip_blocks(inputs, make, n_blocks=n), f"{self.name} movies")
+        self.items = self._persist(
+            blk.zip_blocks(inputs, summarised(make, self.item_summaries), n_blocks=n),
+            f"{self.name} movies",
+        )
         return val_blocks
+
+    @staticmethod
+    def _materialise(side: RDD, summaries: Accumulator) -> list[SideSummary]:
+        """Build and cache ``side`` (a JVM-side count: the cached blocks are not read back
+        into Python) and return the summaries its tasks reported, in block order."""
+        side._jrdd.count()
+        return [summaries.value[b] for b in sorted(summaries.value)]
 
     def _measure(self, users: list[SideSummary], items: list[SideSummary]) -> None:
         """Sizes, μ and the solve parameters from the sides' summaries."""
@@ -368,7 +385,9 @@ class Trainer:
         k = self.cfg.rank
         if state.table is not None:
             rows = state.table[state.trained]
-            df = factor_frame(self.spark, idx_col, state.trained, _bias_column(rows, k), rows[:, :k])
+            df = factor_frame(
+                self.spark, idx_col, state.trained, _bias_column(rows, k), rows[:, :k], in_tasks=True
+            )
         else:
 
             def rows_of(item: tuple[int, Solved]) -> Iterator[tuple[int, float, list[float]]]:

@@ -13,6 +13,7 @@ from recspark.models.als.kernel import (
     solve_rows,
     tile_columns,
     tiles_from_triples,
+    transposed_by_block,
 )
 from tests.models.als._reference import N_MOVIES, N_USERS, RANK, dense_step, small_matrix
 
@@ -118,6 +119,58 @@ def test_byte_codes_are_ordered_as_a_sort_of_packed_keys_duplicates_included(n_r
     np.testing.assert_array_equal(tiles.codes, key & 0xFF)
     cells = np.bincount(key >> 24, minlength=tiles.indptr.shape[0] * n_rows)
     np.testing.assert_array_equal(np.diff(tiles.indptr, axis=1).ravel(), cells)
+
+
+@pytest.mark.parametrize("codes_dtype", [np.uint8, np.float32])
+def test_id_maps_give_the_tiles_of_the_mapped_triples(codes_dtype):
+    # ids mapped inside the sort (packed codes) or before it (radix): same as mapping first
+    rng = np.random.default_rng(8)
+    n_rows, n_cols = 500, 900
+    row_ids = np.sort(rng.choice(5000, n_rows, replace=False))
+    col_ids = np.sort(rng.choice(9000, n_cols, replace=False))
+    row_map = np.full(5000, -1, dtype=np.int32)
+    row_map[row_ids] = np.arange(n_rows)
+    col_map = np.full(9000, -1, dtype=np.int32)
+    col_map[col_ids] = np.arange(n_cols)
+    key = rng.permutation(np.unique(rng.integers(0, n_rows * n_cols, 20_000)))
+    codes = rng.integers(1, 11, key.size).astype(codes_dtype)
+    local_rows, local_cols = key // n_cols, key % n_cols
+
+    mapped = tiles_from_triples(
+        row_ids[local_rows], col_ids[local_cols], codes, n_rows=n_rows, n_cols=n_cols, width=64,
+        scale=0.5, row_map=row_map, col_map=col_map,
+    )
+    direct = tiles_from_triples(
+        local_rows, local_cols, codes, n_rows=n_rows, n_cols=n_cols, width=64, scale=0.5
+    )
+
+    for field in ("starts", "indptr", "offsets", "codes", "counts"):
+        np.testing.assert_array_equal(getattr(mapped, field), getattr(direct, field))
+
+
+@pytest.mark.parametrize("codes_dtype", [np.uint8, np.float32])
+def test_transposed_by_block_equals_gathering_the_ids_and_a_stable_split(codes_dtype):
+    rng = np.random.default_rng(9)
+    n_rows, n_cols = 300, 700
+    key = rng.permutation(np.unique(rng.integers(0, n_rows * n_cols, 15_000)))
+    codes = rng.integers(1, 11, key.size).astype(codes_dtype)
+    tiles = tiles_from_triples(
+        key // n_cols, key % n_cols, codes, n_rows=n_rows, n_cols=n_cols, width=50, scale=0.5
+    )
+    row_ids = np.sort(rng.choice(10_000, n_rows, replace=False)).astype(np.int32)
+    col_ids = 2 * np.sort(rng.choice(20_000, n_cols, replace=False))  # blocks 1 and 3 empty
+
+    got = list(transposed_by_block(tiles, row_ids, col_ids, 4))
+
+    new_rows = col_ids[tiles.columns()]  # storage order: (tile, row, column)
+    new_cols = row_ids[tiles.rows()]
+    assert [b for b, *_ in got] == [0, 2]
+    for b, rows, cols, out in got:
+        sel = new_rows % 4 == b
+        assert rows.dtype == np.int32 and cols.dtype == np.int32 and out.dtype == codes_dtype
+        np.testing.assert_array_equal(rows, new_rows[sel])
+        np.testing.assert_array_equal(cols, new_cols[sel])
+        np.testing.assert_array_equal(out, tiles.codes[sel])
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from recspark.blocks import encode_values, split_by_block
-from recspark.models.als.sides import make_side, transposed_pieces
+from recspark.models.als.sides import (
+    SideSummary,
+    SummaryParam,
+    make_side,
+    side_summary,
+    summarised,
+    transposed_pieces,
+)
 from tests.models.als._reference import small_matrix
 
 
@@ -68,3 +77,22 @@ def test_pieces_of_different_encodings_are_decoded_and_stored_in_the_widest():
     got = _dense(side, (3, 4))
     assert got[0, 1] == 4.5 and got[2, 0] == 1.0 and got[0, 3] == 3.3 and got[2, 2] == 2.0
     assert np.isnan(got).sum() == 12 - 4
+
+
+def test_summaries_are_reported_once_per_block_however_often_a_block_is_built(spark):
+    rows = np.array([0, 1, 2, 3, 4, 5], dtype=np.int32)
+    cols = np.array([0, 1, 0, 2, 1, 2], dtype=np.int32)
+    codes, scale = encode_values(np.array([1.0, 2.5, 3.0, 4.0, 4.5, 5.0]))
+    pieces = [(b, (r, c, v, scale)) for b, r, c, v in split_by_block(rows, cols, codes, 2)]
+    summaries = spark.sparkContext.accumulator({}, SummaryParam())
+    make = summarised(functools.partial(make_side, width=2), summaries)
+    built = spark.sparkContext.parallelize(pieces, 2).groupByKey().flatMap(
+        lambda kv: make(kv[0], list(kv[1]))
+    )
+
+    assert built.count() == 2 and built.count() == 2  # every block built twice
+
+    assert sorted(summaries.value) == [0, 1]
+    for block, side in built.collect():
+        assert summaries.value[block] == side_summary((block, side))
+    assert summaries.value[0] == SideSummary(3, 3, 1.0 + 3.0 + 4.5, 4, 0, True)
