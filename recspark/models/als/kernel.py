@@ -194,7 +194,9 @@ def _radix_order(keys: list[np.ndarray]) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _cell_sort(rows, cols, codes, row_local, col_tile, col_sub, m, n_tiles, cell_a, cell_b):  # pragma: no cover
+def _cell_sort(  # pragma: no cover
+    rows, cols, codes, row_local, col_tile, col_sub, m, n_tiles, cell_a, cell_b
+):
     """The packed-code tiling in four stable counting passes (an LSD radix sort):
     ``(flat, offsets, codes)`` with ``flat`` [n_tiles · m + 1] the start of every cell
     (tile · m + row) and the values ordered by (cell, column offset, code).
@@ -269,9 +271,7 @@ def _packed_order(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(flat, offsets, codes) of :func:`_cell_sort` for 1-byte value codes, or None for
     other codes (sorted by :func:`_radix_order` instead): values ordered by (tile, row,
-    column), ``flat`` the start of every (tile, row) cell, without sorting the whole block
-    (0.17 against 0.48-0.63 s for one ``np.sort`` of packed int64 keys, a user block of
-    6.3M ratings at the ml-32m shape)."""
+    column), ``flat`` the start of every (tile, row) cell, without sorting the whole block."""
     if codes.dtype != np.uint8:
         return None
     c = np.arange(n_cols, dtype=np.int64)
@@ -356,7 +356,9 @@ def tiles_from_triples(
 
 
 @numba.njit(cache=True, nogil=True)
-def _transpose_split(starts, indptr, offsets, codes, row_ids, col_ids, n_blocks):  # pragma: no cover
+def _transpose_split(  # pragma: no cover
+    starts, indptr, offsets, codes, row_ids, col_ids, n_blocks
+):
     """:func:`transposed_by_block`'s two passes: the values per destination block, then
     each value's (column id, row id, code) at its block's next place, in storage order."""
     m = indptr.shape[1] - 1
@@ -392,8 +394,8 @@ def transposed_by_block(
     ``row_ids`` [m] and ``col_ids`` [n_cols] (ids below 2**31) give the id of every local
     row and column; the new rows are column ids, the new columns row ids (int32), the codes
     as stored; within a block, values keep the tiles' (tile, row, column) order. One
-    compiled pass counts, one places (0.2 s → 0.03 s for a user block of 6.3M ratings at
-    the ml-32m shape, against gathering the ids and splitting with NumPy)."""
+    compiled pass counts, one places: 0.06 s for a user block of 6.3M ratings at the
+    ml-32m shape, against 0.18-0.24 s gathering the ids and splitting them with NumPy."""
     bounds, rows, cols, codes = _transpose_split(
         tiles.starts, tiles.indptr, tiles.offsets, tiles.codes,
         np.asarray(row_ids), np.asarray(col_ids), int(n_blocks),
@@ -513,25 +515,34 @@ def _explicit_sums(d: int) -> Callable[..., float]:
     Gram matrices and right-hand sides of rows ``r0:r1`` to ``gram`` (rows, d(d+1)/2) and
     ``h`` (rows, d) in place: the numbers of :func:`_normal_equations` with unit weights and
     targets t = code · scale − offset[column], bit for bit (same products, same order of
-    sums), in one pass per tile that reads every value once. Per tile it first writes each
-    column's pair products Z[i] and then y[i] itself into one row of ``z`` (tile width,
-    d(d+1)/2 + d); then for each (row, tile) cell the row's running sums are loaded once
-    into a stack accumulator (:func:`_stack_doubles`), ``acc`` += [Z[i], t · y[i]] over the
-    cell's values, and stored back. With d constant the compiler unrolls the accumulator
+    sums), in one pass per tile that reads every value once. ``y``'s last column must be 1
+    (the bias's constant, as in :func:`solve_rows`), so the products with it are known: per
+    tile the pass writes each column's pair products in ``gram``'s order but the last (the
+    pair (d−1, d−1), 1 · 1) into one row of ``z`` (tile width, d(d+1)/2 − 1), the pairs
+    (a, d−1) being y[i, a] itself; then for each (row, tile) cell the row's running sums
+    are loaded once into a stack accumulator (:func:`_stack_doubles`), added to over the
+    cell's values (the row of z, 1, and t · y[i, a] read from the pairs (a, d−1), t for h's
+    last entry), and stored back. With d constant the compiler unrolls the accumulator
     into registers: at the ml-32m shape (rank 10) 14-17 ns a rating against 23-27 ns with
-    d read at run time and the sums kept in ``gram``. The rows of Z that ratings read are in
-    no order the hardware can predict, so each rating also prefetches the row of the rating
-    ``PREFETCH_AHEAD`` places later in the tile (:func:`_prefetch`): 12-15 ns a rating.
-    Returns Σ t² (summed in value order).
+    d read at run time and the sums kept in ``gram``. The rows of Z that ratings read are
+    in no order the hardware can predict, so each rating also prefetches the row of the
+    rating ``PREFETCH_AHEAD`` places later in the tile (:func:`_prefetch`): 12-15 ns a
+    rating; reading 65 doubles a rating instead of the 77 of all the pairs and y (rank
+    10): 0.093-0.101 s against 0.107-0.119 s for a block of 6.3-6.7M ratings (session 33,
+    alternated). Returns Σ t² (summed in value order).
     """
     n_pairs = d * (d + 1) // 2
-    width = n_pairs + d
+    k = d - 1
+    width = n_pairs - 1  # a row of z: the pairs in gram's order but the last, (k, k) = 1
+    sums_size = n_pairs + d  # the accumulator: gram's pairs, then h
+    # where y[i, a] = y[i, a] · 1 sits in a row of z: the pair (a, k), last of row a
+    y_at = np.array([(a + 1) * d - a * (a + 1) // 2 - 1 for a in range(k)], dtype=np.int64)
 
     @numba.njit(cache=True, nogil=True)
     def sums(  # pragma: no cover
         indptr, offsets, codes, scale, starts, y, offset, r0, r1, gram, h, z
     ):
-        acc = numba.carray(_stack_doubles(width), (width,))
+        acc = numba.carray(_stack_doubles(sums_size), (sums_size,))
         z_flat = z.reshape(-1)
         tt = 0.0
         for t in range(starts.shape[0] - 1):
@@ -540,13 +551,13 @@ def _explicit_sums(d: int) -> Callable[..., float]:
             c0 = starts[t]
             for c in range(starts[t + 1] - c0):
                 q = 0
-                for a in range(d):
+                for a in range(k):
                     ya = y[c0 + c, a]
-                    for b in range(a, d):
+                    for b in range(a, k):
                         z[c, q] = ya * y[c0 + c, b]
                         q += 1
-                for a in range(d):
-                    z[c, n_pairs + a] = y[c0 + c, a]
+                    z[c, q] = ya  # the pair (a, k): y_a · 1
+                    q += 1
             tile_end = indptr[t, r1]
             for r in range(r0, r1):
                 j0, j1 = indptr[t, r], indptr[t, r + 1]
@@ -567,10 +578,12 @@ def _explicit_sums(d: int) -> Callable[..., float]:
                     target = codes[j] * scale - offset[c0 + c]
                     tt += target * target
                     zc = z[c]
-                    for q in range(n_pairs):
+                    for q in range(width):
                         acc[q] += zc[q]
-                    for a in range(d):
-                        acc[n_pairs + a] += target * zc[n_pairs + a]
+                    acc[width] += 1.0  # the pair (k, k): 1 · 1
+                    for a in range(k):
+                        acc[n_pairs + a] += target * zc[y_at[a]]
+                    acc[n_pairs + k] += target  # t · 1
                 for q in range(n_pairs):
                     g[q] = acc[q]
                 for a in range(d):
@@ -695,7 +708,7 @@ def solve_rows(
     lam[k] = float(reg_bias)
 
     n_pairs = d * (d + 1) // 2
-    z = np.empty((int(np.diff(tiles.starts).max(initial=0)), n_pairs + d))
+    z = np.empty((int(np.diff(tiles.starts).max(initial=0)), n_pairs - 1))
     sums = _explicit_sums(d)
     out = np.empty((tiles.n_rows, d))
     sse = 0.0

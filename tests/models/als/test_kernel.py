@@ -197,7 +197,7 @@ def test_compiled_explicit_sums_equal_the_scipy_products_bit_for_bit(codes_dtype
     r0, r1 = 17, 250
     want_g, want_h, want_tt = _normal_equations(tiles, y, r0, r1, terms, _max_tile_nnz(tiles))
     gram, h = np.zeros_like(want_g), np.zeros_like(want_h)
-    z = np.empty((128, want_g.shape[1] + d))
+    z = np.empty((128, want_g.shape[1] - 1))  # the distinct pairs and y without its 1s
     tt = _explicit_sums(d)(
         tiles.indptr, tiles.offsets, tiles.codes, 0.5, tiles.starts, y, offset, r0, r1, gram, h, z
     )
