@@ -1,9 +1,10 @@
 """The ALS trainer: builds the cached sides once, then iterates through the shared loop.
 
 :class:`Trainer` is driver-side only. :meth:`Trainer.prepare` builds and caches the user
-and movie sides (:mod:`recspark.models.als.sides`), measures them with one small collect
-each, picks broadcast or routed per side (``als.mode``; ``auto`` broadcasts a side whose
-factor table fits under ``als.broadcast_max_mb``) and plans the routes a routed side needs.
+and movie sides (:mod:`recspark.models.als.sides`), measures them from the summaries the
+jobs that build them report, picks broadcast or routed per side (``als.mode``; ``auto``
+broadcasts a side whose factor table fits under ``als.broadcast_max_mb``) and plans the
+routes a routed side needs.
 :meth:`Trainer.run` then runs :class:`recspark.models.iterative.Loop`, one user half-step
 and one movie half-step per iteration, no early stopping (the last iterate is kept), the
 lineage of routed sides cut every ``als.checkpoint_every`` iterations.
@@ -118,7 +119,7 @@ class Trainer:
         return rdd
 
     def prepare(self) -> None:
-        """Build and cache the two sides, measure them (one collect each), plan routes."""
+        """Build and cache the two sides, measure them (their builds' summaries), plan routes."""
         start = time.perf_counter()
         val_blocks = self._build_sides()
         users = self._materialise(self.users, self.user_summaries)
