@@ -239,15 +239,12 @@ def _cell_sort(  # pragma: no cover
         key_b[p] = key_a[i]
         cell_b[p] = cell_a[i]
         high[h] = p + 1
-    tiles = np.zeros(n_tiles + 1, dtype=np.int64)
     flat = np.zeros(n_tiles * m + 1, dtype=np.int64)
     for i in range(n):
-        tiles[cell_b[i] // m + 1] += 1
         flat[cell_b[i] + 1] += 1
-    for k in range(n_tiles):
-        tiles[k + 1] += tiles[k]
     for k in range(n_tiles * m):
         flat[k + 1] += flat[k]
+    tiles = flat[: n_tiles * m : max(m, 1)].copy()  # where each tile's values start
     for i in range(n):
         t = cell_b[i] // m
         p = tiles[t]
